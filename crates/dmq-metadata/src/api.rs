@@ -1,0 +1,690 @@
+//! The metadata node's HTTP API (SPEC §3), the internal Raft RPCs, `/metrics` and `/health`.
+//!
+//! Leader-only requests (topic create/delete, broker registration, heartbeats) answer 503 with
+//! `X-Controller-Leader` / `X-Controller-Leader-Id` on a follower. Reads are served from the local
+//! applied state; `?consistent=true` first makes sure the answer includes everything the leader
+//! had committed when the request arrived (a linearizable read through the leader's read index).
+//! Every error is JSON `{"error": CODE, "message": text}`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dmq_types::{validate_topic_name, BrokerId, HTTP_BODY_BYTES_MAX, TOPIC_PARTITIONS_MAX};
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::ServerState;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::controller::assign_replicas;
+use crate::node::{now_ms, NodeShared};
+use crate::raft::TypeConfig;
+use crate::state::{Broker, Command, CommandResult, Topic};
+use crate::MetadataError;
+
+/// How long a linearizable read waits for the local state to catch up with the read index.
+const CONSISTENT_READ_WAIT_MS_MAX: u64 = 5_000;
+
+type Shared = Arc<NodeShared>;
+type ApiResult<T> = Result<T, MetadataError>;
+
+/// All routes of a metadata node.
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/api/v1/metadata/controller", get(controller))
+        .route("/api/v1/metadata/cluster", get(cluster))
+        .route(
+            "/api/v1/metadata/topics",
+            get(list_topics).post(create_topic),
+        )
+        .route(
+            "/api/v1/metadata/topics/{name}",
+            get(get_topic).delete(delete_topic),
+        )
+        .route(
+            "/api/v1/metadata/brokers",
+            get(list_brokers).post(register_broker),
+        )
+        .route("/api/v1/metadata/brokers/{id}", get(get_broker))
+        .route("/api/v1/metadata/heartbeat/{id}", post(heartbeat))
+        .route("/api/v1/raft/status", get(raft_status))
+        .route("/api/v1/raft/read-index", get(read_index))
+        .route("/api/v1/raft/request-vote", post(raft_vote))
+        .route("/api/v1/raft/append-entries", post(raft_append))
+        .route("/api/v1/raft/install-snapshot", post(raft_snapshot))
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Raft snapshot chunks are bounded by openraft's `snapshot_max_chunk_size`; everything
+        // else is far smaller. The JSON extractor below enforces the API's own limit.
+        .layer(DefaultBodyLimit::max(8 * HTTP_BODY_BYTES_MAX))
+        .with_state(shared)
+}
+
+impl IntoResponse for MetadataError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::AlreadyExists(_) => StatusCode::CONFLICT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotLeader { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Storage { .. } | Self::Startup(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut body = json!({"error": self.code(), "message": self.to_string()});
+        let mut headers = HeaderMap::new();
+        if let Self::NotLeader {
+            leader_id,
+            leader_url,
+        } = &self
+        {
+            body["leaderId"] = json!(leader_id);
+            body["leaderUrl"] = json!(leader_url);
+            if let Some(url) = leader_url
+                .as_deref()
+                .and_then(|u| HeaderValue::from_str(u).ok())
+            {
+                headers.insert("X-Controller-Leader", url);
+            }
+            if let Some(id) = leader_id {
+                headers.insert("X-Controller-Leader-Id", HeaderValue::from(*id));
+            }
+        }
+        (status, headers, Json(body)).into_response()
+    }
+}
+
+/// Parses a JSON body whatever its Content-Type (so `curl -d` works), within the API's limit.
+fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    if body.len() > HTTP_BODY_BYTES_MAX {
+        return Err(MetadataError::TooLarge(format!(
+            "request body is {} bytes; the limit is {HTTP_BODY_BYTES_MAX}",
+            body.len()
+        )));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| MetadataError::InvalidRequest(format!("malformed JSON body: {e}")))
+}
+
+async fn not_found() -> MetadataError {
+    MetadataError::NotFound("no such endpoint".into())
+}
+
+async fn method_not_allowed() -> Response {
+    let body = json!({"error": "METHOD_NOT_ALLOWED", "message": "method not allowed on this path"});
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ReadQuery {
+    #[serde(default)]
+    consistent: Option<String>,
+}
+
+impl ReadQuery {
+    fn consistent(&self) -> bool {
+        matches!(self.consistent.as_deref(), Some("true" | "1" | ""))
+    }
+}
+
+/// Makes the local state at least as new as what the leader has committed right now.
+async fn ensure_consistent(shared: &NodeShared, query: &ReadQuery) -> ApiResult<()> {
+    if !query.consistent() {
+        return Ok(());
+    }
+    let read_index = if shared.is_leader() {
+        shared.read_index().await?
+    } else {
+        let (leader_id, leader_url) = shared.leader();
+        let url = leader_url.ok_or(MetadataError::NotLeader {
+            leader_id,
+            leader_url: None,
+        })?;
+        let resp = shared
+            .http
+            .get(format!("{url}/api/v1/raft/read-index"))
+            .timeout(Duration::from_millis(CONSISTENT_READ_WAIT_MS_MAX))
+            .send()
+            .await
+            .map_err(|e| MetadataError::Unavailable(format!("leader unreachable: {e}")))?;
+        let body: Value = resp
+            .json()
+            .await
+            .map_err(|e| MetadataError::Unavailable(format!("bad read-index answer: {e}")))?;
+        body.get("readIndex")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| {
+                MetadataError::Unavailable(format!("leader gave no read index: {body}"))
+            })?
+    };
+    shared
+        .raft
+        .wait(Some(Duration::from_millis(CONSISTENT_READ_WAIT_MS_MAX)))
+        .applied_index_at_least(Some(read_index), "consistent read")
+        .await
+        .map_err(|e| MetadataError::Unavailable(format!("state did not catch up: {e}")))?;
+    Ok(())
+}
+
+async fn read_index(State(shared): State<Shared>) -> ApiResult<Json<Value>> {
+    shared.require_leader()?;
+    let index = shared.read_index().await?;
+    Ok(Json(json!({ "readIndex": index })))
+}
+
+fn controller_json(shared: &NodeShared) -> ApiResult<Value> {
+    let m = shared.raft.metrics().borrow().clone();
+    let leader = m.current_leader.ok_or_else(|| {
+        MetadataError::Unavailable("no controller is elected right now; retry shortly".into())
+    })?;
+    Ok(json!({
+        "controllerId": leader,
+        "controllerUrl": shared.member_url(leader),
+        "controllerTerm": m.current_term,
+        "timestamp": now_ms(),
+    }))
+}
+
+async fn controller(State(shared): State<Shared>) -> ApiResult<Json<Value>> {
+    controller_json(&shared).map(Json)
+}
+
+async fn cluster(
+    State(shared): State<Shared>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<Json<Value>> {
+    ensure_consistent(&shared, &q).await?;
+    let m = shared.raft.metrics().borrow().clone();
+    let (version, brokers, topics, total_partitions) = {
+        let data = shared.sm.read();
+        let brokers: Vec<Broker> = data.state.brokers.values().cloned().collect();
+        let topics: Vec<Topic> = data.state.topics.values().cloned().collect();
+        (
+            data.state.version,
+            brokers,
+            topics,
+            data.state.total_partitions(),
+        )
+    };
+    let brokers: Vec<Broker> = brokers
+        .into_iter()
+        .map(|b| shared.with_live_heartbeat(b))
+        .collect();
+    let nodes: Vec<Value> = shared
+        .members
+        .iter()
+        .map(|(id, url)| json!({"nodeId": id, "url": url, "isLeader": m.current_leader == Some(*id)}))
+        .collect();
+    Ok(Json(json!({
+        "version": version,
+        "brokers": brokers,
+        "topics": topics,
+        "controllerLeaderId": m.current_leader,
+        "totalPartitions": total_partitions,
+        "controllerInfo": controller_json(&shared).unwrap_or(Value::Null),
+        "activeMetadataNodes": nodes,
+    })))
+}
+
+async fn list_topics(
+    State(shared): State<Shared>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<Json<Vec<Topic>>> {
+    ensure_consistent(&shared, &q).await?;
+    let data = shared.sm.read();
+    Ok(Json(data.state.topics.values().cloned().collect()))
+}
+
+async fn get_topic(
+    State(shared): State<Shared>,
+    Path(name): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<Json<Topic>> {
+    ensure_consistent(&shared, &q).await?;
+    let data = shared.sm.read();
+    data.state
+        .topics
+        .get(&name)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| MetadataError::NotFound(format!("topic {name:?} does not exist")))
+}
+
+/// Body of `POST /api/v1/metadata/topics`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateTopicRequest {
+    topic_name: String,
+    num_partitions: Option<i64>,
+    replication_factor: Option<i64>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+}
+
+async fn create_topic(State(shared): State<Shared>, body: Bytes) -> ApiResult<Response> {
+    let req: CreateTopicRequest = parse_json(&body)?;
+    shared.require_leader()?;
+    let topic = shared
+        .create_topic(
+            &req.topic_name,
+            req.num_partitions,
+            req.replication_factor,
+            req.config,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(topic)).into_response())
+}
+
+async fn delete_topic(
+    State(shared): State<Shared>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    shared.require_leader()?;
+    if !shared.sm.read().state.topics.contains_key(&name) {
+        return Err(MetadataError::NotFound(format!(
+            "topic {name:?} does not exist"
+        )));
+    }
+    match shared
+        .propose(Command::DeleteTopic { name: name.clone() })
+        .await?
+    {
+        CommandResult::TopicDeleted { name } => {
+            Ok(Json(json!({"topicName": name, "deleted": true})))
+        }
+        other => Err(result_error(other)),
+    }
+}
+
+async fn list_brokers(
+    State(shared): State<Shared>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<Json<Vec<Broker>>> {
+    ensure_consistent(&shared, &q).await?;
+    let brokers: Vec<Broker> = shared.sm.read().state.brokers.values().cloned().collect();
+    Ok(Json(
+        brokers
+            .into_iter()
+            .map(|b| shared.with_live_heartbeat(b))
+            .collect(),
+    ))
+}
+
+fn parse_broker_id(raw: &str) -> ApiResult<BrokerId> {
+    raw.parse::<BrokerId>()
+        .ok()
+        .filter(|id| *id >= 0)
+        .ok_or_else(|| {
+            MetadataError::InvalidRequest(format!(
+                "broker id {raw:?} is not a non-negative integer"
+            ))
+        })
+}
+
+async fn get_broker(
+    State(shared): State<Shared>,
+    Path(raw): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<Json<Broker>> {
+    let id = parse_broker_id(&raw)?;
+    ensure_consistent(&shared, &q).await?;
+    let broker = shared.sm.read().state.brokers.get(&id).cloned();
+    broker
+        .map(|b| Json(shared.with_live_heartbeat(b)))
+        .ok_or_else(|| MetadataError::NotFound(format!("broker {id} is not registered")))
+}
+
+/// Body of `POST /api/v1/metadata/brokers`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegisterBrokerRequest {
+    broker_id: BrokerId,
+    host: String,
+    port: u16,
+    kafka_port: Option<u16>,
+}
+
+async fn register_broker(State(shared): State<Shared>, body: Bytes) -> ApiResult<Response> {
+    let req: RegisterBrokerRequest = parse_json(&body)?;
+    if req.broker_id < 0 {
+        return Err(MetadataError::InvalidRequest(
+            "brokerId must be non-negative".into(),
+        ));
+    }
+    if req.host.trim().is_empty() || req.port == 0 {
+        return Err(MetadataError::InvalidRequest(
+            "host must be non-empty and port non-zero".into(),
+        ));
+    }
+    shared.require_leader()?;
+    let command = Command::RegisterBroker {
+        broker_id: req.broker_id,
+        host: req.host,
+        port: req.port,
+        kafka_port: req
+            .kafka_port
+            .unwrap_or_else(|| req.port.saturating_add(11_011)),
+        timestamp_ms: now_ms(),
+    };
+    match shared.propose(command).await? {
+        CommandResult::Broker(broker) => {
+            shared.record_heartbeat(broker.broker_id);
+            tracing::info!(broker = broker.broker_id, host = %broker.host, "broker registered");
+            Ok((StatusCode::CREATED, Json(broker)).into_response())
+        }
+        other => Err(result_error(other)),
+    }
+}
+
+/// Optional body of a heartbeat; an empty body is a valid heartbeat.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HeartbeatRequest {
+    broker_id: Option<BrokerId>,
+    metadata_version: Option<u64>,
+}
+
+async fn heartbeat(
+    State(shared): State<Shared>,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let id = parse_broker_id(&raw)?;
+    let req: HeartbeatRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        HeartbeatRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    if req.broker_id.is_some_and(|b| b != id) {
+        return Err(MetadataError::InvalidRequest(format!(
+            "body brokerId {:?} does not match path broker {id}",
+            req.broker_id
+        )));
+    }
+    shared.require_leader()?;
+    let status = shared.sm.read().state.brokers.get(&id).map(|b| b.status);
+    let Some(status) = status else {
+        return Err(MetadataError::NotFound(format!(
+            "broker {id} never registered; register it with POST /api/v1/metadata/brokers"
+        )));
+    };
+    shared.record_heartbeat(id);
+    if status == crate::state::BrokerStatus::Offline {
+        tracing::info!(
+            broker = id,
+            "heartbeat from an OFFLINE broker; marking it ONLINE"
+        );
+        shared
+            .propose(Command::UpdateBrokerStatus {
+                broker_id: id,
+                status: crate::state::BrokerStatus::Online,
+                timestamp_ms: now_ms(),
+            })
+            .await?;
+    }
+    let version = shared.sm.read().state.version;
+    let mut body = controller_json(&shared)?;
+    body["brokerId"] = json!(id);
+    body["version"] = json!(version);
+    body["metadataVersion"] = json!(version);
+    body["stale"] = json!(req.metadata_version.is_some_and(|v| v < version));
+    Ok(Json(body))
+}
+
+/// Maps a rejected or unexpected command result to the API error it stands for.
+pub(crate) fn result_error(result: CommandResult) -> MetadataError {
+    use crate::state::RejectCode::*;
+    match result {
+        CommandResult::Rejected { code, message } => match code {
+            TopicAlreadyExists | StaleLeaderEpoch => MetadataError::AlreadyExists(message),
+            UnknownTopic | UnknownBroker | UnknownPartition => MetadataError::NotFound(message),
+            InvalidCommand => MetadataError::InvalidRequest(message),
+        },
+        other => MetadataError::Unavailable(format!("unexpected command result {other:?}")),
+    }
+}
+
+fn state_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "LEADER",
+        ServerState::Follower => "FOLLOWER",
+        ServerState::Candidate => "CANDIDATE",
+        ServerState::Learner => "LEARNER",
+        ServerState::Shutdown => "SHUTDOWN",
+    }
+}
+
+async fn raft_status(State(shared): State<Shared>) -> Json<Value> {
+    let m = shared.raft.metrics().borrow().clone();
+    let log = shared.log.stats();
+    let last_applied = m.last_applied.map_or(0, |l| l.index);
+    Json(json!({
+        "nodeId": shared.node_id,
+        "currentTerm": m.current_term,
+        "state": state_name(m.state),
+        "isLeader": m.state == ServerState::Leader,
+        "leaderId": m.current_leader,
+        "commitIndex": shared.log.committed_index().max(last_applied),
+        "lastApplied": last_applied,
+        "lastLogIndex": m.last_log_index,
+        "snapshotIndex": m.snapshot.map(|l| l.index),
+        "purgedIndex": log.last_purged_index,
+        "logFirstIndex": log.first_index,
+        "logFileBytes": log.file_bytes,
+        "members": shared.members,
+    }))
+}
+
+async fn raft_vote(
+    State(shared): State<Shared>,
+    Json(req): Json<VoteRequest<u64>>,
+) -> Json<Result<VoteResponse<u64>, RaftError<u64>>> {
+    Json(shared.raft.vote(req).await)
+}
+
+async fn raft_append(
+    State(shared): State<Shared>,
+    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Json<Result<AppendEntriesResponse<u64>, RaftError<u64>>> {
+    Json(shared.raft.append_entries(req).await)
+}
+
+async fn raft_snapshot(
+    State(shared): State<Shared>,
+    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
+) -> Json<Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>> {
+    Json(shared.raft.install_snapshot(req).await)
+}
+
+async fn health(State(shared): State<Shared>) -> Json<Value> {
+    let m = shared.raft.metrics().borrow().clone();
+    Json(json!({
+        "status": if m.running_state.is_ok() { "UP" } else { "DOWN" },
+        "nodeId": shared.node_id,
+        "role": state_name(m.state),
+        "leaderKnown": m.current_leader.is_some(),
+    }))
+}
+
+/// Prometheus text exposition, computed from Raft metrics and the applied state at scrape time.
+async fn metrics(State(shared): State<Shared>) -> Response {
+    let m = shared.raft.metrics().borrow().clone();
+    let log = shared.log.stats();
+    let (version, online, offline, topics, partitions, leaderless) = {
+        let data = shared.sm.read();
+        let s = &data.state;
+        let online = s.online_brokers().len();
+        let leaderless = s
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .filter(|p| p.leader == dmq_types::NO_LEADER)
+            .count();
+        (
+            s.version,
+            online,
+            s.brokers.len() - online,
+            s.topics.len(),
+            s.total_partitions(),
+            leaderless,
+        )
+    };
+    let node = shared.node_id;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, labels: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        let _ = writeln!(out, "{name}{{node=\"{node}\"{labels}}} {value}");
+    };
+    gauge("dmq_raft_term", "Current Raft term.", "", m.current_term);
+    gauge(
+        "dmq_raft_is_leader",
+        "1 on the Raft leader (the controller).",
+        "",
+        u64::from(m.state == ServerState::Leader),
+    );
+    gauge(
+        "dmq_raft_state",
+        "Raft role of this node (the label), always 1.",
+        &format!(",state=\"{}\"", state_name(m.state)),
+        1,
+    );
+    let applied = m.last_applied.map_or(0, |l| l.index);
+    gauge(
+        "dmq_raft_commit_index",
+        "Highest committed log index known here.",
+        "",
+        shared.log.committed_index().max(applied),
+    );
+    gauge(
+        "dmq_raft_applied_index",
+        "Last log index applied to the state machine.",
+        "",
+        applied,
+    );
+    gauge(
+        "dmq_raft_last_log_index",
+        "Last log index stored here.",
+        "",
+        m.last_log_index.unwrap_or(0),
+    );
+    gauge(
+        "dmq_raft_snapshot_index",
+        "Last log index covered by the snapshot.",
+        "",
+        m.snapshot.map_or(0, |l| l.index),
+    );
+    gauge(
+        "dmq_raft_log_file_bytes",
+        "Size of the Raft log file.",
+        "",
+        log.file_bytes,
+    );
+    gauge(
+        "dmq_metadata_version",
+        "Metadata version (applied index).",
+        "",
+        version,
+    );
+    gauge(
+        "dmq_brokers",
+        "Registered brokers by status.",
+        ",status=\"ONLINE\"",
+        online as u64,
+    );
+    gauge(
+        "dmq_brokers",
+        "Registered brokers by status.",
+        ",status=\"OFFLINE\"",
+        offline as u64,
+    );
+    gauge("dmq_topics", "Topics.", "", topics as u64);
+    gauge(
+        "dmq_partitions",
+        "Partitions over all topics.",
+        "",
+        partitions as u64,
+    );
+    gauge(
+        "dmq_partitions_leaderless",
+        "Partitions with no ONLINE in-sync leader.",
+        "",
+        leaderless as u64,
+    );
+    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+}
+
+impl NodeShared {
+    /// Validates a topic request, places its replicas on ONLINE brokers and commits it.
+    pub(crate) async fn create_topic(
+        &self,
+        name: &str,
+        num_partitions: Option<i64>,
+        replication_factor: Option<i64>,
+        config: BTreeMap<String, String>,
+    ) -> ApiResult<Topic> {
+        validate_topic_name(name).map_err(|e| MetadataError::InvalidRequest(e.to_string()))?;
+        let defaults = &self.config.topic_defaults;
+        let partitions = num_partitions.unwrap_or(i64::from(defaults.num_partitions));
+        if !(1..=i64::from(TOPIC_PARTITIONS_MAX)).contains(&partitions) {
+            return Err(MetadataError::InvalidRequest(format!(
+                "numPartitions must be within 1..={TOPIC_PARTITIONS_MAX}, got {partitions}"
+            )));
+        }
+        let (online, start) = {
+            let data = self.sm.read();
+            if data.state.topics.contains_key(name) {
+                return Err(MetadataError::AlreadyExists(format!(
+                    "topic {name:?} already exists"
+                )));
+            }
+            (
+                data.state.online_brokers(),
+                data.state.topics_created as usize,
+            )
+        };
+        let rf = match replication_factor {
+            Some(rf) => rf,
+            // Kafka caps the *default* at what the cluster can hold; an explicit one is checked.
+            None => i64::from(defaults.default_replication_factor).min(online.len().max(1) as i64),
+        };
+        if rf < 1 {
+            return Err(MetadataError::InvalidRequest(format!(
+                "replicationFactor must be at least 1, got {rf}"
+            )));
+        }
+        if rf as usize > online.len() {
+            return Err(MetadataError::InvalidRequest(format!(
+                "replicationFactor {rf} is larger than the number of ONLINE brokers ({})",
+                online.len()
+            )));
+        }
+        let assignment = assign_replicas(&online, partitions as usize, rf as usize, start);
+        let command = Command::CreateTopic {
+            name: name.to_string(),
+            topic_id: uuid::Uuid::new_v4().to_string(),
+            config,
+            assignment,
+            timestamp_ms: now_ms(),
+        };
+        match self.propose(command).await? {
+            CommandResult::Topic(topic) => {
+                tracing::info!(topic = %topic.topic_name, partitions, rf, "topic created");
+                Ok(topic)
+            }
+            other => Err(result_error(other)),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The DistributedMQ metadata quorum (KRaft-like controller).
+//!
+//! - [`state`]: the metadata image and its deterministic `apply` — pure data.
+//! - [`controller`]: replica placement, broker liveness and leader election — pure functions.
+//! - `raft`: openraft 0.9 glue: the fsynced log store, the snapshotting state machine, HTTP RPCs.
+//! - `api`: the HTTP API of SPEC §3.
+//! - [`node`]: a running node — Raft, the HTTP server and the controller loop.
+
+mod api;
+pub mod controller;
+mod error;
+pub mod node;
+pub mod raft;
+pub mod state;
+
+pub use error::MetadataError;
+pub use node::{MetadataNode, MetadataNodeOptions};

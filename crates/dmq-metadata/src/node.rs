@@ -1,0 +1,456 @@
+//! A running metadata node: Raft, the HTTP server and the controller loop.
+//!
+//! ```text
+//!  MetadataNode::start
+//!    ├─ LogStore::open / StateMachineStore::open   (recover raft.log, load snapshot)
+//!    ├─ openraft::Raft::new                        (election timers start)
+//!    ├─ axum server on the node's HTTP port        (API + Raft RPCs)
+//!    ├─ initialize(members) if the log is pristine (identical on every node; idempotent)
+//!    └─ controller loop: while this node leads, fence silent brokers and move leaderships
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dmq_types::{BrokerId, NodeId, ServicesConfig};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::controller::{partition_changes, Liveness};
+use crate::raft::{HttpNetworkFactory, LogStore, Raft, SharedState, StateMachineStore};
+use crate::state::{Broker, BrokerStatus, Command, CommandResult};
+use crate::MetadataError;
+
+/// How long a proposal may wait for a quorum before the API answers 503.
+const PROPOSE_TIMEOUT_MS: u64 = 5_000;
+/// Timeout of the CONTROLLER_CHANGED push to one broker; failures are ignored.
+const PUSH_TIMEOUT_MS: u64 = 1_000;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What a metadata node needs to start.
+#[derive(Debug, Clone)]
+pub struct MetadataNodeOptions {
+    /// This node's Raft id; must be listed in `config`.
+    pub node_id: NodeId,
+    /// The cluster topology and timings.
+    pub config: ServicesConfig,
+    /// Where the Raft log, vote and snapshot live.
+    pub data_dir: PathBuf,
+    /// Address to bind instead of the configured host (e.g. `0.0.0.0`).
+    pub bind_host: Option<String>,
+}
+
+/// State shared by the HTTP handlers and the controller loop.
+pub struct NodeShared {
+    pub(crate) node_id: NodeId,
+    pub(crate) config: ServicesConfig,
+    pub(crate) raft: Raft,
+    pub(crate) sm: SharedState,
+    pub(crate) log: LogStore,
+    /// Broker heartbeats as seen by this node while it is the controller.
+    pub(crate) liveness: Mutex<Liveness>,
+    pub(crate) http: reqwest::Client,
+    /// Quorum members: Raft id → HTTP base URL.
+    pub(crate) members: BTreeMap<NodeId, String>,
+}
+
+impl NodeShared {
+    pub(crate) fn member_url(&self, id: NodeId) -> Option<String> {
+        self.members.get(&id).cloned()
+    }
+
+    /// The leader this node knows of, with its URL.
+    pub(crate) fn leader(&self) -> (Option<NodeId>, Option<String>) {
+        let leader = self.raft.metrics().borrow().current_leader;
+        (leader, leader.and_then(|id| self.member_url(id)))
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
+    }
+
+    /// Fails with NOT_LEADER (503 + redirect headers) unless this node is the leader.
+    pub(crate) fn require_leader(&self) -> Result<(), MetadataError> {
+        if self.is_leader() {
+            return Ok(());
+        }
+        let (leader_id, leader_url) = self.leader();
+        Err(MetadataError::NotLeader {
+            leader_id,
+            leader_url,
+        })
+    }
+
+    /// The leader's read index: a log index covering every write committed before this call
+    /// (Raft §8, confirmed with a quorum round).
+    pub(crate) async fn read_index(&self) -> Result<u64, MetadataError> {
+        let fut = self.raft.ensure_linearizable();
+        match tokio::time::timeout(Duration::from_millis(PROPOSE_TIMEOUT_MS), fut).await {
+            Ok(Ok(log_id)) => Ok(log_id.map_or(0, |l| l.index)),
+            Ok(Err(e)) => {
+                Err(self.leader_error(e.to_string(), e.forward_to_leader().map(|f| f.leader_id)))
+            }
+            Err(_) => Err(MetadataError::Unavailable(
+                "no quorum answered in time".into(),
+            )),
+        }
+    }
+
+    fn leader_error(&self, message: String, forward: Option<Option<NodeId>>) -> MetadataError {
+        match forward {
+            Some(leader_id) => MetadataError::NotLeader {
+                leader_id,
+                leader_url: leader_id.and_then(|id| self.member_url(id)),
+            },
+            None => MetadataError::Unavailable(message),
+        }
+    }
+
+    /// Commits `command` through Raft and returns what applying it produced.
+    pub(crate) async fn propose(&self, command: Command) -> Result<CommandResult, MetadataError> {
+        let fut = self.raft.client_write(command);
+        match tokio::time::timeout(Duration::from_millis(PROPOSE_TIMEOUT_MS), fut).await {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(MetadataError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader_url: f.leader_id.and_then(|id| self.member_url(id)),
+                })
+            }
+            Ok(Err(e)) => Err(MetadataError::Unavailable(e.to_string())),
+            Err(_) => Err(MetadataError::Unavailable(
+                "the write was not committed in time (no quorum?)".into(),
+            )),
+        }
+    }
+
+    pub(crate) fn record_heartbeat(&self, broker: BrokerId) {
+        self.liveness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .heartbeat(broker, now_ms());
+    }
+
+    /// A broker with the controller's live heartbeat time when this node is the controller.
+    pub(crate) fn with_live_heartbeat(&self, mut broker: Broker) -> Broker {
+        if self.is_leader() {
+            let live = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(seen) = live.last_seen_ms(broker.broker_id) {
+                broker.last_heartbeat = broker.last_heartbeat.max(seen);
+            }
+        }
+        broker
+    }
+}
+
+/// A running metadata node.
+pub struct MetadataNode {
+    shared: Arc<NodeShared>,
+    http_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    controller: JoinHandle<()>,
+}
+
+impl MetadataNode {
+    /// Opens storage, starts Raft and the HTTP server, and joins (or forms) the quorum.
+    pub async fn start(options: MetadataNodeOptions) -> Result<Self, MetadataError> {
+        let config = options.config;
+        let me = config
+            .metadata_node(options.node_id)
+            .cloned()
+            .ok_or_else(|| {
+                MetadataError::Startup(format!(
+                    "metadata node id {} is not listed in \"metadata-services\"",
+                    options.node_id
+                ))
+            })?;
+        let members: BTreeMap<NodeId, String> = config
+            .services
+            .metadata_services
+            .iter()
+            .map(|n| (n.id, n.base_url()))
+            .collect();
+        let c = &config.controller;
+        let raft_config = openraft::Config {
+            cluster_name: "dmq-metadata".into(),
+            election_timeout_min: c.election_timeout_ms,
+            election_timeout_max: c.election_timeout_ms * 2,
+            heartbeat_interval: c.raft_heartbeat_interval_ms,
+            install_snapshot_timeout: c.election_timeout_ms.max(2_000),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_interval_entries),
+            max_in_snapshot_log_to_keep: c.snapshot_log_entries_kept,
+            purge_batch_size: 256,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| MetadataError::Startup(format!("invalid Raft timings: {e}")))?;
+
+        let log = LogStore::open(&options.data_dir)?;
+        let sm = StateMachineStore::open(&options.data_dir)?;
+        let sm_shared = sm.shared();
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| MetadataError::Startup(format!("HTTP client: {e}")))?;
+        let network = HttpNetworkFactory::new(
+            http.clone(),
+            Duration::from_millis(c.raft_heartbeat_interval_ms.max(50) * 2),
+        );
+        let raft = Raft::new(
+            options.node_id,
+            Arc::new(raft_config),
+            network,
+            log.clone(),
+            sm,
+        )
+        .await
+        .map_err(|e| MetadataError::Startup(format!("cannot start Raft: {e}")))?;
+
+        let shared = Arc::new(NodeShared {
+            node_id: options.node_id,
+            config: config.clone(),
+            raft: raft.clone(),
+            sm: sm_shared,
+            log,
+            liveness: Mutex::new(Liveness::default()),
+            http,
+            members: members.clone(),
+        });
+
+        let bind_host = options.bind_host.unwrap_or_else(|| match me.host.as_str() {
+            "localhost" => "127.0.0.1".to_string(),
+            other => other.to_string(),
+        });
+        let listener = TcpListener::bind((bind_host.as_str(), me.port))
+            .await
+            .map_err(|e| {
+                MetadataError::Startup(format!(
+                    "metadata node {} cannot listen on {bind_host}:{}: {e}",
+                    options.node_id, me.port
+                ))
+            })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|e| MetadataError::Startup(e.to_string()))?;
+        let (stop, stop_rx) = watch::channel(false);
+        let app = crate::api::router(shared.clone());
+        let mut server_stop = stop_rx.clone();
+        let server = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!("metadata HTTP server failed: {e}");
+            }
+        });
+
+        // Every node proposes the same initial membership; openraft accepts it only on a pristine
+        // log, so restarts and late starters are unaffected.
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| MetadataError::Startup(e.to_string()))?;
+        if !initialized {
+            let nodes: BTreeMap<NodeId, BasicNode> = members
+                .iter()
+                .map(|(id, url)| (*id, BasicNode::new(url)))
+                .collect();
+            if let Err(e) = raft.initialize(nodes).await {
+                tracing::debug!("initialize skipped: {e}");
+            }
+        }
+        tracing::info!(
+            node = options.node_id,
+            addr = %http_addr,
+            data_dir = %options.data_dir.display(),
+            "metadata node started"
+        );
+        let controller = tokio::spawn(controller_loop(shared.clone(), stop_rx));
+        Ok(Self {
+            shared,
+            http_addr,
+            stop,
+            server,
+            controller,
+        })
+    }
+
+    /// The address the HTTP server listens on.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// This node's Raft id.
+    pub fn node_id(&self) -> NodeId {
+        self.shared.node_id
+    }
+
+    /// Stops the controller loop, the HTTP server and Raft.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.controller.await;
+        if let Err(e) = self.shared.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+        let _ = self.server.await;
+        tracing::info!(node = self.shared.node_id, "metadata node stopped");
+    }
+}
+
+/// The controller's duties, run on every node but acting only while it is the Raft leader.
+///
+/// Level-triggered: each tick compares the committed state with broker liveness and proposes the
+/// difference (fence silent brokers, then move leaderships and shrink ISRs). A controller that
+/// dies mid-way leaves a difference the next one finds and finishes.
+async fn controller_loop(shared: Arc<NodeShared>, mut stop: watch::Receiver<bool>) {
+    let c = &shared.config.controller;
+    let session_timeout_ms = c.broker_session_timeout_ms;
+    let tick = Duration::from_millis((session_timeout_ms / 20).clamp(20, 250));
+    let mut metrics = shared.raft.metrics();
+    let mut led_term: Option<u64> = None;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = metrics.changed() => {}
+            _ = tokio::time::sleep(tick) => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let (state, term) = {
+            let m = metrics.borrow_and_update();
+            (m.state, m.current_term)
+        };
+        if state != ServerState::Leader {
+            led_term = None;
+            continue;
+        }
+        if led_term != Some(term) {
+            // Newly elected. Raft only lets a leader commit once its blank entry is applied; wait
+            // for that so the state read below includes everything the old controller committed.
+            if shared.read_index().await.is_err() {
+                continue;
+            }
+            led_term = Some(term);
+            on_elected(&shared, term);
+        }
+        if let Err(e) = controller_tick(&shared, session_timeout_ms).await {
+            tracing::debug!("controller tick: {e}");
+        }
+    }
+}
+
+/// Becoming controller: rebuild heartbeat state and tell the brokers (seed 000, Challenge 2).
+fn on_elected(shared: &Arc<NodeShared>, term: u64) {
+    let brokers: Vec<Broker> = {
+        let data = shared.sm.read();
+        shared
+            .liveness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rebuild(&data.state, now_ms());
+        data.state.brokers.values().cloned().collect()
+    };
+    tracing::info!(
+        node = shared.node_id,
+        term,
+        brokers = brokers.len(),
+        "became controller; heartbeat state rebuilt, notifying brokers"
+    );
+    let body = json!({
+        "type": "CONTROLLER_CHANGED",
+        "controllerId": shared.node_id,
+        "controllerUrl": shared.member_url(shared.node_id),
+        "controllerTerm": term,
+        "version": shared.sm.read().state.version,
+        "timestamp": now_ms(),
+    });
+    for broker in brokers {
+        let url = format!(
+            "http://{}:{}/api/v1/storage/metadata/update",
+            broker.host, broker.port
+        );
+        let http = shared.http.clone();
+        let body = body.clone();
+        tokio::spawn(async move {
+            let sent = http
+                .post(&url)
+                .timeout(Duration::from_millis(PUSH_TIMEOUT_MS))
+                .json(&body)
+                .send()
+                .await;
+            if let Err(e) = sent {
+                tracing::debug!(url, "CONTROLLER_CHANGED push failed (ignored): {e}");
+            }
+        });
+    }
+}
+
+async fn controller_tick(
+    shared: &NodeShared,
+    session_timeout_ms: u64,
+) -> Result<(), MetadataError> {
+    let expired = {
+        let data = shared.sm.read();
+        shared
+            .liveness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expired(&data.state, now_ms(), session_timeout_ms)
+    };
+    for broker_id in expired {
+        tracing::warn!(
+            broker = broker_id,
+            session_timeout_ms,
+            "broker missed its session timeout; marking it OFFLINE"
+        );
+        shared
+            .propose(Command::UpdateBrokerStatus {
+                broker_id,
+                status: BrokerStatus::Offline,
+                timestamp_ms: now_ms(),
+            })
+            .await?;
+    }
+    let changes = partition_changes(&shared.sm.read().state);
+    if !changes.is_empty() {
+        for c in &changes {
+            tracing::info!(
+                topic = %c.topic,
+                partition = c.partition,
+                leader = c.leader,
+                isr = ?c.isr,
+                leader_epoch = c.leader_epoch,
+                "moving partition leadership"
+            );
+        }
+        let result = shared
+            .propose(Command::UpdatePartitions { changes })
+            .await?;
+        if let CommandResult::Rejected { message, .. } = result {
+            // Another change landed first; the next tick decides again on the new state.
+            tracing::debug!("partition change rejected: {message}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! The Raft glue: openraft 0.9 wired to our storage, state machine and HTTP transport.
+//!
+//! ```text
+//!   HTTP API ──client_write──▶ openraft core ──append──▶ LogStore (raft.log, fsync per batch)
+//!                                   │  ▲                      vote (checked file, fsync)
+//!               AppendEntries/Vote/ │  │ replies
+//!               InstallSnapshot     ▼  │
+//!                             HttpNetwork ──POST /api/v1/raft/*──▶ peers
+//!                                   │
+//!                        apply ─────▼──────▶ StateMachineStore (MetadataState, snapshot file)
+//! ```
+
+mod checked_file;
+mod log_store;
+mod network;
+mod state_machine;
+
+use std::io::Cursor;
+
+pub use log_store::LogStore;
+pub use network::HttpNetworkFactory;
+pub use state_machine::{SharedState, StateMachineData, StateMachineStore};
+
+use crate::state::{Command, CommandResult};
+
+openraft::declare_raft_types!(
+    /// DistributedMQ's Raft types: metadata commands in, command results out, nodes addressed
+    /// by their HTTP base URL.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The running Raft node type.
+pub type Raft = openraft::Raft<TypeConfig>;

@@ -1,0 +1,501 @@
+//! The metadata state machine: plain data plus a deterministic `apply`.
+//!
+//! ```text
+//!   Raft log:  [1: RegisterBroker] [2: CreateTopic] [3: UpdateBrokerStatus] [4: UpdatePartitions] …
+//!                     │ apply(index, command) in log order, on every node
+//!                     ▼
+//!   MetadataState { version = last applied index, brokers, topics → partitions }
+//! ```
+//!
+//! Everything a command needs is inside the command — timestamps, topic ids and replica
+//! assignments are decided by the controller *before* proposing — so every node that applies the
+//! same log reaches the same state. `apply` never fails: a command that no longer fits the state
+//! (a duplicate topic, a stale leader epoch) is rejected with a [`CommandResult::Rejected`] and
+//! changes nothing.
+
+use std::collections::BTreeMap;
+
+use dmq_types::{BrokerId, LeaderEpoch, NO_LEADER};
+use serde::{Deserialize, Serialize};
+
+/// Liveness of a broker as the controller last decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BrokerStatus {
+    /// Heartbeating within the session timeout; may lead and follow partitions.
+    Online,
+    /// Fenced: no heartbeat within the session timeout. Leads nothing, is in no ISR.
+    Offline,
+}
+
+/// A storage broker as recorded in the metadata log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Broker {
+    pub broker_id: BrokerId,
+    pub host: String,
+    /// HTTP port (seed API).
+    pub port: u16,
+    /// Kafka wire-protocol port.
+    pub kafka_port: u16,
+    pub status: BrokerStatus,
+    /// Milliseconds since the Unix epoch of the last heartbeat the log knows of. The controller
+    /// tracks live heartbeats in memory and records them here on registration and status changes.
+    pub last_heartbeat: u64,
+}
+
+/// One partition's placement and leadership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Partition {
+    pub partition_id: i32,
+    /// Leading broker, or -1 when no in-sync replica is available.
+    pub leader: BrokerId,
+    /// Assigned replicas; the first is the preferred leader.
+    pub replicas: Vec<BrokerId>,
+    /// In-sync replicas. Never empty: the last member stays when it dies, so that it (and only
+    /// it) can lead again without losing acknowledged writes.
+    pub isr: Vec<BrokerId>,
+    /// Bumped on every leader change (KIP-101); fences deposed leaders.
+    pub leader_epoch: LeaderEpoch,
+}
+
+/// A topic and all its partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Topic {
+    pub topic_name: String,
+    /// Kafka topic id (UUID), chosen by the controller at creation.
+    pub topic_id: String,
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+    /// Topic-level overrides (`retention.ms`, `cleanup.policy`, `min.insync.replicas`, …).
+    pub config: BTreeMap<String, String>,
+    pub partitions: Vec<Partition>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// One partition's new leadership, fenced by the leader epoch the controller based it on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionChange {
+    pub topic: String,
+    pub partition: i32,
+    /// The epoch the decision was made against; a change made against an older state is stale.
+    pub expected_leader_epoch: LeaderEpoch,
+    pub leader: BrokerId,
+    pub isr: Vec<BrokerId>,
+    pub leader_epoch: LeaderEpoch,
+}
+
+/// A metadata command: one entry in the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Command {
+    /// A broker joins (or re-joins with new addresses); it is ONLINE from this entry on.
+    RegisterBroker {
+        broker_id: BrokerId,
+        host: String,
+        port: u16,
+        kafka_port: u16,
+        timestamp_ms: u64,
+    },
+    /// The controller fences a silent broker (OFFLINE) or readmits it (ONLINE).
+    UpdateBrokerStatus {
+        broker_id: BrokerId,
+        status: BrokerStatus,
+        timestamp_ms: u64,
+    },
+    /// A topic with its replica assignment (one replica list per partition, leader first).
+    CreateTopic {
+        name: String,
+        topic_id: String,
+        config: BTreeMap<String, String>,
+        assignment: Vec<Vec<BrokerId>>,
+        timestamp_ms: u64,
+    },
+    /// Removes a topic; brokers delete its data when they see it gone.
+    DeleteTopic { name: String },
+    /// UpdatePartition for one or more partitions, applied atomically (leader, ISR, epoch).
+    UpdatePartitions { changes: Vec<PartitionChange> },
+}
+
+/// Why a command changed nothing. Stable codes: the HTTP layer maps them to status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RejectCode {
+    TopicAlreadyExists,
+    UnknownTopic,
+    UnknownBroker,
+    UnknownPartition,
+    StaleLeaderEpoch,
+    InvalidCommand,
+}
+
+/// What applying a command produced; returned to the proposer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CommandResult {
+    /// Entries without a command (Raft blanks, membership changes).
+    None,
+    Broker(Broker),
+    Topic(Topic),
+    TopicDeleted {
+        name: String,
+    },
+    PartitionsUpdated {
+        count: usize,
+    },
+    Rejected {
+        code: RejectCode,
+        message: String,
+    },
+}
+
+/// The whole metadata image, as of `version`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetadataState {
+    /// The Raft index of the last applied entry. Brokers compare versions to know they are stale.
+    pub version: u64,
+    pub brokers: BTreeMap<BrokerId, Broker>,
+    pub topics: BTreeMap<String, Topic>,
+    /// Topics ever created; rotates the placement start so leaders spread across topics.
+    pub topics_created: u64,
+}
+
+fn reject(code: RejectCode, message: impl Into<String>) -> CommandResult {
+    CommandResult::Rejected {
+        code,
+        message: message.into(),
+    }
+}
+
+impl MetadataState {
+    /// Applies the entry at `index`. Deterministic: depends only on the state and the command.
+    pub fn apply(&mut self, index: u64, command: &Command) -> CommandResult {
+        self.version = index;
+        match command {
+            Command::RegisterBroker {
+                broker_id,
+                host,
+                port,
+                kafka_port,
+                timestamp_ms,
+            } => {
+                let broker = Broker {
+                    broker_id: *broker_id,
+                    host: host.clone(),
+                    port: *port,
+                    kafka_port: *kafka_port,
+                    status: BrokerStatus::Online,
+                    last_heartbeat: *timestamp_ms,
+                };
+                self.brokers.insert(*broker_id, broker.clone());
+                CommandResult::Broker(broker)
+            }
+            Command::UpdateBrokerStatus {
+                broker_id,
+                status,
+                timestamp_ms,
+            } => match self.brokers.get_mut(broker_id) {
+                Some(broker) => {
+                    broker.status = *status;
+                    if *status == BrokerStatus::Online {
+                        broker.last_heartbeat = *timestamp_ms;
+                    }
+                    CommandResult::Broker(broker.clone())
+                }
+                None => reject(
+                    RejectCode::UnknownBroker,
+                    format!("broker {broker_id} is not registered"),
+                ),
+            },
+            Command::CreateTopic {
+                name,
+                topic_id,
+                config,
+                assignment,
+                timestamp_ms,
+            } => self.create_topic(name, topic_id, config, assignment, *timestamp_ms),
+            Command::DeleteTopic { name } => match self.topics.remove(name) {
+                Some(_) => CommandResult::TopicDeleted { name: name.clone() },
+                None => reject(
+                    RejectCode::UnknownTopic,
+                    format!("topic {name:?} does not exist"),
+                ),
+            },
+            Command::UpdatePartitions { changes } => self.update_partitions(changes),
+        }
+    }
+
+    fn create_topic(
+        &mut self,
+        name: &str,
+        topic_id: &str,
+        config: &BTreeMap<String, String>,
+        assignment: &[Vec<BrokerId>],
+        timestamp_ms: u64,
+    ) -> CommandResult {
+        if self.topics.contains_key(name) {
+            return reject(
+                RejectCode::TopicAlreadyExists,
+                format!("topic {name:?} already exists"),
+            );
+        }
+        let replication_factor = assignment.first().map_or(0, Vec::len);
+        if assignment.is_empty()
+            || replication_factor == 0
+            || assignment.iter().any(|r| r.len() != replication_factor)
+        {
+            return reject(
+                RejectCode::InvalidCommand,
+                "every partition needs the same, non-zero number of replicas",
+            );
+        }
+        let partitions = assignment
+            .iter()
+            .enumerate()
+            .map(|(i, replicas)| Partition {
+                partition_id: i as i32,
+                leader: replicas[0],
+                replicas: replicas.clone(),
+                isr: replicas.clone(),
+                leader_epoch: 0,
+            })
+            .collect();
+        let topic = Topic {
+            topic_name: name.to_string(),
+            topic_id: topic_id.to_string(),
+            num_partitions: assignment.len() as i32,
+            replication_factor: replication_factor as i16,
+            config: config.clone(),
+            partitions,
+            created_at: timestamp_ms,
+        };
+        self.topics.insert(name.to_string(), topic.clone());
+        self.topics_created += 1;
+        CommandResult::Topic(topic)
+    }
+
+    /// All-or-nothing: one stale or unknown partition rejects the whole batch, so the controller
+    /// re-reads the state and decides again.
+    fn update_partitions(&mut self, changes: &[PartitionChange]) -> CommandResult {
+        for change in changes {
+            let Some(partition) = self.partition(&change.topic, change.partition) else {
+                return reject(
+                    RejectCode::UnknownPartition,
+                    format!("{}-{} does not exist", change.topic, change.partition),
+                );
+            };
+            if partition.leader_epoch != change.expected_leader_epoch {
+                return reject(
+                    RejectCode::StaleLeaderEpoch,
+                    format!(
+                        "{}-{} is at leader epoch {}, the change expected {}",
+                        change.topic,
+                        change.partition,
+                        partition.leader_epoch,
+                        change.expected_leader_epoch
+                    ),
+                );
+            }
+            if change.isr.is_empty()
+                || (change.leader != NO_LEADER && !change.isr.contains(&change.leader))
+            {
+                return reject(
+                    RejectCode::InvalidCommand,
+                    "the ISR must be non-empty and contain the leader",
+                );
+            }
+        }
+        for change in changes {
+            if let Some(p) = self
+                .topics
+                .get_mut(&change.topic)
+                .and_then(|t| t.partitions.get_mut(change.partition as usize))
+            {
+                p.leader = change.leader;
+                p.isr = change.isr.clone();
+                p.leader_epoch = change.leader_epoch;
+            }
+        }
+        CommandResult::PartitionsUpdated {
+            count: changes.len(),
+        }
+    }
+
+    /// The partition `topic`-`partition`, if it exists.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&Partition> {
+        let index = usize::try_from(partition).ok()?;
+        self.topics.get(topic)?.partitions.get(index)
+    }
+
+    /// Ids of the brokers currently ONLINE, ascending.
+    pub fn online_brokers(&self) -> Vec<BrokerId> {
+        self.brokers
+            .values()
+            .filter(|b| b.status == BrokerStatus::Online)
+            .map(|b| b.broker_id)
+            .collect()
+    }
+
+    /// Whether broker `id` is registered and ONLINE.
+    pub fn is_online(&self, id: BrokerId) -> bool {
+        self.brokers
+            .get(&id)
+            .is_some_and(|b| b.status == BrokerStatus::Online)
+    }
+
+    /// Total partitions over all topics.
+    pub fn total_partitions(&self) -> usize {
+        self.topics.values().map(|t| t.partitions.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(state: &mut MetadataState, index: u64, id: BrokerId) {
+        state.apply(
+            index,
+            &Command::RegisterBroker {
+                broker_id: id,
+                host: "localhost".into(),
+                port: 8000 + id as u16,
+                kafka_port: 19000 + id as u16,
+                timestamp_ms: 1_000,
+            },
+        );
+    }
+
+    fn create(name: &str, assignment: Vec<Vec<BrokerId>>) -> Command {
+        Command::CreateTopic {
+            name: name.into(),
+            topic_id: format!("id-{name}"),
+            config: BTreeMap::new(),
+            assignment,
+            timestamp_ms: 2_000,
+        }
+    }
+
+    #[test]
+    fn version_is_the_last_applied_index() {
+        let mut state = MetadataState::default();
+        register(&mut state, 7, 101);
+        assert_eq!(state.version, 7);
+        state.apply(9, &Command::DeleteTopic { name: "x".into() });
+        assert_eq!(
+            state.version, 9,
+            "a rejected command still advances the version"
+        );
+    }
+
+    #[test]
+    fn create_topic_sets_leaders_and_isr_from_assignment() {
+        let mut state = MetadataState::default();
+        let result = state.apply(1, &create("orders", vec![vec![1, 2], vec![2, 3]]));
+        let CommandResult::Topic(topic) = result else {
+            panic!("unexpected {result:?}");
+        };
+        assert_eq!(topic.num_partitions, 2);
+        assert_eq!(topic.replication_factor, 2);
+        assert_eq!(topic.partitions[1].leader, 2);
+        assert_eq!(topic.partitions[1].isr, vec![2, 3]);
+        assert_eq!(state.topics_created, 1);
+    }
+
+    #[test]
+    fn duplicate_topic_is_rejected_and_changes_nothing() {
+        let mut state = MetadataState::default();
+        state.apply(1, &create("orders", vec![vec![1]]));
+        let before = state.clone();
+        let result = state.apply(2, &create("orders", vec![vec![2], vec![3]]));
+        assert!(matches!(
+            result,
+            CommandResult::Rejected {
+                code: RejectCode::TopicAlreadyExists,
+                ..
+            }
+        ));
+        assert_eq!(state.topics, before.topics);
+    }
+
+    #[test]
+    fn stale_partition_change_is_fenced_by_epoch() {
+        let mut state = MetadataState::default();
+        state.apply(1, &create("t", vec![vec![1, 2]]));
+        let change = |expected, epoch| PartitionChange {
+            topic: "t".into(),
+            partition: 0,
+            expected_leader_epoch: expected,
+            leader: 2,
+            isr: vec![2],
+            leader_epoch: epoch,
+        };
+        let ok = state.apply(
+            2,
+            &Command::UpdatePartitions {
+                changes: vec![change(0, 1)],
+            },
+        );
+        assert_eq!(ok, CommandResult::PartitionsUpdated { count: 1 });
+        let stale = state.apply(
+            3,
+            &Command::UpdatePartitions {
+                changes: vec![change(0, 1)],
+            },
+        );
+        assert!(matches!(
+            stale,
+            CommandResult::Rejected {
+                code: RejectCode::StaleLeaderEpoch,
+                ..
+            }
+        ));
+        assert_eq!(state.partition("t", 0).map(|p| p.leader_epoch), Some(1));
+    }
+
+    #[test]
+    fn broker_status_round_trip() {
+        let mut state = MetadataState::default();
+        register(&mut state, 1, 5);
+        state.apply(
+            2,
+            &Command::UpdateBrokerStatus {
+                broker_id: 5,
+                status: BrokerStatus::Offline,
+                timestamp_ms: 3,
+            },
+        );
+        assert!(!state.is_online(5));
+        assert!(state.online_brokers().is_empty());
+        let unknown = state.apply(
+            3,
+            &Command::UpdateBrokerStatus {
+                broker_id: 6,
+                status: BrokerStatus::Online,
+                timestamp_ms: 3,
+            },
+        );
+        assert!(matches!(
+            unknown,
+            CommandResult::Rejected {
+                code: RejectCode::UnknownBroker,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn state_round_trips_through_json_for_snapshots() {
+        let mut state = MetadataState::default();
+        register(&mut state, 1, 101);
+        state.apply(2, &create("t", vec![vec![101]]));
+        let bytes = serde_json::to_vec(&state).expect("serialise");
+        let back: MetadataState = serde_json::from_slice(&bytes).expect("deserialise");
+        assert_eq!(back, state);
+    }
+}

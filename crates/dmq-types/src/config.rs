@@ -1,0 +1,408 @@
+//! The `config/services.json` model (SPEC §2): the seeds' schema plus `kafkaPort`, controller
+//! timings and topic defaults. Unknown fields are ignored; missing ones take defaults.
+//!
+//! ```text
+//! { "services": { "metadata-services": [ {id, host, port, url} … ],
+//!                 "storage-services":  [ {id, host, port, kafkaPort, url} … ] },
+//!   "controller": { electionTimeoutMs, raftHeartbeatIntervalMs,
+//!                   brokerHeartbeatIntervalMs, brokerSessionTimeoutMs, … },
+//!   "metadata":   { "sync": { syncTimeoutMs, periodicRefreshIntervalMs } },
+//!   "topicDefaults": { numPartitions, defaultReplicationFactor } }
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::*;
+use crate::{BrokerId, ConfigProblem, NodeId, TypesError};
+
+/// The whole `services.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicesConfig {
+    /// Where every metadata node and storage broker listens.
+    #[serde(default)]
+    pub services: Services,
+    /// Raft and broker-liveness timings.
+    #[serde(default)]
+    pub controller: ControllerConfig,
+    /// How brokers keep their metadata cache fresh.
+    #[serde(default)]
+    pub metadata: MetadataSection,
+    /// Defaults for topics created without explicit settings (Kafka auto-creation, CLI).
+    #[serde(default)]
+    pub topic_defaults: TopicDefaults,
+}
+
+/// The `services` section: the static topology.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Services {
+    /// The Raft quorum members. Three in the example; one or five work too.
+    #[serde(rename = "metadata-services", default)]
+    pub metadata_services: Vec<MetadataNodeConfig>,
+    /// The storage brokers known up front. More may join with explicit flags.
+    #[serde(rename = "storage-services", default)]
+    pub storage_services: Vec<StorageNodeConfig>,
+}
+
+/// One metadata node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataNodeConfig {
+    /// Raft node id; unique within the quorum.
+    pub id: NodeId,
+    /// Host name or address the node is reached at.
+    pub host: String,
+    /// HTTP port: the API of SPEC §3 and the internal Raft RPCs.
+    pub port: u16,
+    /// Base URL; derived from host and port when absent.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl MetadataNodeConfig {
+    /// The node's base URL, `http://host:port` unless the file says otherwise.
+    pub fn base_url(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", self.host, self.port))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+/// One storage broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageNodeConfig {
+    /// Broker id; unique among brokers.
+    pub id: BrokerId,
+    /// Host name or address the broker is reached at.
+    pub host: String,
+    /// HTTP port (the seeds' storage API).
+    pub port: u16,
+    /// Kafka wire-protocol port; `port + 11011` when absent (8081 → 19092, as in the example).
+    #[serde(default)]
+    pub kafka_port: Option<u16>,
+    /// Base URL; derived from host and port when absent.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl StorageNodeConfig {
+    /// The broker's Kafka port, explicit or derived.
+    pub fn kafka_port(&self) -> u16 {
+        self.kafka_port
+            .unwrap_or_else(|| self.port.saturating_add(11_011))
+    }
+
+    /// The broker's HTTP base URL.
+    pub fn base_url(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", self.host, self.port))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+/// Controller timings. Defaults are faster than the seeds' so that failover takes about a second.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ControllerConfig {
+    /// Lower bound of the randomised Raft election timeout; the upper bound is twice this.
+    pub election_timeout_ms: u64,
+    /// Interval of the Raft leader's heartbeats (AppendEntries with no entries).
+    pub raft_heartbeat_interval_ms: u64,
+    /// Interval of broker heartbeats to the controller.
+    pub broker_heartbeat_interval_ms: u64,
+    /// A broker with no heartbeat for this long is marked OFFLINE and loses its leaderships.
+    pub broker_session_timeout_ms: u64,
+    /// Applied entries between two snapshots of the metadata state machine.
+    pub snapshot_interval_entries: u64,
+    /// Entries kept in the Raft log behind the latest snapshot.
+    pub snapshot_log_entries_kept: u64,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            election_timeout_ms: ELECTION_TIMEOUT_MS_DEFAULT,
+            raft_heartbeat_interval_ms: RAFT_HEARTBEAT_INTERVAL_MS_DEFAULT,
+            broker_heartbeat_interval_ms: BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT,
+            broker_session_timeout_ms: BROKER_SESSION_TIMEOUT_MS_DEFAULT,
+            snapshot_interval_entries: SNAPSHOT_INTERVAL_ENTRIES_DEFAULT,
+            snapshot_log_entries_kept: SNAPSHOT_LOG_ENTRIES_KEPT_DEFAULT,
+        }
+    }
+}
+
+/// The `metadata` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataSection {
+    /// Broker-side metadata synchronisation.
+    #[serde(default)]
+    pub sync: MetadataSyncConfig,
+}
+
+/// How brokers keep their metadata cache fresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MetadataSyncConfig {
+    /// Time limit of one metadata pull.
+    pub sync_timeout_ms: u64,
+    /// Pull metadata at least this often even when heartbeats show no newer version.
+    pub periodic_refresh_interval_ms: u64,
+}
+
+impl Default for MetadataSyncConfig {
+    fn default() -> Self {
+        Self {
+            sync_timeout_ms: 30_000,
+            periodic_refresh_interval_ms: 120_000,
+        }
+    }
+}
+
+/// Cluster defaults for new topics (`num.partitions`, `default.replication.factor`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TopicDefaults {
+    /// Partitions of a topic created without an explicit count.
+    pub num_partitions: i32,
+    /// Replication factor of a topic created without an explicit one (capped by ONLINE brokers).
+    pub default_replication_factor: i16,
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        Self {
+            num_partitions: 1,
+            default_replication_factor: 3,
+        }
+    }
+}
+
+impl ServicesConfig {
+    /// The built-in example topology of SPEC §2: metadata nodes 1-3 on 9091-9093, brokers
+    /// 101-103 on HTTP 8081-8083 and Kafka 19092-19094, all on localhost.
+    pub fn example() -> Self {
+        let metadata_services = (1..=3)
+            .map(|id| MetadataNodeConfig {
+                id,
+                host: "localhost".into(),
+                port: 9090 + id as u16,
+                url: Some(format!("http://localhost:{}", 9090 + id)),
+            })
+            .collect();
+        let storage_services = (0..3)
+            .map(|i| StorageNodeConfig {
+                id: 101 + i,
+                host: "localhost".into(),
+                port: 8081 + i as u16,
+                kafka_port: Some(19092 + i as u16),
+                url: Some(format!("http://localhost:{}", 8081 + i)),
+            })
+            .collect();
+        Self {
+            services: Services {
+                metadata_services,
+                storage_services,
+            },
+            controller: ControllerConfig::default(),
+            metadata: MetadataSection::default(),
+            topic_defaults: TopicDefaults::default(),
+        }
+    }
+
+    /// Reads, parses and validates a `services.json`.
+    pub fn load(path: &Path) -> Result<Self, TypesError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TypesError::ConfigRead {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates `services.json` text; `origin` names it in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, TypesError> {
+        let config: Self = serde_json::from_str(text).map_err(|e| TypesError::ConfigSyntax {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(TypesError::ConfigInvalid {
+                path: origin.to_string(),
+                problems,
+            })
+        }
+    }
+
+    /// Every inconsistency in the file, one clear sentence each. Empty when the file is usable.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut say = |s: String| problems.push(ConfigProblem(s));
+        let meta = &self.services.metadata_services;
+        if meta.is_empty() {
+            say("\"metadata-services\" is empty: at least one metadata node is needed".into());
+        }
+        let mut node_ids = HashMap::new();
+        for node in meta {
+            if node_ids.insert(node.id, ()).is_some() {
+                say(format!(
+                    "metadata node id {} appears more than once",
+                    node.id
+                ));
+            }
+            if node.id == 0 {
+                say("metadata node id 0 is reserved; use ids from 1".into());
+            }
+        }
+        let mut broker_ids = HashMap::new();
+        for broker in &self.services.storage_services {
+            if broker_ids.insert(broker.id, ()).is_some() {
+                say(format!(
+                    "storage broker id {} appears more than once",
+                    broker.id
+                ));
+            }
+            if broker.id < 0 {
+                say(format!("storage broker id {} is negative", broker.id));
+            }
+        }
+        // Every listening socket must be unique: two services on one host:port cannot both bind.
+        let mut sockets: HashMap<(String, u16), String> = HashMap::new();
+        let mut claim = |host: &str, port: u16, who: String, say: &mut dyn FnMut(String)| {
+            if port == 0 {
+                say(format!("{who} has port 0; give it a real port"));
+                return;
+            }
+            if let Some(first) = sockets.insert((host.to_string(), port), who.clone()) {
+                say(format!(
+                    "port {port} on {host} is used by both {first} and {who}"
+                ));
+            }
+        };
+        for node in meta {
+            claim(
+                &node.host,
+                node.port,
+                format!("metadata node {}", node.id),
+                &mut say,
+            );
+        }
+        for b in &self.services.storage_services {
+            claim(&b.host, b.port, format!("broker {} (HTTP)", b.id), &mut say);
+            claim(
+                &b.host,
+                b.kafka_port(),
+                format!("broker {} (Kafka)", b.id),
+                &mut say,
+            );
+        }
+        let c = &self.controller;
+        if c.election_timeout_ms == 0 || c.raft_heartbeat_interval_ms == 0 {
+            say("controller timings must be positive".into());
+        } else if c.raft_heartbeat_interval_ms >= c.election_timeout_ms {
+            say(format!(
+                "raftHeartbeatIntervalMs ({}) must be smaller than electionTimeoutMs ({})",
+                c.raft_heartbeat_interval_ms, c.election_timeout_ms
+            ));
+        }
+        if c.broker_heartbeat_interval_ms == 0
+            || c.broker_heartbeat_interval_ms >= c.broker_session_timeout_ms
+        {
+            say(format!(
+                "brokerHeartbeatIntervalMs ({}) must be positive and smaller than brokerSessionTimeoutMs ({})",
+                c.broker_heartbeat_interval_ms, c.broker_session_timeout_ms
+            ));
+        }
+        if c.snapshot_interval_entries == 0 {
+            say("snapshotIntervalEntries must be positive".into());
+        }
+        let d = &self.topic_defaults;
+        if d.num_partitions < 1 || d.num_partitions > TOPIC_PARTITIONS_MAX {
+            say(format!(
+                "topicDefaults.numPartitions ({}) must be within 1..={TOPIC_PARTITIONS_MAX}",
+                d.num_partitions
+            ));
+        }
+        if d.default_replication_factor < 1 {
+            say("topicDefaults.defaultReplicationFactor must be at least 1".into());
+        }
+        problems
+    }
+
+    /// The metadata node with this id, if the file lists it.
+    pub fn metadata_node(&self, id: NodeId) -> Option<&MetadataNodeConfig> {
+        self.services.metadata_services.iter().find(|n| n.id == id)
+    }
+
+    /// The storage broker with this id, if the file lists it.
+    pub fn storage_node(&self, id: BrokerId) -> Option<&StorageNodeConfig> {
+        self.services.storage_services.iter().find(|n| n.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_is_valid_and_round_trips() {
+        let example = ServicesConfig::example();
+        assert!(example.problems().is_empty(), "{:?}", example.problems());
+        let text = serde_json::to_string_pretty(&example).expect("serialises");
+        let back = ServicesConfig::parse(&text, "example").expect("parses");
+        assert_eq!(back, example);
+        assert_eq!(back.storage_node(101).map(|b| b.kafka_port()), Some(19092));
+    }
+
+    #[test]
+    fn seeds_file_without_new_fields_takes_defaults() {
+        let text = r#"{"services":{"metadata-services":[
+            {"id":1,"host":"localhost","port":9091,"url":"http://localhost:9091"}],
+            "storage-services":[{"id":101,"host":"localhost","port":8081,"url":"http://localhost:8081"}]},
+            "somethingElse": true}"#;
+        let cfg = ServicesConfig::parse(text, "seed").expect("valid");
+        assert_eq!(cfg.controller, ControllerConfig::default());
+        assert_eq!(cfg.storage_node(101).map(|b| b.kafka_port()), Some(19092));
+    }
+
+    #[test]
+    fn every_problem_is_reported_once() {
+        let text = r#"{"services":{"metadata-services":[
+            {"id":1,"host":"localhost","port":9091},
+            {"id":1,"host":"localhost","port":9091}],
+            "storage-services":[{"id":101,"host":"localhost","port":8081,"kafkaPort":9091}]},
+            "controller":{"brokerHeartbeatIntervalMs":9000}}"#;
+        let err = ServicesConfig::parse(text, "bad.json").expect_err("invalid");
+        let TypesError::ConfigInvalid { problems, .. } = &err else {
+            panic!("unexpected error {err}");
+        };
+        let all = err.to_string();
+        assert_eq!(problems.len(), 4, "{all}");
+        assert!(
+            all.contains("metadata node id 1 appears more than once"),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "port 9091 on localhost is used by both metadata node 1 and metadata node 1"
+            ),
+            "{all}"
+        );
+        assert!(all.contains("broker 101 (Kafka)"), "{all}");
+        assert!(all.contains("brokerHeartbeatIntervalMs (9000)"), "{all}");
+    }
+
+    #[test]
+    fn malformed_json_is_a_syntax_error() {
+        let err = ServicesConfig::parse("{\"services\": [", "x.json").expect_err("malformed");
+        assert!(matches!(err, TypesError::ConfigSyntax { .. }), "{err}");
+    }
+}

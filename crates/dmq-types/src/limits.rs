@@ -1,0 +1,35 @@
+//! Named limits. Units come last in every name (TigerStyle): `_MS`, `_BYTES`, `_COUNT`.
+
+/// Partitions per topic, inclusive upper bound (SPEC §6).
+pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+
+/// Longest topic name Kafka accepts.
+pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
+
+/// Largest HTTP request body the metadata API reads before answering 413.
+pub const HTTP_BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Largest Kafka request frame a broker reads before closing the connection (SPEC §6).
+pub const REQUEST_BYTES_MAX: usize = 100 * 1024 * 1024;
+
+/// Default largest record batch (`message.max.bytes`).
+pub const MESSAGE_BYTES_MAX_DEFAULT: usize = 1024 * 1024;
+
+/// Default Raft election timeout (the lower bound; the upper bound is twice this).
+pub const ELECTION_TIMEOUT_MS_DEFAULT: u64 = 1_000;
+
+/// Default interval between Raft heartbeats from the leader.
+pub const RAFT_HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 100;
+
+/// Default interval between broker heartbeats to the controller.
+pub const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 1_000;
+
+/// Default time without a heartbeat after which the controller fences a broker.
+pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 6_000;
+
+/// Default number of applied Raft entries between two state-machine snapshots.
+pub const SNAPSHOT_INTERVAL_ENTRIES_DEFAULT: u64 = 2_000;
+
+/// Default number of entries kept in the Raft log behind a snapshot, so that a follower that is
+/// only a little behind catches up from the log instead of by snapshot.
+pub const SNAPSHOT_LOG_ENTRIES_KEPT_DEFAULT: u64 = 500;

@@ -1,0 +1,352 @@
+//! `dmq bench`: measurements that back the performance claims in issue notes.
+//!
+//! - `metadata`: committed metadata writes per second and commit latency (HDR histogram) with N
+//!   concurrent HTTP clients creating topics, against a 3-node quorum with fsync. Without
+//!   `--metadata` it starts its own quorum in a temporary directory on free loopback ports.
+//! - `failover`: controller failover time — SIGKILL the leader of a 3-process quorum N times and
+//!   time from the kill until another node commits a write.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Subcommand, ValueEnum};
+use dmq::procs::{free_port, wait_until, MetadataCluster};
+use dmq_metadata::{MetadataNode, MetadataNodeOptions};
+use dmq_types::{ControllerConfig, MetadataNodeConfig, ServicesConfig};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use tokio::sync::RwLock;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Committed metadata writes/s and commit latency with concurrent clients.
+    Metadata {
+        /// Metadata node URLs (comma-separated). Default: start a private 3-node quorum.
+        #[arg(long, env = "DMQ_METADATA", value_delimiter = ',')]
+        metadata: Vec<String>,
+        /// Concurrent clients, each with one request in flight.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Total committed writes (topic creations).
+        #[arg(long, default_value_t = 20_000)]
+        requests: u64,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// Controller failover time: SIGKILL the Raft leader repeatedly.
+    Failover {
+        /// How many leaders to kill.
+        #[arg(long, default_value_t = 10)]
+        kills: usize,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+pub async fn run(which: BenchCommand) -> anyhow::Result<()> {
+    match which {
+        BenchCommand::Metadata {
+            metadata,
+            clients,
+            requests,
+            output,
+        } => bench_metadata(metadata, clients, requests, output).await,
+        BenchCommand::Failover { kills, output } => bench_failover(kills, output).await,
+    }
+}
+
+/// A private quorum of in-process nodes for the benchmark.
+struct PrivateQuorum {
+    _dir: tempfile::TempDir,
+    nodes: Vec<MetadataNode>,
+    urls: Vec<String>,
+}
+
+async fn private_quorum() -> anyhow::Result<PrivateQuorum> {
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let mut config = ServicesConfig::example();
+    config.services.storage_services.clear();
+    config.services.metadata_services = (1..=3)
+        .map(|id| {
+            let port = free_port();
+            MetadataNodeConfig {
+                id,
+                host: "127.0.0.1".into(),
+                port,
+                url: Some(format!("http://127.0.0.1:{port}")),
+            }
+        })
+        .collect();
+    let urls = config
+        .services
+        .metadata_services
+        .iter()
+        .map(|n| n.base_url())
+        .collect();
+    let mut nodes = Vec::new();
+    for meta in &config.services.metadata_services {
+        nodes.push(
+            MetadataNode::start(MetadataNodeOptions {
+                node_id: meta.id,
+                config: config.clone(),
+                data_dir: dir.path().join(format!("meta-{}", meta.id)),
+                bind_host: None,
+            })
+            .await?,
+        );
+    }
+    Ok(PrivateQuorum {
+        _dir: dir,
+        nodes,
+        urls,
+    })
+}
+
+async fn find_leader(http: &reqwest::Client, urls: &[String]) -> Option<String> {
+    for url in urls {
+        let Ok(resp) = http
+            .get(format!("{url}/api/v1/metadata/controller"))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        if let Ok(v) = resp.json::<Value>().await {
+            if let Some(u) = v["controllerUrl"].as_str() {
+                return Some(u.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// POSTs `body` to the leader, following `X-Controller-Leader` redirects; returns the status.
+async fn post_to_leader(
+    http: &reqwest::Client,
+    leader: &RwLock<String>,
+    path: &str,
+    body: &Value,
+) -> anyhow::Result<u16> {
+    for _ in 0..10 {
+        let url = leader.read().await.clone();
+        let resp = http.post(format!("{url}{path}")).json(body).send().await?;
+        let status = resp.status().as_u16();
+        if status == 503 {
+            if let Some(next) = resp
+                .headers()
+                .get("X-Controller-Leader")
+                .and_then(|v| v.to_str().ok())
+            {
+                *leader.write().await = next.to_string();
+                continue;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        return Ok(status);
+    }
+    bail!("no leader accepted the write after 10 attempts")
+}
+
+async fn bench_metadata(
+    urls: Vec<String>,
+    clients: usize,
+    requests: u64,
+    output: Output,
+) -> anyhow::Result<()> {
+    let private = if urls.is_empty() {
+        Some(private_quorum().await?)
+    } else {
+        None
+    };
+    let urls = private.as_ref().map_or(urls, |p| p.urls.clone());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients.max(1))
+        .tcp_nodelay(true)
+        .build()?;
+    let leader = wait_until(Duration::from_secs(10), "a controller", || {
+        find_leader(&http, &urls)
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let leader = Arc::new(RwLock::new(leader));
+
+    // Topic placement needs ONLINE brokers: register three benchmark brokers and keep them alive.
+    let run_id = dmq_metadata::node::now_ms();
+    let broker_ids: Vec<i32> = (0..3).map(|i| 1_000_000 + i).collect();
+    for id in &broker_ids {
+        let body = json!({"brokerId": id, "host": "127.0.0.1", "port": 1, "kafkaPort": 2});
+        let status = post_to_leader(&http, &leader, "/api/v1/metadata/brokers", &body).await?;
+        if status >= 300 {
+            bail!("registering benchmark broker {id} failed with HTTP {status}");
+        }
+    }
+    let keepalive = {
+        let (http, leader, ids) = (http.clone(), leader.clone(), broker_ids.clone());
+        tokio::spawn(async move {
+            loop {
+                for id in &ids {
+                    let path = format!("/api/v1/metadata/heartbeat/{id}");
+                    let _ = post_to_leader(&http, &leader, &path, &json!({})).await;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (http, leader, next) = (http.clone(), leader.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new(3).map_err(|e| anyhow::anyhow!("{e}"))?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= requests {
+                    return Ok::<_, anyhow::Error>(hist);
+                }
+                let body = json!({"topicName": format!("bench-{run_id}-{i}"), "numPartitions": 1, "replicationFactor": 1});
+                let t0 = Instant::now();
+                let status = post_to_leader(&http, &leader, "/api/v1/metadata/topics", &body).await?;
+                if status != 201 {
+                    bail!("topic create answered HTTP {status}");
+                }
+                hist.record(t0.elapsed().as_micros() as u64)?;
+            }
+        }));
+    }
+    let mut hist = Histogram::<u64>::new(3).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for t in tasks {
+        hist.add(t.await??)?;
+    }
+    let elapsed = started.elapsed();
+    keepalive.abort();
+    let rate = requests as f64 / elapsed.as_secs_f64();
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let report = json!({
+        "benchmark": "metadata-commits",
+        "clients": clients,
+        "requests": requests,
+        "elapsedSeconds": elapsed.as_secs_f64(),
+        "commitsPerSecond": rate,
+        "latencyMs": {"p50": ms(0.5), "p95": ms(0.95), "p99": ms(0.99), "p999": ms(0.999), "max": hist.max() as f64 / 1000.0},
+    });
+    match output {
+        Output::Json => println!("{report}"),
+        Output::Human => println!(
+            "{requests} committed writes with {clients} clients in {:.2}s: {rate:.0} commits/s; latency ms p50 {:.2} p95 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
+            elapsed.as_secs_f64(),
+            ms(0.5),
+            ms(0.95),
+            ms(0.99),
+            ms(0.999),
+            hist.max() as f64 / 1000.0
+        ),
+    }
+    if let Some(p) = private {
+        for n in p.nodes {
+            n.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+async fn bench_failover(kills: usize, output: Output) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the dmq executable")?;
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let mut cluster = MetadataCluster::new(&exe, dir.path(), 3, ControllerConfig::default());
+    cluster.start_all()?;
+    let mut times_ms = Vec::new();
+    for k in 0..kills {
+        let leader = cluster
+            .wait_for_leader(Duration::from_secs(15))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        // Every node caught up before the kill, so any of them may win the election.
+        let target = cluster
+            .status(leader)
+            .await
+            .map_or(0, |s| s["lastApplied"].as_u64().unwrap_or(0));
+        for id in cluster.ids() {
+            let c = &cluster;
+            wait_until(
+                Duration::from_secs(15),
+                "followers to catch up",
+                || async move {
+                    let s = c.status(id).await?;
+                    (s["lastApplied"].as_u64()? >= target).then_some(())
+                },
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+        }
+        cluster.kill(leader);
+        let t0 = Instant::now();
+        let body = json!({"brokerId": 7_000_000 + k as i64, "host": "127.0.0.1", "port": 1, "kafkaPort": 2});
+        let survivors: Vec<u64> = cluster.ids().into_iter().filter(|i| *i != leader).collect();
+        let c = &cluster;
+        let new_leader = wait_until(
+            Duration::from_secs(20),
+            "a new leader to commit a write",
+            || {
+                let survivors = survivors.clone();
+                let body = body.clone();
+                async move {
+                    for id in survivors {
+                        if let Some((201, _, _)) =
+                            c.post(id, "/api/v1/metadata/brokers", &body).await
+                        {
+                            return Some(id);
+                        }
+                    }
+                    None
+                }
+            },
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
+        let took = t0.elapsed().as_secs_f64() * 1000.0;
+        if matches!(output, Output::Human) {
+            println!(
+                "kill {}: leader {leader} killed, node {new_leader} committed after {took:.0} ms",
+                k + 1
+            );
+        }
+        times_ms.push(took);
+        cluster.start(leader)?;
+    }
+    times_ms.sort_by(f64::total_cmp);
+    let median = if times_ms.is_empty() {
+        0.0
+    } else if times_ms.len() % 2 == 1 {
+        times_ms[times_ms.len() / 2]
+    } else {
+        (times_ms[times_ms.len() / 2 - 1] + times_ms[times_ms.len() / 2]) / 2.0
+    };
+    let report = json!({
+        "benchmark": "controller-failover",
+        "kills": kills,
+        "medianMs": median,
+        "minMs": times_ms.first(),
+        "maxMs": times_ms.last(),
+        "allMs": times_ms,
+    });
+    match output {
+        Output::Json => println!("{report}"),
+        Output::Human => println!(
+            "controller failover over {kills} SIGKILLs: median {median:.0} ms, min {:.0} ms, max {:.0} ms",
+            times_ms.first().copied().unwrap_or(0.0),
+            times_ms.last().copied().unwrap_or(0.0)
+        ),
+    }
+    Ok(())
+}

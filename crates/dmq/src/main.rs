@@ -1,0 +1,182 @@
+//! `dmq`: every DistributedMQ role and tool in one binary.
+//!
+//! ```text
+//! dmq metadata --node-id N      a metadata quorum member (Raft + controller + HTTP API)
+//! dmq dev                       the whole local cluster in one process
+//! dmq bench metadata|failover   metadata commit throughput/latency, controller failover time
+//! ```
+
+mod bench;
+mod dev;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use dmq::load_config;
+use dmq_metadata::{MetadataNode, MetadataNodeOptions};
+use dmq_types::NodeId;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dmq",
+    version,
+    about = "DistributedMQ: a Kafka-compatible distributed message queue"
+)]
+struct Cli {
+    /// Log format on stderr (level from RUST_LOG, default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Commands {
+    /// Run a metadata node (a member of the Raft controller quorum).
+    Metadata {
+        /// This node's id in services.json "metadata-services".
+        #[arg(long)]
+        node_id: NodeId,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Run a whole local cluster in one process: 3 metadata nodes on the example ports.
+    Dev {
+        /// Where every node keeps its data (one sub-directory each).
+        #[arg(long, default_value = "./dmq-data")]
+        data_dir: PathBuf,
+        /// services.json to use (default: config/services.json, else the built-in example).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Measure the cluster.
+    Bench {
+        #[command(subcommand)]
+        which: bench::BenchCommand,
+    },
+}
+
+/// Flags every server role takes (SPEC §1).
+#[derive(clap::Args, Debug)]
+struct CommonArgs {
+    /// services.json to use (default: config/services.json, else the built-in example).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (default: ./dmq-data/<role>-<id>).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to bind instead of the configured host.
+    #[arg(long)]
+    host: Option<String>,
+    /// HTTP port, overriding services.json.
+    #[arg(long)]
+    http_port: Option<u16>,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Commands::Metadata { node_id, common } => run_metadata(node_id, common).await,
+        Commands::Dev { data_dir, config } => dev::run(data_dir, config).await,
+        Commands::Bench { which } => bench::run(which).await,
+    }
+}
+
+async fn run_metadata(node_id: NodeId, common: CommonArgs) -> anyhow::Result<()> {
+    let (mut config, origin) = load_config(common.config.as_deref())?;
+    let Some(me) = config
+        .services
+        .metadata_services
+        .iter_mut()
+        .find(|n| n.id == node_id)
+    else {
+        anyhow::bail!(
+            "metadata node id {node_id} is not listed in \"metadata-services\" of {origin}"
+        );
+    };
+    if let Some(port) = common.http_port {
+        me.port = port;
+        me.url = Some(format!("http://{}:{port}", me.host));
+    }
+    let data_dir = common
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(format!("./dmq-data/metadata-{node_id}")));
+    tracing::info!(config = %origin, "starting metadata node {node_id}");
+    let node = MetadataNode::start(MetadataNodeOptions {
+        node_id,
+        config,
+        data_dir,
+        bind_host: common.host,
+    })
+    .await
+    .context("metadata node failed to start")?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
