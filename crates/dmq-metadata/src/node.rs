@@ -187,10 +187,15 @@ impl MetadataNode {
             .map(|n| (n.id, n.base_url()))
             .collect();
         let c = &config.controller;
+        // openraft 0.9 waits `leader_lease` (= election_timeout_max) plus a random election
+        // timeout in [min, max) after the last leader heartbeat before it campaigns. Taking
+        // min = 0.4 T and max = 0.6 T makes a follower campaign 1.0–1.2 × `electionTimeoutMs`
+        // after the leader falls silent: the meaning the config gives the number, and a failover
+        // of about a second with the default T = 1000 ms.
         let raft_config = openraft::Config {
             cluster_name: "dmq-metadata".into(),
-            election_timeout_min: c.election_timeout_ms,
-            election_timeout_max: c.election_timeout_ms * 2,
+            election_timeout_min: c.election_timeout_ms * 2 / 5,
+            election_timeout_max: c.election_timeout_ms * 3 / 5,
             heartbeat_interval: c.raft_heartbeat_interval_ms,
             install_snapshot_timeout: c.election_timeout_ms.max(2_000),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_interval_entries),

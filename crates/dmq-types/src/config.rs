@@ -111,7 +111,7 @@ impl StorageNodeConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ControllerConfig {
-    /// Lower bound of the randomised Raft election timeout; the upper bound is twice this.
+    /// A follower that hears nothing from the leader for 1.0–1.2 × this starts an election.
     pub election_timeout_ms: u64,
     /// Interval of the Raft leader's heartbeats (AppendEntries with no entries).
     pub raft_heartbeat_interval_ms: u64,
@@ -307,9 +307,12 @@ impl ServicesConfig {
         let c = &self.controller;
         if c.election_timeout_ms == 0 || c.raft_heartbeat_interval_ms == 0 {
             say("controller timings must be positive".into());
-        } else if c.raft_heartbeat_interval_ms >= c.election_timeout_ms {
+        } else if c.raft_heartbeat_interval_ms * 3 > c.election_timeout_ms {
+            // Followers start campaigning 1.0–1.2 × electionTimeoutMs after the last heartbeat,
+            // with a random spread of 0.2 × electionTimeoutMs; a heartbeat must fit in that
+            // window several times or healthy leaders get deposed.
             say(format!(
-                "raftHeartbeatIntervalMs ({}) must be smaller than electionTimeoutMs ({})",
+                "raftHeartbeatIntervalMs ({}) must be at most a third of electionTimeoutMs ({})",
                 c.raft_heartbeat_interval_ms, c.election_timeout_ms
             ));
         }

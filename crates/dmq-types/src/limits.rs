@@ -15,7 +15,7 @@ pub const REQUEST_BYTES_MAX: usize = 100 * 1024 * 1024;
 /// Default largest record batch (`message.max.bytes`).
 pub const MESSAGE_BYTES_MAX_DEFAULT: usize = 1024 * 1024;
 
-/// Default Raft election timeout (the lower bound; the upper bound is twice this).
+/// Default Raft election timeout: followers campaign 1.0–1.2 × this after the leader falls silent.
 pub const ELECTION_TIMEOUT_MS_DEFAULT: u64 = 1_000;
 
 /// Default interval between Raft heartbeats from the leader.

@@ -1,0 +1,133 @@
+//! Helpers shared by the integration tests: clusters of real `dmq` processes.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dmq::procs::MetadataCluster;
+use dmq_types::ControllerConfig;
+use serde_json::{json, Value};
+
+/// A 3-node metadata quorum of real processes under `dir`, started.
+pub fn start_quorum(dir: &Path, controller: ControllerConfig) -> MetadataCluster {
+    let mut cluster =
+        MetadataCluster::new(Path::new(env!("CARGO_BIN_EXE_dmq")), dir, 3, controller);
+    cluster.start_all().expect("start metadata processes");
+    cluster
+}
+
+/// Controller timings with a broker session long enough that tests not about liveness never
+/// see a broker fenced.
+pub fn long_sessions() -> ControllerConfig {
+    ControllerConfig {
+        broker_session_timeout_ms: 600_000,
+        ..ControllerConfig::default()
+    }
+}
+
+/// POSTs to the current leader (found through any node), following 503 redirects.
+pub async fn post_leader(cluster: &MetadataCluster, path: &str, body: &Value) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(leader) = cluster.wait_for_leader(Duration::from_secs(5)).await {
+            if let Some((status, _, body)) = cluster.post(leader, path, body).await {
+                if status != 503 || Instant::now() > deadline {
+                    return (status, body);
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader accepted POST {path}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Registers brokers `ids` through the leader.
+pub async fn register_brokers(cluster: &MetadataCluster, ids: &[i32]) {
+    for id in ids {
+        let body =
+            json!({"brokerId": id, "host": "127.0.0.1", "port": 1000 + id, "kafkaPort": 2000 + id});
+        let (status, body) = post_leader(cluster, "/api/v1/metadata/brokers", &body).await;
+        assert_eq!(status, 201, "register broker {id}: {body}");
+    }
+}
+
+/// Creates a topic through the leader and returns its JSON.
+pub async fn create_topic(
+    cluster: &MetadataCluster,
+    name: &str,
+    partitions: i32,
+    rf: i32,
+) -> Value {
+    let body = json!({"topicName": name, "numPartitions": partitions, "replicationFactor": rf});
+    let (status, body) = post_leader(cluster, "/api/v1/metadata/topics", &body).await;
+    assert_eq!(status, 201, "create topic {name}: {body}");
+    body
+}
+
+/// Fake brokers that heartbeat the controller every `interval` while they are in `alive`;
+/// `last_ok` records when each last got a 200.
+pub struct Heartbeats {
+    pub alive: Arc<Mutex<BTreeSet<i32>>>,
+    pub last_ok: Arc<Mutex<std::collections::BTreeMap<i32, Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Heartbeats {
+    pub fn start(urls: Vec<String>, ids: &[i32], interval: Duration) -> Self {
+        let alive = Arc::new(Mutex::new(ids.iter().copied().collect::<BTreeSet<_>>()));
+        let last_ok = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+        let (a, l) = (alive.clone(), last_ok.clone());
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_millis(500))
+                .build()
+                .expect("client");
+            let mut leader = 0usize;
+            loop {
+                let ids: Vec<i32> = a.lock().expect("lock").iter().copied().collect();
+                for id in ids {
+                    // Try the last good node first, then the others (brokers rediscover too).
+                    for k in 0..urls.len() {
+                        let i = (leader + k) % urls.len();
+                        let url = format!("{}/api/v1/metadata/heartbeat/{id}", urls[i]);
+                        let Ok(resp) = http.post(&url).json(&json!({"brokerId": id})).send().await
+                        else {
+                            continue;
+                        };
+                        if resp.status().as_u16() == 200 {
+                            leader = i;
+                            l.lock().expect("lock").insert(id, Instant::now());
+                            break;
+                        }
+                    }
+                }
+                tokio::time::sleep(interval).await;
+            }
+        });
+        Self {
+            alive,
+            last_ok,
+            task,
+        }
+    }
+
+    pub fn stop(&self, id: i32) {
+        self.alive.lock().expect("lock").remove(&id);
+    }
+
+    pub fn resume(&self, id: i32) {
+        self.alive.lock().expect("lock").insert(id);
+    }
+
+    pub fn last_ok(&self, id: i32) -> Option<Instant> {
+        self.last_ok.lock().expect("lock").get(&id).copied()
+    }
+}
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

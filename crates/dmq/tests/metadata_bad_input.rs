@@ -1,0 +1,226 @@
+//! Bad input answers a clear 4xx JSON error (or a clear start-up error) and changes nothing.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_json_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_quorum(dir.path(), long_sessions());
+    register_brokers(&cluster, &[101]).await;
+    create_topic(&cluster, "dup", 1, 1).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(3))
+        .await
+        .expect("leader");
+    let url = cluster.url(leader);
+    let http = reqwest::Client::new();
+    let before = cluster.status(leader).await.expect("status")["lastApplied"].clone();
+
+    let long_name = "x".repeat(250);
+    let huge = "y".repeat(2 * 1024 * 1024);
+    let posts: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "malformed JSON",
+            "{\"topicName\": ".into(),
+            400,
+            "INVALID_REQUEST",
+        ),
+        ("not an object", "[1,2]".into(), 400, "INVALID_REQUEST"),
+        (
+            "space in name",
+            json!({"topicName": "a b", "numPartitions": 1}).to_string(),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "empty name",
+            json!({"topicName": "", "numPartitions": 1}).to_string(),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "dot",
+            json!({"topicName": ".", "numPartitions": 1}).to_string(),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "dotdot",
+            json!({"topicName": "..", "numPartitions": 1}).to_string(),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "250 chars",
+            json!({"topicName": long_name, "numPartitions": 1}).to_string(),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "slash",
+            json!({"topicName": "a/b", "numPartitions": 1}).to_string(),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "0 partitions",
+            json!({"topicName": "p", "numPartitions": 0}).to_string(),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "10001 partitions",
+            json!({"topicName": "p", "numPartitions": 10001}).to_string(),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "string partitions",
+            json!({"topicName": "p", "numPartitions": "3"}).to_string(),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "rf 0",
+            json!({"topicName": "p", "numPartitions": 1, "replicationFactor": 0}).to_string(),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "rf above ONLINE",
+            json!({"topicName": "p", "numPartitions": 1, "replicationFactor": 2}).to_string(),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "duplicate",
+            json!({"topicName": "dup", "numPartitions": 1, "replicationFactor": 1}).to_string(),
+            409,
+            "ALREADY_EXISTS",
+        ),
+        (
+            "2 MiB body",
+            json!({"topicName": "p", "pad": huge}).to_string(),
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+    ];
+    for (what, body, status, code) in posts {
+        let resp = http
+            .post(format!("{url}/api/v1/metadata/topics"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("answer");
+        let got = resp.status().as_u16();
+        let json: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (got, json["error"].as_str()),
+            (status, Some(code)),
+            "{what}: {json}"
+        );
+        assert!(
+            json["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {json}"
+        );
+    }
+    let (_, _, rf) = cluster
+        .post(
+            leader,
+            "/api/v1/metadata/topics",
+            &json!({"topicName": "p", "numPartitions": 1, "replicationFactor": 2}),
+        )
+        .await
+        .expect("answer");
+    assert!(
+        rf["message"].as_str().unwrap_or("").contains("ONLINE"),
+        "clear RF message: {rf}"
+    );
+
+    let checks: Vec<(reqwest::Method, &str, u16)> = vec![
+        (reqwest::Method::GET, "/api/v1/metadata/topics/nope", 404),
+        (reqwest::Method::DELETE, "/api/v1/metadata/topics/nope", 404),
+        (reqwest::Method::GET, "/api/v1/metadata/brokers/999", 404),
+        (reqwest::Method::GET, "/api/v1/metadata/brokers/abc", 400),
+        (reqwest::Method::POST, "/api/v1/metadata/heartbeat/999", 404),
+        (reqwest::Method::POST, "/api/v1/metadata/heartbeat/-5", 400),
+        (reqwest::Method::GET, "/api/v1/no/such/path", 404),
+        (reqwest::Method::PUT, "/api/v1/metadata/topics", 405),
+    ];
+    for (method, path, status) in checks {
+        let resp = http
+            .request(method.clone(), format!("{url}{path}"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+        let json: Value = resp.json().await.expect("JSON error body");
+        assert!(json["error"].is_string(), "{method} {path}: {json}");
+    }
+    let bad_register = [
+        json!({"brokerId": -1, "host": "h", "port": 1}),
+        json!({"brokerId": 5, "host": "", "port": 1}),
+        json!({"brokerId": 5, "host": "h", "port": 70000}),
+        json!({"host": "h", "port": 1}),
+    ];
+    for body in bad_register {
+        let (status, _, json) = cluster
+            .post(leader, "/api/v1/metadata/brokers", &body)
+            .await
+            .expect("answer");
+        assert_eq!(status, 400, "{body}: {json}");
+    }
+
+    let after = cluster.status(leader).await.expect("status")["lastApplied"].clone();
+    assert_eq!(before, after, "bad input committed nothing");
+    let (_, topics) = cluster
+        .get(leader, "/api/v1/metadata/topics")
+        .await
+        .expect("topics");
+    assert_eq!(topics.as_array().map(Vec::len), Some(1));
+}
+
+fn run_with_config(dir: &std::path::Path, text: &str, node: &str) -> (Option<i32>, String) {
+    let path = dir.join("services.json");
+    std::fs::write(&path, text).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_dmq"))
+        .args(["metadata", "--node-id", node, "--config"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .expect("run dmq");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_services_json_stops_start_up_with_one_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let duplicate_port = r#"{"services":{"metadata-services":[
+        {"id":1,"host":"127.0.0.1","port":1},{"id":2,"host":"127.0.0.1","port":1}]}}"#;
+    let (code, err) = run_with_config(dir.path(), duplicate_port, "1");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("port 1 on 127.0.0.1 is used by both metadata node 1 and metadata node 2"),
+        "{err}"
+    );
+
+    let (code, err) = run_with_config(dir.path(), "{\"services\": {", "1");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("malformed"), "{err}");
+
+    let ok = r#"{"services":{"metadata-services":[{"id":1,"host":"127.0.0.1","port":1}]}}"#;
+    let (code, err) = run_with_config(dir.path(), ok, "7");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("metadata node id 7 is not listed"), "{err}");
+}

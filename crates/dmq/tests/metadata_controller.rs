@@ -1,0 +1,168 @@
+//! Controller duties as real processes: broker liveness, leader moves from the ISR, and no false
+//! fencing after a controller failover.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use dmq::procs::wait_until;
+use dmq_types::ControllerConfig;
+use serde_json::Value;
+
+const SESSION_MS: u64 = 2_000;
+
+fn liveness_config() -> ControllerConfig {
+    ControllerConfig {
+        broker_heartbeat_interval_ms: 300,
+        broker_session_timeout_ms: SESSION_MS,
+        ..ControllerConfig::default()
+    }
+}
+
+fn leaders(topic: &Value) -> BTreeMap<i64, i64> {
+    topic["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| {
+            (
+                p["partitionId"].as_i64().expect("id"),
+                p["leader"].as_i64().expect("leader"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_broker_goes_offline_and_its_partitions_move_within_the_isr() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = start_quorum(dir.path(), liveness_config());
+    cluster
+        .wait_for_leader(Duration::from_secs(3))
+        .await
+        .expect("leader");
+    register_brokers(&cluster, &[101, 102, 103]).await;
+    let urls = cluster.ids().iter().map(|id| cluster.url(*id)).collect();
+    let beats = Heartbeats::start(urls, &[101, 102, 103], Duration::from_millis(300));
+
+    // Placement: 6 partitions, RF 2 on 3 brokers → exactly 2 leaderships each.
+    let before = create_topic(&cluster, "p6", 6, 2).await;
+    let mut per_broker: BTreeMap<i64, usize> = BTreeMap::new();
+    for leader in leaders(&before).values() {
+        *per_broker.entry(*leader).or_default() += 1;
+    }
+    assert_eq!(
+        per_broker.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2],
+        "{per_broker:?}"
+    );
+
+    beats.stop(101);
+    let c = &cluster;
+    let offline_seen = wait_until(
+        Duration::from_millis(SESSION_MS + 3_000),
+        "broker 101 OFFLINE",
+        || async move {
+            for id in c.ids() {
+                if let Some((200, b)) = c
+                    .get(id, "/api/v1/metadata/brokers/101?consistent=true")
+                    .await
+                {
+                    return (b["status"] == "OFFLINE").then(Instant::now);
+                }
+            }
+            None
+        },
+    )
+    .await
+    .expect("broker fenced");
+    let silent_for = offline_seen - beats.last_ok(101).expect("101 heartbeated once");
+    println!("broker 101 OFFLINE {silent_for:?} after its last heartbeat");
+    assert!(
+        silent_for <= Duration::from_millis(SESSION_MS + 1_000),
+        "OFFLINE after {silent_for:?}, session timeout is {SESSION_MS} ms"
+    );
+
+    // Every partition 101 led now has a new leader from its ISR, with a bumped epoch; 101 is in
+    // no ISR.
+    let after = wait_until(Duration::from_secs(3), "leaderships moved", || async move {
+        let (_, t) = c
+            .get(c.ids()[0], "/api/v1/metadata/topics/p6?consistent=true")
+            .await?;
+        let moved = t["partitions"].as_array()?.iter().all(|p| {
+            p["leader"] != 101
+                && !p["isr"]
+                    .as_array()
+                    .is_some_and(|isr| isr.contains(&Value::from(101)))
+        });
+        moved.then_some(t)
+    })
+    .await
+    .expect("partitions moved off the dead broker");
+    for (old, new) in before["partitions"]
+        .as_array()
+        .expect("p")
+        .iter()
+        .zip(after["partitions"].as_array().expect("p"))
+    {
+        if old["leader"] == 101 {
+            let isr = old["isr"].as_array().expect("isr");
+            assert!(
+                isr.contains(&new["leader"]),
+                "new leader {} not from ISR {isr:?}",
+                new["leader"]
+            );
+            assert_eq!(
+                new["leaderEpoch"].as_i64(),
+                old["leaderEpoch"].as_i64().map(|e| e + 1),
+                "epoch bumped on {new}"
+            );
+        } else {
+            assert_eq!(
+                new["leader"], old["leader"],
+                "untouched leadership moved: {new}"
+            );
+        }
+    }
+
+    // Its next heartbeat brings it back ONLINE.
+    beats.resume(101);
+    wait_until(
+        Duration::from_secs(5),
+        "broker 101 ONLINE again",
+        || async move {
+            let (_, b) = c
+                .get(c.ids()[0], "/api/v1/metadata/brokers/101?consistent=true")
+                .await?;
+            (b["status"] == "ONLINE").then_some(())
+        },
+    )
+    .await
+    .expect("readmitted");
+
+    // Controller failover while every broker heartbeats: the new controller rebuilds heartbeat
+    // state and fences nobody (seed 000, "Challenge 2").
+    let old = cluster
+        .wait_for_leader(Duration::from_secs(3))
+        .await
+        .expect("leader");
+    cluster.kill(old);
+    let new = cluster
+        .wait_for_leader(Duration::from_secs(5))
+        .await
+        .expect("new leader");
+    let watch_until = Instant::now() + Duration::from_millis(SESSION_MS + 1_000);
+    while Instant::now() < watch_until {
+        if let Some((200, brokers)) = cluster.get(new, "/api/v1/metadata/brokers").await {
+            for b in brokers.as_array().expect("brokers") {
+                assert_eq!(
+                    b["status"], "ONLINE",
+                    "falsely fenced after controller failover: {b}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

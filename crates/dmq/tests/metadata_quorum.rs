@@ -1,0 +1,318 @@
+//! The metadata quorum as real processes: election, replication, redirects, SIGKILL failover,
+//! restart on the same data dir, and catch-up by snapshot.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::*;
+use dmq::procs::wait_until;
+use dmq_types::ControllerConfig;
+use serde_json::Value;
+
+/// Records which nodes claimed leadership in which term; Raft §5.2: at most one leader per term.
+#[derive(Default)]
+struct LeaderLedger(BTreeMap<u64, BTreeSet<u64>>);
+
+impl LeaderLedger {
+    async fn observe(&mut self, cluster: &dmq::procs::MetadataCluster) {
+        for id in cluster.ids() {
+            if let Some(s) = cluster.status(id).await {
+                if s["isLeader"] == Value::Bool(true) {
+                    let term = s["currentTerm"].as_u64().expect("term");
+                    self.0.entry(term).or_default().insert(id);
+                }
+            }
+        }
+    }
+
+    fn assert_single_leader_per_term(&self) {
+        for (term, leaders) in &self.0 {
+            assert!(leaders.len() <= 1, "term {term} had leaders {leaders:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_within_3s_and_never_two_in_a_term() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let cluster = start_quorum(dir.path(), ControllerConfig::default());
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(3))
+        .await
+        .expect("a leader within 3 s of start");
+    println!(
+        "leader {leader} elected {:?} after start",
+        started.elapsed()
+    );
+    // Watch the quorum settle for a while: every observation must show at most one leader a term,
+    // and followers must agree on who leads.
+    let mut ledger = LeaderLedger::default();
+    let watch_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < watch_until {
+        ledger.observe(&cluster).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ledger.assert_single_leader_per_term();
+    for id in cluster.ids() {
+        let s = cluster.status(id).await.expect("status");
+        assert_eq!(s["leaderId"], Value::from(leader), "node {id}: {s}");
+        let expected = if id == leader { "LEADER" } else { "FOLLOWER" };
+        assert_eq!(s["state"], expected, "node {id}: {s}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_reads_back_identically_everywhere_and_followers_redirect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_quorum(dir.path(), long_sessions());
+    register_brokers(&cluster, &[101, 102, 103]).await;
+    let created = create_topic(&cluster, "orders", 6, 2).await;
+    assert_eq!(created["numPartitions"], 6);
+    assert_eq!(created["partitions"].as_array().map(Vec::len), Some(6));
+
+    // Every node serves byte-identical topic JSON once it has applied the entry.
+    for id in cluster.ids() {
+        let c = &cluster;
+        let created = &created;
+        wait_until(
+            Duration::from_secs(5),
+            "topic on every node",
+            || async move {
+                let (status, body) = c.get(id, "/api/v1/metadata/topics/orders").await?;
+                (status == 200 && &body == created).then_some(())
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("node {id}: {e}"));
+        let (status, body) = cluster
+            .get(id, "/api/v1/metadata/topics/orders?consistent=true")
+            .await
+            .expect("consistent read");
+        assert_eq!((status, &body), (200, created), "node {id} consistent read");
+    }
+
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(3))
+        .await
+        .expect("leader");
+    let follower = cluster
+        .ids()
+        .into_iter()
+        .find(|i| *i != leader)
+        .expect("a follower");
+    let body =
+        serde_json::json!({"topicName": "other", "numPartitions": 1, "replicationFactor": 1});
+    let (status, headers, body) = cluster
+        .post(follower, "/api/v1/metadata/topics", &body)
+        .await
+        .expect("follower answers");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        headers
+            .get("X-Controller-Leader")
+            .and_then(|v| v.to_str().ok()),
+        Some(cluster.url(leader).as_str())
+    );
+    assert_eq!(
+        headers
+            .get("X-Controller-Leader-Id")
+            .and_then(|v| v.to_str().ok()),
+        Some(leader.to_string().as_str())
+    );
+    assert_eq!(body["error"], "NOT_LEADER");
+    assert_eq!(body["leaderId"], Value::from(leader));
+    let (_, topics) = cluster
+        .get(leader, "/api/v1/metadata/topics")
+        .await
+        .expect("list");
+    assert_eq!(
+        topics.as_array().map(Vec::len),
+        Some(1),
+        "the redirected write changed nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_sigkill_fails_over_within_3s_and_the_old_leader_rejoins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = start_quorum(dir.path(), long_sessions());
+    register_brokers(&cluster, &[101]).await;
+    for i in 0..10 {
+        create_topic(&cluster, &format!("t{i}"), 2, 1).await;
+    }
+    let mut ledger = LeaderLedger::default();
+    ledger.observe(&cluster).await;
+    let old = cluster
+        .wait_for_leader(Duration::from_secs(3))
+        .await
+        .expect("leader");
+    cluster.kill(old);
+    let killed_at = Instant::now();
+    let survivors: Vec<u64> = cluster.ids().into_iter().filter(|i| *i != old).collect();
+    let body = serde_json::json!({"topicName": "after-failover", "numPartitions": 1, "replicationFactor": 1});
+    let c = &cluster;
+    let new_leader = wait_until(
+        Duration::from_secs(3),
+        "a survivor to accept a write",
+        || {
+            let survivors = survivors.clone();
+            let body = body.clone();
+            async move {
+                for id in survivors {
+                    if let Some((201, _, _)) = c.post(id, "/api/v1/metadata/topics", &body).await {
+                        return Some(id);
+                    }
+                }
+                None
+            }
+        },
+    )
+    .await
+    .expect("another node accepts writes within 3 s of SIGKILL");
+    println!(
+        "node {new_leader} accepted a write {:?} after the kill",
+        killed_at.elapsed()
+    );
+    ledger.observe(&cluster).await;
+
+    let (_, topics) = cluster
+        .get(new_leader, "/api/v1/metadata/topics")
+        .await
+        .expect("topics");
+    let names: BTreeSet<&str> = topics
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|t| t["topicName"].as_str())
+        .collect();
+    for i in 0..10 {
+        assert!(
+            names.contains(format!("t{i}").as_str()),
+            "committed topic t{i} lost: {names:?}"
+        );
+    }
+
+    // The killed node restarts on its data dir, follows, and catches up.
+    cluster.start(old).expect("restart");
+    let c = &cluster;
+    let topics = &topics;
+    wait_until(
+        Duration::from_secs(10),
+        "restarted node to follow and catch up",
+        || async move {
+            let s = c.status(old).await?;
+            let (_, mine) = c.get(old, "/api/v1/metadata/topics").await?;
+            (s["state"] == "FOLLOWER" && &mine == topics).then_some(())
+        },
+    )
+    .await
+    .expect("old leader rejoins as a follower with every topic");
+    ledger.observe(&cluster).await;
+    ledger.assert_single_leader_per_term();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_down_for_10000_commits_catches_up_by_snapshot() {
+    const COMMANDS: u64 = 10_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let controller = ControllerConfig {
+        snapshot_interval_entries: 1_000,
+        snapshot_log_entries_kept: 100,
+        ..long_sessions()
+    };
+    let mut cluster = start_quorum(dir.path(), controller);
+    register_brokers(&cluster, &[101]).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(3))
+        .await
+        .expect("leader");
+    let down = cluster
+        .ids()
+        .into_iter()
+        .find(|i| *i != leader)
+        .expect("follower");
+    let down_last_index = cluster.status(down).await.expect("status")["lastLogIndex"]
+        .as_u64()
+        .unwrap_or(0);
+    cluster.kill(down);
+
+    // 10,000 commits from 16 concurrent writers.
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let writers = (0..16).map(|_| async {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i >= COMMANDS {
+                return;
+            }
+            let body = serde_json::json!({"topicName": format!("bulk-{i}"), "numPartitions": 1, "replicationFactor": 1});
+            let (status, body) = post_leader(&cluster, "/api/v1/metadata/topics", &body).await;
+            assert_eq!(status, 201, "{body}");
+        }
+    });
+    futures::future::join_all(writers).await;
+
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(3))
+        .await
+        .expect("leader");
+    let c = &cluster;
+    let s = wait_until(
+        Duration::from_secs(10),
+        "leader to purge its log behind a snapshot",
+        || async move {
+            let s = c.status(leader).await?;
+            (s["purgedIndex"].as_u64()? > COMMANDS - 1_000 - 100 - 50).then_some(s)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        let status = futures::executor::block_on(c.status(leader));
+        panic!("log not compacted: {e}; leader status {status:?}")
+    });
+    let purged = s["purgedIndex"].as_u64().expect("purged");
+    let file_bytes = s["logFileBytes"].as_u64().expect("bytes");
+    let last = s["lastLogIndex"].as_u64().expect("last");
+    println!("leader log: purged through {purged}, last {last}, {file_bytes} bytes on disk");
+    assert!(
+        purged > down_last_index + 1,
+        "the log alone cannot catch the node up"
+    );
+    assert!(
+        last - purged <= 1_000 + 100 + 16,
+        "entries kept: {}",
+        last - purged
+    );
+    let on_disk = std::fs::metadata(cluster.data_dir(leader).join("raft.log"))
+        .expect("raft.log")
+        .len();
+    assert!(
+        on_disk < 1_500_000,
+        "raft.log is {on_disk} bytes after compaction"
+    );
+
+    cluster.start(down).expect("restart");
+    let c = &cluster;
+    let target = s["lastApplied"].as_u64().expect("applied");
+    let caught_up = wait_until(
+        Duration::from_secs(30),
+        "the restarted node to catch up",
+        || async move {
+            let s = c.status(down).await?;
+            (s["lastApplied"].as_u64()? >= target).then_some(s)
+        },
+    )
+    .await
+    .expect("catch up");
+    assert!(
+        caught_up["snapshotIndex"].as_u64().unwrap_or(0) > down_last_index,
+        "caught up through a snapshot: {caught_up}"
+    );
+    let (_, topics) = cluster
+        .get(down, "/api/v1/metadata/topics")
+        .await
+        .expect("topics");
+    assert_eq!(topics.as_array().map(Vec::len), Some(COMMANDS as usize));
+}
