@@ -193,7 +193,8 @@ mod tests {
     #[test]
     fn placement_table() {
         // (brokers, partitions, rf, start) → expected assignment; Kafka's layout with a fixed start.
-        let cases: &[(&[BrokerId], usize, usize, usize, Vec<Vec<BrokerId>>)] = &[
+        type Case<'a> = (&'a [BrokerId], usize, usize, usize, Vec<Vec<BrokerId>>);
+        let cases: &[Case] = &[
             (&[1], 3, 1, 0, vec![vec![1], vec![1], vec![1]]),
             (
                 &[1, 2, 3],

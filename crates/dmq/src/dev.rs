@@ -34,15 +34,9 @@ pub async fn run(data_dir: PathBuf, config: Option<PathBuf>) -> anyhow::Result<(
         data_dir.display()
     );
     println!();
-    println!("{:<10} {:<4} {:<28} {}", "ROLE", "ID", "HTTP", "KAFKA");
+    println!("{:<10} {:<4} {:<28} KAFKA", "ROLE", "ID", "HTTP");
     for meta in &config.services.metadata_services {
-        println!(
-            "{:<10} {:<4} {:<28} {}",
-            "metadata",
-            meta.id,
-            meta.base_url(),
-            "-"
-        );
+        println!("metadata   {:<4} {:<28} -", meta.id, meta.base_url());
     }
     println!();
     if let Some(first) = config.services.metadata_services.first() {

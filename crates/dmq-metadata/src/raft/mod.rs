@@ -10,6 +10,10 @@
 //!                        apply ─────▼──────▶ StateMachineStore (MetadataState, snapshot file)
 //! ```
 
+// openraft's storage traits fix the error type to `StorageError`, which is large; boxing it is
+// not ours to choose.
+#![allow(clippy::result_large_err)]
+
 mod checked_file;
 mod log_store;
 mod network;
