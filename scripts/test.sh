@@ -4,14 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
-if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "==> installing ${need_apt[*]}"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null \
-    || echo "warning: could not install ${need_apt[*]}; Kafka interop tests that need it will fail"
-fi
+# System packages the tests need. None yet: Kafka interop tests (kcat, Python clients in a venv)
+# arrive with the broker and add their installs here.
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
 echo "==> cargo fmt --check"
