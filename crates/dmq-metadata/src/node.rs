@@ -201,6 +201,9 @@ impl MetadataNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_interval_entries),
             max_in_snapshot_log_to_keep: c.snapshot_log_entries_kept,
             purge_batch_size: 256,
+            // Small AppendEntries keep each RPC well inside openraft's per-RPC timeout, which is
+            // one heartbeat interval.
+            max_payload_entries: 64,
             ..Default::default()
         }
         .validate()
@@ -333,12 +336,17 @@ async fn controller_loop(shared: Arc<NodeShared>, mut stop: watch::Receiver<bool
     let tick = Duration::from_millis((session_timeout_ms / 20).clamp(20, 250));
     let mut metrics = shared.raft.metrics();
     let mut led_term: Option<u64> = None;
+    let mut last_scan: Option<Vec<(BrokerId, BrokerStatus)>> = None;
+    let mut timer = tokio::time::interval(tick);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        // Metrics change on every commit; they only wake the loop to notice leadership changes.
+        // The O(partitions) reconciliation runs on the timer.
+        let timer_fired = tokio::select! {
             _ = stop.changed() => return,
-            _ = metrics.changed() => {}
-            _ = tokio::time::sleep(tick) => {}
-        }
+            _ = metrics.changed() => false,
+            _ = timer.tick() => true,
+        };
         if *stop.borrow() {
             return;
         }
@@ -357,10 +365,17 @@ async fn controller_loop(shared: Arc<NodeShared>, mut stop: watch::Receiver<bool
                 continue;
             }
             led_term = Some(term);
+            last_scan = None;
             on_elected(&shared, term);
+        } else if !timer_fired {
+            continue;
         }
-        if let Err(e) = controller_tick(&shared, session_timeout_ms).await {
-            tracing::debug!("controller tick: {e}");
+        match controller_tick(&shared, session_timeout_ms, last_scan.as_deref()).await {
+            Ok(scanned) => last_scan = scanned,
+            Err(e) => {
+                last_scan = None;
+                tracing::debug!("controller tick: {e}");
+            }
         }
     }
 }
@@ -411,10 +426,14 @@ fn on_elected(shared: &Arc<NodeShared>, term: u64) {
     }
 }
 
+/// One reconciliation. Returns the broker liveness it judged partitions against, so that the next
+/// tick can skip the partition scan while that is unchanged and every broker is ONLINE (then no
+/// partition can need a change: leaders and ISRs only change because of liveness).
 async fn controller_tick(
     shared: &NodeShared,
     session_timeout_ms: u64,
-) -> Result<(), MetadataError> {
+    last_scan: Option<&[(BrokerId, BrokerStatus)]>,
+) -> Result<Option<Vec<(BrokerId, BrokerStatus)>>, MetadataError> {
     let expired = {
         let data = shared.sm.read();
         shared
@@ -437,25 +456,40 @@ async fn controller_tick(
             })
             .await?;
     }
-    let changes = partition_changes(&shared.sm.read().state);
-    if !changes.is_empty() {
-        for c in &changes {
-            tracing::info!(
-                topic = %c.topic,
-                partition = c.partition,
-                leader = c.leader,
-                isr = ?c.isr,
-                leader_epoch = c.leader_epoch,
-                "moving partition leadership"
-            );
+    let (liveness, changes) = {
+        let data = shared.sm.read();
+        let liveness: Vec<(BrokerId, BrokerStatus)> = data
+            .state
+            .brokers
+            .values()
+            .map(|b| (b.broker_id, b.status))
+            .collect();
+        let all_online = liveness.iter().all(|(_, s)| *s == BrokerStatus::Online);
+        if all_online && last_scan == Some(liveness.as_slice()) {
+            return Ok(Some(liveness));
         }
-        let result = shared
-            .propose(Command::UpdatePartitions { changes })
-            .await?;
-        if let CommandResult::Rejected { message, .. } = result {
-            // Another change landed first; the next tick decides again on the new state.
-            tracing::debug!("partition change rejected: {message}");
-        }
+        let changes = partition_changes(&data.state);
+        (liveness, changes)
+    };
+    if changes.is_empty() {
+        return Ok(Some(liveness));
     }
-    Ok(())
+    for c in &changes {
+        tracing::info!(
+            topic = %c.topic,
+            partition = c.partition,
+            leader = c.leader,
+            isr = ?c.isr,
+            leader_epoch = c.leader_epoch,
+            "moving partition leadership"
+        );
+    }
+    let result = shared
+        .propose(Command::UpdatePartitions { changes })
+        .await?;
+    if let CommandResult::Rejected { message, .. } = result {
+        // Another change landed first; the next tick decides again on the new state.
+        tracing::debug!("partition change rejected: {message}");
+    }
+    Ok(None)
 }

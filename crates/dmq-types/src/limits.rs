@@ -28,7 +28,7 @@ pub const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 1_000;
 pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 6_000;
 
 /// Default number of applied Raft entries between two state-machine snapshots.
-pub const SNAPSHOT_INTERVAL_ENTRIES_DEFAULT: u64 = 2_000;
+pub const SNAPSHOT_INTERVAL_ENTRIES_DEFAULT: u64 = 10_000;
 
 /// Default number of entries kept in the Raft log behind a snapshot, so that a follower that is
 /// only a little behind catches up from the log instead of by snapshot.

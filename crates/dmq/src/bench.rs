@@ -135,7 +135,8 @@ async fn post_to_leader(
     path: &str,
     body: &Value,
 ) -> anyhow::Result<u16> {
-    for _ in 0..10 {
+    // Up to ~5 s of redirects and elections before giving up on one write.
+    for _ in 0..100 {
         let url = leader.read().await.clone();
         let resp = http.post(format!("{url}{path}")).json(body).send().await?;
         let status = resp.status().as_u16();
@@ -153,7 +154,7 @@ async fn post_to_leader(
         }
         return Ok(status);
     }
-    bail!("no leader accepted the write after 10 attempts")
+    bail!("no leader accepted the write within ~5 s")
 }
 
 async fn bench_metadata(

@@ -142,8 +142,15 @@ async fn silent_broker_goes_offline_and_its_partitions_move_within_the_isr() {
     .await
     .expect("readmitted");
 
+    // A broker whose HTTP port is a recorder, to see the new controller's push.
+    let catcher = PushCatcher::start().await;
+    let body = serde_json::json!({"brokerId": 104, "host": "127.0.0.1", "port": catcher.port, "kafkaPort": 1});
+    let (status, body) = post_leader(&cluster, "/api/v1/metadata/brokers", &body).await;
+    assert_eq!(status, 201, "{body}");
+    beats.resume(104);
+
     // Controller failover while every broker heartbeats: the new controller rebuilds heartbeat
-    // state and fences nobody (seed 000, "Challenge 2").
+    // state and fences nobody (seed 000, "Challenge 2"), and tells the brokers it took over.
     let old = cluster
         .wait_for_leader(Duration::from_secs(3))
         .await
@@ -153,6 +160,24 @@ async fn silent_broker_goes_offline_and_its_partitions_move_within_the_isr() {
         .wait_for_leader(Duration::from_secs(5))
         .await
         .expect("new leader");
+    let catcher = &catcher;
+    let push = wait_until(
+        Duration::from_secs(3),
+        "CONTROLLER_CHANGED push",
+        || async move {
+            catcher
+                .pushes()
+                .into_iter()
+                .find(|p| p["type"] == "CONTROLLER_CHANGED" && p["controllerId"] == new)
+        },
+    )
+    .await
+    .expect("new controller pushes CONTROLLER_CHANGED");
+    assert_eq!(
+        push["controllerUrl"],
+        Value::from(cluster.url(new)),
+        "{push}"
+    );
     let watch_until = Instant::now() + Duration::from_millis(SESSION_MS + 1_000);
     while Instant::now() < watch_until {
         if let Some((200, brokers)) = cluster.get(new, "/api/v1/metadata/brokers").await {

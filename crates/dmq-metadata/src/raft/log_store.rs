@@ -337,33 +337,36 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut inner = self.lock();
         let mut buf = Vec::new();
-        let mut new_positions = Vec::new();
         let mut new_entries = Vec::new();
         for entry in entries {
-            new_positions.push((
-                entry.get_log_id().index,
-                inner.file_bytes + buf.len() as u64,
-            ));
+            let start = buf.len() as u64;
             encode_record(&mut buf, &entry)
                 .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-            new_entries.push(entry);
+            new_entries.push((start, entry));
         }
-        // One write and one fdatasync for the whole batch: Raft's natural group commit.
-        let result = inner
-            .file
-            .write_all(&buf)
-            .and_then(|_| inner.file.sync_data());
-        if let Err(e) = result {
+        // One write and one fdatasync for the whole batch: Raft's natural group commit. The disk
+        // work runs on the blocking pool so that it never stalls the async workers that serve
+        // Raft RPCs (openraft times an AppendEntries out after one heartbeat interval).
+        let store = self.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut inner = store.lock();
+            let base = inner.file_bytes;
+            inner.file.write_all(&buf)?;
+            inner.file.sync_data()?;
+            inner.file_bytes += buf.len() as u64;
+            for (start, entry) in new_entries {
+                let index = entry.get_log_id().index;
+                inner.positions.insert(index, base + start);
+                inner.entries.insert(index, entry);
+            }
+            Ok::<(), io::Error>(())
+        })
+        .await
+        .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, io::Error::other(e)))?;
+        if let Err(e) = written {
             return Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, e));
         }
-        inner.file_bytes += buf.len() as u64;
-        for ((index, pos), entry) in new_positions.into_iter().zip(new_entries) {
-            inner.positions.insert(index, pos);
-            inner.entries.insert(index, entry);
-        }
-        drop(inner);
         callback.log_io_completed(Ok(()));
         Ok(())
     }

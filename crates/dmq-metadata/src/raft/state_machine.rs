@@ -130,7 +130,6 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        let data = serde_json::to_string(&self.data).map_err(|e| sm_err(ErrorVerb::Read, e))?;
         let snapshot_id = match self.data.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.seq),
             None => format!("none-{}", self.seq),
@@ -140,8 +139,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.data.last_membership.clone(),
             snapshot_id,
         };
-        let stored = StoredSnapshot { meta, data };
-        write_snapshot(&self.dir, &stored)?;
+        // Serialising and fsyncing a large image is blocking work: keep it off the async workers.
+        let data = std::mem::take(&mut self.data);
+        let dir = self.dir.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            let data = serde_json::to_string(&data).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            let stored = StoredSnapshot { meta, data };
+            write_snapshot(&dir, &stored)?;
+            Ok::<_, StorageError<u64>>(stored)
+        })
+        .await
+        .map_err(|e| sm_err(ErrorVerb::Write, e))??;
         tracing::info!(
             last_index = stored.meta.last_log_id.map(|l| l.index),
             bytes = stored.data.len(),
@@ -228,13 +236,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // The meta is authoritative for Raft's bookkeeping.
         data.last_applied = meta.last_log_id;
         data.last_membership = meta.last_membership.clone();
-        write_snapshot(
-            &self.dir,
-            &StoredSnapshot {
-                meta: meta.clone(),
-                data: text,
-            },
-        )?;
+        let dir = self.dir.clone();
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: text,
+        };
+        tokio::task::spawn_blocking(move || write_snapshot(&dir, &stored))
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, e))??;
         tracing::info!(
             last_index = meta.last_log_id.map(|l| l.index),
             "installed metadata snapshot from the leader"

@@ -131,3 +131,49 @@ impl Drop for Heartbeats {
         self.task.abort();
     }
 }
+
+/// A stand-in for a broker's HTTP port that records every `POST /api/v1/storage/metadata/update`.
+pub struct PushCatcher {
+    pub port: u16,
+    pub received: Arc<Mutex<Vec<Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PushCatcher {
+    pub async fn start() -> Self {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
+        let app = axum::Router::new().route(
+            "/api/v1/storage/metadata/update",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock().expect("lock").push(body);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            port,
+            received,
+            task,
+        }
+    }
+
+    pub fn pushes(&self) -> Vec<Value> {
+        self.received.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for PushCatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
