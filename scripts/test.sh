@@ -14,3 +14,5 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> tests"
 cargo nextest run --workspace --no-fail-fast "$@"
+echo "==> doctests"
+cargo test --workspace --doc --quiet

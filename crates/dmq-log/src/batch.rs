@@ -112,7 +112,7 @@ pub fn declared_size(prefix: &[u8]) -> Result<usize, BatchDefect> {
 /// Zero-copy, read-only view of a RecordBatch v2 header.
 ///
 /// Construction only checks that 61 bytes are present; use [`BatchHeader::validate_header`]
-/// and [`BatchHeader::verify_crc`] (or [`validate_batch`]) before trusting the contents.
+/// and [`validate_batch`] (which also checks the CRC) before trusting the contents.
 #[derive(Clone, Copy)]
 pub struct BatchHeader<'a> {
     buf: &'a [u8],

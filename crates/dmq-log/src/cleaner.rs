@@ -13,7 +13,8 @@
 //!    records are copied byte for byte; the batch keeps baseOffset, lastOffsetDelta,
 //!    timestamps, producer fields and leader epoch (so offsets never move and producer state
 //!    survives) and gets a new length, recordCount and CRC. Batches left with no records are
-//!    dropped. **Compressed batches are kept whole** and their keys are not considered (this
+//!    dropped, except the last batch of the segment, which is kept with zero records so
+//!    that every segment still ends right below the next one's base offset. **Compressed batches are kept whole** and their keys are not considered (this
 //!    crate does not decompress); control batches are kept whole. Both only over-retain.
 //! 4. Swap, under the writer lock, only if the segment is still the same sealed segment of
 //!    the same size (a concurrent truncation or retention wins): delete the old index files,
@@ -58,6 +59,7 @@ fn for_each_batch(
     let outcome = segment::scan_full(&seg.file, &seg.log_path, size, |meta, bytes| {
         if let Err(e) = f(meta, bytes) {
             inner_err = Some(e);
+            // Any defect stops the scan; the real error is `inner_err`, checked first below.
             return Err(crate::error::BatchDefect::Empty);
         }
         Ok(())
@@ -199,9 +201,13 @@ fn clean_segment(
         removed += (total - kept.len()) as u64;
         if kept.len() == total {
             emit(bytes)
-        } else if kept.is_empty() {
+        } else if kept.is_empty() && meta.position + meta.size < size_before {
             Ok(())
         } else {
+            // The last batch of a segment is kept even when empty (recordCount 0, offsets
+            // and producer fields intact, as Kafka does for producer state): segments then
+            // stay contiguous, which lets recovery treat any hole between segments as
+            // lost data regardless of the cleanup policy.
             emit(&batch::rebuild_with_records(bytes, &kept))
         }
     })?;

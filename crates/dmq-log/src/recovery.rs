@@ -17,6 +17,9 @@
 //!    increase and stay below the next segment's base. At the first failure the segment is
 //!    truncated at that batch's position and **all later segments are deleted**: a batch
 //!    after a hole is never served. Indexes of scanned segments are rebuilt from the scan.
+//!    Likewise a segment that ends below the next segment's base offset (a cut exactly at
+//!    a batch boundary) means lost data: later segments go. Segments are always contiguous
+//!    (rolls happen at the log end, the cleaner keeps each segment's last batch).
 //! 5. Log end = offset after the last good batch; log start = max(first segment base,
 //!    `log-start-offset` checkpoint); the leader-epoch cache drops entries past the end.
 
@@ -24,7 +27,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::checkpoint;
-use crate::error::{LogError, Result};
+use crate::error::{BatchDefect, LogError, Result};
 use crate::segment::{
     self, LoadMode, LogSegment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
@@ -85,13 +88,31 @@ pub(crate) fn recover(dir: &Path, index_interval_bytes: u64) -> Result<Recovered
             LoadMode::Scan
         };
         let loaded = LogSegment::load(dir, base, next_base, mode, index_interval_bytes)?;
-        if mode == LoadMode::Scan {
+        // Only the active segment (or one recovery just truncated) can hold data that never
+        // reached the disk: sealed segments were fsynced when they were rolled. Make it
+        // durable now, because the log reports everything it recovered as durable.
+        if is_last || loaded.truncated.is_some() {
             loaded.segment.sync_data()?;
         }
         let truncated = loaded.truncated;
+        let seg_end = loaded
+            .segment
+            .next_offset
+            .load(std::sync::atomic::Ordering::Acquire);
+        let hole = next_base.is_some_and(|nb| seg_end != nb);
         segments.push(loaded.segment);
-        if let Some((pos, reason)) = truncated {
-            tracing::warn!(dir = %dir.display(), base, pos, %reason, "truncated log at corrupt or torn batch");
+        if truncated.is_some() || hole {
+            if let Some((pos, reason)) = truncated {
+                if is_last && reason == (BatchDefect::BadLength { batch_length: 0 }) {
+                    // Zeros where the next batch would start: preallocated space (or a
+                    // write whose data never reached the disk). Expected; truncate quietly.
+                    tracing::debug!(dir = %dir.display(), base, pos, "trimmed zero tail");
+                } else {
+                    tracing::warn!(dir = %dir.display(), base, pos, %reason, "truncated log at corrupt or torn batch");
+                }
+            } else {
+                tracing::warn!(dir = %dir.display(), base, seg_end, "segment ends before the next one starts; dropping later segments");
+            }
             repaired += 1;
             for &later in &bases[i + 1..] {
                 let (l, x, t) = LogSegment::paths(dir, later);
@@ -114,4 +135,73 @@ pub(crate) fn recover(dir: &Path, index_interval_bytes: u64) -> Result<Recovered
         was_clean,
         repaired,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Log, LogConfig, RecordBatchBuilder};
+
+    fn append(log: &Log, n: usize) {
+        for _ in 0..n {
+            let mut b = RecordBatchBuilder::new(0);
+            b.push(1, None, Some(&[7u8; 200]), &[]);
+            log.append_as_leader(&mut b.build(), 0, 0).expect("append");
+        }
+    }
+
+    #[test]
+    fn leftovers_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(dir.path(), LogConfig::default()).expect("open");
+        append(&log, 3);
+        log.close().expect("close");
+        let junk = [
+            "00000000000000000000.log.cleaned",
+            "leader-epoch-checkpoint.tmp",
+            "00000000000000000999.index",
+            "00000000000000000999.timeindex",
+        ];
+        for j in junk {
+            fs::write(dir.path().join(j), b"junk").expect("write");
+        }
+        let rec = recover(dir.path(), 4096).expect("recover");
+        assert!(rec.was_clean);
+        assert_eq!(rec.segments.len(), 1);
+        for j in junk {
+            assert!(!dir.path().join(j).exists(), "{j} should be gone");
+        }
+        assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+    }
+
+    #[test]
+    fn a_hole_between_segments_drops_the_later_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            segment_bytes: 700,
+            ..LogConfig::default()
+        };
+        let log = Log::open(dir.path(), cfg).expect("open");
+        append(&log, 12);
+        let segs = log.segments();
+        assert!(segs.len() >= 3);
+        drop(log);
+        // Cut the second segment exactly at a batch boundary (one batch = 1 offset).
+        let second = dir
+            .path()
+            .join(segment::file_name(segs[1].base_offset, LOG_SUFFIX));
+        let one_batch = segs[0].size_bytes / (segs[1].base_offset - segs[0].base_offset) as u64;
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&second)
+            .and_then(|f| f.set_len(one_batch))
+            .expect("cut");
+        let rec = recover(dir.path(), 4096).expect("recover");
+        assert_eq!(rec.segments.len(), 2);
+        assert!(rec.repaired > 0);
+        let end = rec.segments[1]
+            .next_offset
+            .load(std::sync::atomic::Ordering::Acquire);
+        assert_eq!(end, segs[1].base_offset + 1);
+    }
 }

@@ -126,6 +126,22 @@ fn multi_batch_append_and_read_bounds() {
     let s = log.read(0, 1 << 20).expect("read").expect("some");
     assert_eq!(s.len(), buf.len());
     assert_eq!(s.read_to_vec().expect("vec"), buf);
+    let mut verified = Vec::new();
+    s.read_verified(&mut verified).expect("crc ok");
+    assert_eq!(verified, buf);
+    // Bit rot after the append is caught by the verifying read.
+    let path = dir.path().join("00000000000000000000.log");
+    let mut raw = std::fs::read(&path).expect("read");
+    raw[100] ^= 0x10;
+    std::fs::write(&path, &raw).expect("write");
+    assert!(matches!(
+        s.read_verified(&mut verified),
+        Err(LogError::CorruptBatch {
+            offset: 0,
+            position: 0,
+            reason: BatchDefect::CrcMismatch { .. }
+        })
+    ));
     // End and beyond.
     assert!(log.read(5, 100).expect("read").is_none());
     assert!(matches!(
@@ -203,11 +219,14 @@ fn rolls_by_size_and_time_and_reads_across_segments() {
     assert!(segs.len() >= 5, "{segs:?}");
     assert!(segs.iter().all(|s| s.size_bytes <= 1000));
     assert_eq!(read_all(&log, 0), all);
-    // Time roll: the active segment's first batch has maxTimestamp 1001; 20s later rolls.
+    // Time roll (message time, as Kafka): the active segment's first batch has
+    // maxTimestamp 1001; a batch stamped 20 s later rolls, whatever the wall clock says.
     let before = log.segments().len();
     let mut b = batch(1, 1, 1000);
-    log.append_as_leader(&mut b, 0, 1000 + 20_000)
-        .expect("append");
+    log.append_as_leader(&mut b, 0, 1_000_000).expect("append");
+    assert_eq!(log.segments().len(), before, "old message time: no roll");
+    let mut b = batch(1, 1, 1000 + 20_000);
+    log.append_as_leader(&mut b, 0, 0).expect("append");
     assert_eq!(log.segments().len(), before + 1);
     for s in log.segments() {
         for ext in ["log", "index", "timeindex"] {
@@ -446,9 +465,23 @@ fn compaction_keeps_latest_per_key_and_expires_tombstones() {
     let log = Log::open(dir.path(), cfg.clone()).expect("reopen");
     assert_eq!(records(&log), after);
     log.close().expect("close");
-    let log = Log::open(dir.path(), cfg).expect("reopen");
+    let log = Log::open(dir.path(), cfg.clone()).expect("reopen");
     assert_eq!(records(&log), after);
     assert_eq!(log.compact(10_500).expect("again"), Default::default());
+    // Segments stay contiguous after compaction (each keeps its last batch, possibly empty),
+    // so even an unclean reopen under a non-compacting policy keeps everything.
+    let segs = log.segments();
+    for w in segs.windows(2) {
+        assert_eq!(w[0].next_offset, w[1].base_offset, "{segs:?}");
+    }
+    drop(log);
+    let delete_cfg = LogConfig {
+        cleanup_policy: CleanupPolicy::Delete,
+        ..cfg
+    };
+    let log = Log::open(dir.path(), delete_cfg).expect("reopen");
+    assert_eq!(records(&log), after);
+    assert_eq!(log.log_end_offset(), end);
 }
 
 #[test]
@@ -643,4 +676,156 @@ fn background_cleaner_stops_on_drop() {
     let log = Arc::new(Log::open(dir.path(), LogConfig::default()).expect("open"));
     let h = dmq_log::spawn_cleaner(log.clone(), std::time::Duration::from_secs(3600));
     drop(h); // must not hang
+}
+
+#[test]
+fn compaction_drops_old_tombstones_and_keeps_recent_ones() {
+    let dir = tempdir();
+    let cfg = LogConfig {
+        cleanup_policy: CleanupPolicy::Compact,
+        delete_retention_ms: 1000,
+        ..LogConfig::default()
+    };
+    let log = Log::open(dir.path(), cfg).expect("open");
+    let append = |recs: &[(&str, Option<&str>)], ts| {
+        log.append_as_leader(&mut keyed(recs, ts), 0, 0)
+            .expect("append");
+    };
+    append(&[("a", Some("1")), ("b", Some("1")), ("c", Some("1"))], 0);
+    append(&[("a", None)], 100); // old tombstone
+    append(&[("b", None)], 5000); // recent tombstone
+    append(&[("c", Some("2"))], 5000);
+    log.roll().expect("roll");
+    append(&[("d", Some("1"))], 5000); // active segment: untouched
+    let stats = log.compact(5500).expect("compact");
+    assert_eq!(stats.segments_rewritten, 1);
+    let recs: Vec<_> = records(&log)
+        .into_iter()
+        .map(|(k, v, o)| (k.expect("key"), v, o))
+        .collect();
+    assert_eq!(
+        recs,
+        vec![
+            ("b".to_string(), None, 4),
+            ("c".to_string(), Some("2".to_string()), 5),
+            ("d".to_string(), Some("1".to_string()), 6),
+        ]
+    );
+    // Later, the recent tombstone expires too.
+    log.compact(10_000).expect("compact");
+    let keys: Vec<_> = records(&log)
+        .into_iter()
+        .map(|r| r.0.expect("key"))
+        .collect();
+    assert_eq!(keys, vec!["c", "d"]);
+    assert_eq!(log.log_end_offset(), 7);
+}
+
+#[test]
+fn readers_stay_consistent_during_compaction_and_retention() {
+    let dir = tempdir();
+    let cfg = LogConfig {
+        segment_bytes: 1500,
+        cleanup_policy: CleanupPolicy::DeleteAndCompact,
+        retention_ms: None,
+        retention_bytes: Some(1000),
+        delete_retention_ms: 0,
+        ..LogConfig::default()
+    };
+    let log = Arc::new(Log::open(dir.path(), cfg).expect("open"));
+    const BATCHES: i64 = 400;
+    // The writer hands over to the cleaner every 40 batches (so that cleaning certainly
+    // happens, without sleeps); the reader runs freely against both.
+    let (to_cleaner, cleaner_rx) = std::sync::mpsc::channel::<()>();
+    let (to_writer, writer_rx) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for i in 0..BATCHES {
+                let k = format!("k{}", i % 13);
+                let v = format!("v{i}");
+                log.append_as_leader(&mut keyed(&[(&k, Some(&v))], i), 0, 0)
+                    .expect("append");
+                if i % 40 == 39 {
+                    to_cleaner.send(()).expect("send");
+                    writer_rx.recv().expect("cleaner pass done");
+                }
+            }
+        })
+    };
+    let cleaner = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let (mut rewritten, mut deleted) = (0, 0);
+            while cleaner_rx.recv().is_ok() {
+                rewritten += log.compact(1_000_000).expect("compact").segments_rewritten;
+                deleted += log.apply_retention(0).expect("retention").segments_deleted;
+                let _ = to_writer.send(());
+            }
+            (rewritten, deleted)
+        })
+    };
+    let reader = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut offset = 0;
+            while offset < BATCHES {
+                let slice = match log.read(offset, 700) {
+                    Ok(Some(s)) => s,
+                    Ok(None) => {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    Err(LogError::OffsetOutOfRange { log_start, .. }) if offset < log_start => {
+                        offset = log_start; // retention moved the start past us
+                        continue;
+                    }
+                    Err(e) => panic!("read at {offset}: {e}"),
+                };
+                let mut buf = Vec::new();
+                slice
+                    .read_verified(&mut buf)
+                    .expect("every served batch has a valid CRC");
+                for b in dmq_log::batch::Batches::new(&buf, true) {
+                    let (_, b) = b.expect("whole batch");
+                    let h = BatchHeader::new(b).expect("hdr");
+                    assert!(h.last_offset() >= offset, "went backwards");
+                    offset = h.last_offset() + 1;
+                }
+            }
+        })
+    };
+    writer.join().expect("writer");
+    let (rewritten, deleted) = cleaner.join().expect("cleaner");
+    assert!(rewritten > 0 && deleted > 0, "{rewritten} {deleted}");
+    reader.join().expect("reader");
+    // Final state: the latest value of every key in the retained range is readable.
+    let recs = records(&log);
+    assert_eq!(log.log_end_offset(), BATCHES);
+    assert!(recs.iter().any(|r| r.2 == BATCHES - 1));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sendfile_copies_the_slice_without_user_space() {
+    use std::os::fd::AsRawFd;
+    let dir = tempdir();
+    let log = Log::open(dir.path(), LogConfig::default()).expect("open");
+    for _ in 0..5 {
+        log.append_as_leader(&mut batch(3, 500, 0), 0, 0)
+            .expect("append");
+    }
+    let slice = log.read(4, 1 << 20).expect("read").expect("some");
+    let out = tempfile::tempfile().expect("tmp");
+    let mut sent = 0;
+    while sent < slice.len() {
+        sent += slice.sendfile_to(out.as_raw_fd(), sent).expect("sendfile");
+    }
+    assert_eq!(slice.sendfile_to(out.as_raw_fd(), sent).expect("done"), 0);
+    let mut got = Vec::new();
+    use std::io::{Read, Seek};
+    let mut out = out;
+    out.rewind().expect("rewind");
+    out.read_to_end(&mut got).expect("read");
+    assert_eq!(got, slice.read_to_vec().expect("vec"));
 }
