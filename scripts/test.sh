@@ -12,7 +12,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-echo "==> tests"
-cargo nextest run --workspace --no-fail-fast "$@"
 echo "==> doctests"
 cargo test --workspace --doc --quiet
+# nextest last: its summary line closes the run.
+echo "==> tests"
+cargo nextest run --workspace --no-fail-fast "$@"

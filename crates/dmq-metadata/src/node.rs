@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::serve::ListenerExt;
 use dmq_types::{BrokerId, NodeId, ServicesConfig};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
@@ -264,6 +265,10 @@ impl MetadataNode {
             let shutdown = async move {
                 let _ = server_stop.wait_for(|s| *s).await;
             };
+            // Raft RPC answers are small: without TCP_NODELAY they can wait for delayed ACKs.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
