@@ -417,30 +417,15 @@ impl Log {
         let mut sizes = Vec::new();
         let mut pos = 0;
         while pos < batches.len() {
-            let b = &batches[pos..];
-            let invalid = |reason| LogError::InvalidBatch {
-                position: pos,
-                reason,
-            };
-            let size = batch::declared_size(b).map_err(invalid)?;
-            if size > b.len() {
-                return Err(invalid(BatchDefect::Truncated {
-                    needed: size,
-                    available: b.len(),
-                }));
-            }
-            if size > self.config.max_batch_bytes {
-                return Err(invalid(BatchDefect::TooLarge {
-                    size,
-                    max: self.config.max_batch_bytes,
-                }));
-            }
-            let h = batch::validate_batch(&b[..size], true).map_err(invalid)?;
+            let (size, h) = self.checked_batch(batches, pos, true)?;
             if h.record_count() == 0 {
-                return Err(invalid(BatchDefect::RecordCountMismatch {
-                    record_count: 0,
-                    last_offset_delta: 0,
-                }));
+                return Err(LogError::InvalidBatch {
+                    position: pos,
+                    reason: BatchDefect::RecordCountMismatch {
+                        record_count: 0,
+                        last_offset_delta: 0,
+                    },
+                });
             }
             sizes.push(size);
             pos += size;
@@ -523,29 +508,41 @@ impl Log {
         out
     }
 
+    /// Checks the batch at `pos` of `batches`: complete, within `max_batch_bytes`, and valid
+    /// (magic, CRC; with `strict_count`, record count against the last offset delta).
+    fn checked_batch<'a>(
+        &self,
+        batches: &'a [u8],
+        pos: usize,
+        strict_count: bool,
+    ) -> Result<(usize, batch::BatchHeader<'a>)> {
+        let b = &batches[pos..];
+        let invalid = |reason| LogError::InvalidBatch {
+            position: pos,
+            reason,
+        };
+        let size = batch::declared_size(b).map_err(invalid)?;
+        if size > b.len() {
+            return Err(invalid(BatchDefect::Truncated {
+                needed: size,
+                available: b.len(),
+            }));
+        }
+        if size > self.config.max_batch_bytes {
+            return Err(invalid(BatchDefect::TooLarge {
+                size,
+                max: self.config.max_batch_bytes,
+            }));
+        }
+        let header = batch::validate_batch(&b[..size], strict_count).map_err(invalid)?;
+        Ok((size, header))
+    }
+
     fn parse_replicated(&self, batches: &[u8], metas: &mut Vec<BatchMeta>) -> Result<()> {
         let mut expected = self.log_end_offset();
         let mut pos = 0usize;
         while pos < batches.len() {
-            let b = &batches[pos..];
-            let invalid = |reason| LogError::InvalidBatch {
-                position: pos,
-                reason,
-            };
-            let size = batch::declared_size(b).map_err(invalid)?;
-            if size > b.len() {
-                return Err(invalid(BatchDefect::Truncated {
-                    needed: size,
-                    available: b.len(),
-                }));
-            }
-            if size > self.config.max_batch_bytes {
-                return Err(invalid(BatchDefect::TooLarge {
-                    size,
-                    max: self.config.max_batch_bytes,
-                }));
-            }
-            let h = batch::validate_batch(&b[..size], false).map_err(invalid)?;
+            let (size, h) = self.checked_batch(batches, pos, false)?;
             let found = h.base_offset();
             if found > expected {
                 return Err(LogError::OffsetGap { expected, found });

@@ -64,11 +64,7 @@ pub struct MetadataNodeConfig {
 impl MetadataNodeConfig {
     /// The node's base URL, `http://host:port` unless the file says otherwise.
     pub fn base_url(&self) -> String {
-        self.url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}:{}", self.host, self.port))
-            .trim_end_matches('/')
-            .to_string()
+        base_url(self.url.as_deref(), &self.host, self.port)
     }
 }
 
@@ -99,11 +95,7 @@ impl StorageNodeConfig {
 
     /// The broker's HTTP base URL.
     pub fn base_url(&self) -> String {
-        self.url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}:{}", self.host, self.port))
-            .trim_end_matches('/')
-            .to_string()
+        base_url(self.url.as_deref(), &self.host, self.port)
     }
 }
 
@@ -181,6 +173,14 @@ impl Default for TopicDefaults {
             num_partitions: 1,
             default_replication_factor: 3,
         }
+    }
+}
+
+/// A node's HTTP base URL: the configured `url` without a trailing slash, else `http://host:port`.
+fn base_url(url: Option<&str>, host: &str, port: u16) -> String {
+    match url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => format!("http://{host}:{port}"),
     }
 }
 

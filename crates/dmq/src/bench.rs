@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Subcommand, ValueEnum};
-use dmq::procs::{free_port, wait_until, MetadataCluster};
+use dmq::procs::{loopback_quorum_config, wait_until, MetadataCluster};
 use dmq_metadata::{MetadataNode, MetadataNodeOptions};
-use dmq_types::{ControllerConfig, MetadataNodeConfig, ServicesConfig};
+use dmq_types::ControllerConfig;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio::sync::RwLock;
@@ -72,19 +72,7 @@ struct PrivateQuorum {
 
 async fn private_quorum() -> anyhow::Result<PrivateQuorum> {
     let dir = tempfile::tempdir().context("temp dir")?;
-    let mut config = ServicesConfig::example();
-    config.services.storage_services.clear();
-    config.services.metadata_services = (1..=3)
-        .map(|id| {
-            let port = free_port();
-            MetadataNodeConfig {
-                id,
-                host: "127.0.0.1".into(),
-                port,
-                url: Some(format!("http://127.0.0.1:{port}")),
-            }
-        })
-        .collect();
+    let config = loopback_quorum_config(3, ControllerConfig::default());
     let urls = config
         .services
         .metadata_services

@@ -41,6 +41,25 @@ pub fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+/// A topology of `nodes` metadata nodes (ids 1..=nodes) on free 127.0.0.1 ports, no brokers.
+pub fn loopback_quorum_config(nodes: u64, controller: ControllerConfig) -> ServicesConfig {
+    let mut config = ServicesConfig::example();
+    config.services.storage_services.clear();
+    config.services.metadata_services = (1..=nodes)
+        .map(|id| {
+            let port = free_port();
+            MetadataNodeConfig {
+                id,
+                host: "127.0.0.1".into(),
+                port,
+                url: Some(format!("http://127.0.0.1:{port}")),
+            }
+        })
+        .collect();
+    config.controller = controller;
+    config
+}
+
 /// A metadata quorum of real processes.
 pub struct MetadataCluster {
     exe: PathBuf,
@@ -54,20 +73,7 @@ pub struct MetadataCluster {
 impl MetadataCluster {
     /// Writes `services.json` for `nodes` metadata nodes on free ports under `dir`.
     pub fn new(exe: &Path, dir: &Path, nodes: u64, controller: ControllerConfig) -> Self {
-        let mut config = ServicesConfig::example();
-        config.services.storage_services.clear();
-        config.services.metadata_services = (1..=nodes)
-            .map(|id| {
-                let port = free_port();
-                MetadataNodeConfig {
-                    id,
-                    host: "127.0.0.1".into(),
-                    port,
-                    url: Some(format!("http://127.0.0.1:{port}")),
-                }
-            })
-            .collect();
-        config.controller = controller;
+        let config = loopback_quorum_config(nodes, controller);
         Self {
             exe: exe.to_path_buf(),
             dir: dir.to_path_buf(),
