@@ -281,28 +281,15 @@ async fn bench_failover(kills: usize, output: Output) -> anyhow::Result<()> {
         cluster.kill(leader);
         let t0 = Instant::now();
         let body = json!({"brokerId": 7_000_000 + k as i64, "host": "127.0.0.1", "port": 1, "kafkaPort": 2});
-        let survivors: Vec<u64> = cluster.ids().into_iter().filter(|i| *i != leader).collect();
-        let c = &cluster;
-        let new_leader = wait_until(
-            Duration::from_secs(20),
-            "a new leader to commit a write",
-            || {
-                let survivors = survivors.clone();
-                let body = body.clone();
-                async move {
-                    for id in survivors {
-                        if let Some((201, _, _)) =
-                            c.post(id, "/api/v1/metadata/brokers", &body).await
-                        {
-                            return Some(id);
-                        }
-                    }
-                    None
-                }
-            },
-        )
-        .await
-        .map_err(anyhow::Error::msg)?;
+        let new_leader = cluster
+            .post_until_created(
+                leader,
+                "/api/v1/metadata/brokers",
+                &body,
+                Duration::from_secs(20),
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
         let took = t0.elapsed().as_secs_f64() * 1000.0;
         if matches!(output, Output::Human) {
             println!(

@@ -199,6 +199,35 @@ impl MetadataCluster {
         Some((status, headers, resp.json().await.unwrap_or(Value::Null)))
     }
 
+    /// POSTs `body` to `path` on each running node but `except` in turn until one answers 201;
+    /// returns that node. This is how a client finds the controller after the old one died.
+    pub async fn post_until_created(
+        &self,
+        except: NodeId,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<NodeId, String> {
+        let candidates: Vec<NodeId> = self
+            .children
+            .keys()
+            .copied()
+            .filter(|id| *id != except)
+            .collect();
+        wait_until(timeout, &format!("a node to accept POST {path}"), || {
+            let candidates = candidates.clone();
+            async move {
+                for id in candidates {
+                    if let Some((201, _, _)) = self.post(id, path, body).await {
+                        return Some(id);
+                    }
+                }
+                None
+            }
+        })
+        .await
+    }
+
     /// `/api/v1/raft/status` of node `id`.
     pub async fn status(&self, id: NodeId) -> Option<Value> {
         match self.get(id, "/api/v1/raft/status").await {

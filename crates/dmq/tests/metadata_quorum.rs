@@ -151,27 +151,16 @@ async fn leader_sigkill_fails_over_within_3s_and_the_old_leader_rejoins() {
         .expect("leader");
     cluster.kill(old);
     let killed_at = Instant::now();
-    let survivors: Vec<u64> = cluster.ids().into_iter().filter(|i| *i != old).collect();
     let body = serde_json::json!({"topicName": "after-failover", "numPartitions": 1, "replicationFactor": 1});
-    let c = &cluster;
-    let new_leader = wait_until(
-        Duration::from_secs(3),
-        "a survivor to accept a write",
-        || {
-            let survivors = survivors.clone();
-            let body = body.clone();
-            async move {
-                for id in survivors {
-                    if let Some((201, _, _)) = c.post(id, "/api/v1/metadata/topics", &body).await {
-                        return Some(id);
-                    }
-                }
-                None
-            }
-        },
-    )
-    .await
-    .expect("another node accepts writes within 3 s of SIGKILL");
+    let new_leader = cluster
+        .post_until_created(
+            old,
+            "/api/v1/metadata/topics",
+            &body,
+            Duration::from_secs(3),
+        )
+        .await
+        .expect("another node accepts writes within 3 s of SIGKILL");
     println!(
         "node {new_leader} accepted a write {:?} after the kill",
         killed_at.elapsed()
