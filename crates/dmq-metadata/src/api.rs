@@ -59,6 +59,7 @@ pub fn router(shared: Shared) -> Router {
         )
         .route("/api/v1/metadata/brokers/{id}", get(get_broker))
         .route("/api/v1/metadata/heartbeat/{id}", post(heartbeat))
+        .route("/api/v1/metadata/producer-ids", post(allocate_producer_ids))
         .route("/api/v1/raft/status", get(raft_status))
         .route("/api/v1/raft/read-index", get(read_index))
         .route("/api/v1/raft/request-vote", post(raft_vote))
@@ -442,6 +443,34 @@ async fn heartbeat(
     body["metadataVersion"] = json!(version);
     body["stale"] = json!(req.metadata_version.is_some_and(|v| v < version));
     Ok(Json(body))
+}
+
+/// Body of `POST /api/v1/metadata/producer-ids` (broker → controller, for InitProducerId).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProducerIdsRequest {
+    broker_id: BrokerId,
+    count: u32,
+}
+
+async fn allocate_producer_ids(
+    State(shared): State<Shared>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: ProducerIdsRequest = parse_json(&body)?;
+    shared.require_leader()?;
+    match shared
+        .propose(Command::AllocateProducerIds {
+            broker_id: req.broker_id,
+            count: req.count,
+        })
+        .await?
+    {
+        CommandResult::ProducerIds { first, count } => Ok(Json(
+            json!({"brokerId": req.broker_id, "firstProducerId": first, "count": count}),
+        )),
+        other => Err(result_error(other)),
+    }
 }
 
 /// Maps a rejected or unexpected command result to the API error it stands for.

@@ -31,7 +31,7 @@ use crate::MetadataError;
 
 /// How long a proposal may wait for a quorum before the API answers 503.
 const PROPOSE_TIMEOUT_MS: u64 = 5_000;
-/// Timeout of the CONTROLLER_CHANGED push to one broker; failures are ignored.
+/// Timeout of a CONTROLLER_CHANGED / METADATA_UPDATED push to one broker; failures are ignored.
 const PUSH_TIMEOUT_MS: u64 = 1_000;
 
 /// Milliseconds since the Unix epoch.
@@ -124,9 +124,22 @@ impl NodeShared {
 
     /// Commits `command` through Raft and returns what applying it produced.
     pub(crate) async fn propose(&self, command: Command) -> Result<CommandResult, MetadataError> {
+        // Brokers act on topics, partitions and brokers; producer-id blocks concern only the asker.
+        let brokers_care = !matches!(command, Command::AllocateProducerIds { .. });
         let fut = self.raft.client_write(command);
         match tokio::time::timeout(Duration::from_millis(PROPOSE_TIMEOUT_MS), fut).await {
-            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Ok(resp)) => {
+                if brokers_care && !matches!(resp.data, CommandResult::Rejected { .. }) {
+                    let body = json!({
+                        "type": "METADATA_UPDATED",
+                        "controllerId": self.node_id,
+                        "version": resp.log_id.index,
+                        "timestamp": now_ms(),
+                    });
+                    self.push_to_brokers(&body);
+                }
+                Ok(resp.data)
+            }
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                 Err(MetadataError::NotLeader {
                     leader_id: f.leader_id,
@@ -137,6 +150,37 @@ impl NodeShared {
             Err(_) => Err(MetadataError::Unavailable(
                 "the write was not committed in time (no quorum?)".into(),
             )),
+        }
+    }
+
+    /// Tells every registered broker about a change (`POST /api/v1/storage/metadata/update`),
+    /// so that it pulls metadata now instead of at its next heartbeat. Fire and forget: a broker
+    /// that misses a push still learns the version from its heartbeat answer.
+    pub(crate) fn push_to_brokers(&self, body: &serde_json::Value) {
+        let brokers: Vec<(String, u16)> = self
+            .sm
+            .read()
+            .state
+            .brokers
+            .values()
+            .filter(|b| b.status == BrokerStatus::Online)
+            .map(|b| (b.host.clone(), b.port))
+            .collect();
+        for (host, port) in brokers {
+            let url = format!("http://{host}:{port}/api/v1/storage/metadata/update");
+            let http = self.http.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let sent = http
+                    .post(&url)
+                    .timeout(Duration::from_millis(PUSH_TIMEOUT_MS))
+                    .json(&body)
+                    .send()
+                    .await;
+                if let Err(e) = sent {
+                    tracing::debug!(url, "metadata push failed (ignored): {e}");
+                }
+            });
         }
     }
 
@@ -410,25 +454,7 @@ fn on_elected(shared: &Arc<NodeShared>, term: u64) {
         "version": shared.sm.read().state.version,
         "timestamp": now_ms(),
     });
-    for broker in brokers {
-        let url = format!(
-            "http://{}:{}/api/v1/storage/metadata/update",
-            broker.host, broker.port
-        );
-        let http = shared.http.clone();
-        let body = body.clone();
-        tokio::spawn(async move {
-            let sent = http
-                .post(&url)
-                .timeout(Duration::from_millis(PUSH_TIMEOUT_MS))
-                .json(&body)
-                .send()
-                .await;
-            if let Err(e) = sent {
-                tracing::debug!(url, "CONTROLLER_CHANGED push failed (ignored): {e}");
-            }
-        });
-    }
+    shared.push_to_brokers(&body);
 }
 
 /// One reconciliation. Returns the broker liveness it judged partitions against, so that the next

@@ -15,66 +15,9 @@
 
 use std::collections::BTreeMap;
 
+pub use dmq_types::model::{Broker, BrokerStatus, Partition, Topic};
 use dmq_types::{BrokerId, LeaderEpoch, NO_LEADER};
 use serde::{Deserialize, Serialize};
-
-/// Liveness of a broker as the controller last decided it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum BrokerStatus {
-    /// Heartbeating within the session timeout; may lead and follow partitions.
-    Online,
-    /// Fenced: no heartbeat within the session timeout. Leads nothing, is in no ISR.
-    Offline,
-}
-
-/// A storage broker as recorded in the metadata log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Broker {
-    pub broker_id: BrokerId,
-    pub host: String,
-    /// HTTP port (seed API).
-    pub port: u16,
-    /// Kafka wire-protocol port.
-    pub kafka_port: u16,
-    pub status: BrokerStatus,
-    /// Milliseconds since the Unix epoch of the last heartbeat the log knows of. The controller
-    /// tracks live heartbeats in memory and records them here on registration and status changes.
-    pub last_heartbeat: u64,
-}
-
-/// One partition's placement and leadership.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Partition {
-    pub partition_id: i32,
-    /// Leading broker, or -1 when no in-sync replica is available.
-    pub leader: BrokerId,
-    /// Assigned replicas; the first is the preferred leader.
-    pub replicas: Vec<BrokerId>,
-    /// In-sync replicas. Never empty: the last member stays when it dies, so that it (and only
-    /// it) can lead again without losing acknowledged writes.
-    pub isr: Vec<BrokerId>,
-    /// Bumped on every leader change (KIP-101); fences deposed leaders.
-    pub leader_epoch: LeaderEpoch,
-}
-
-/// A topic and all its partitions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Topic {
-    pub topic_name: String,
-    /// Kafka topic id (UUID), chosen by the controller at creation.
-    pub topic_id: String,
-    pub num_partitions: i32,
-    pub replication_factor: i16,
-    /// Topic-level overrides (`retention.ms`, `cleanup.policy`, `min.insync.replicas`, …).
-    pub config: BTreeMap<String, String>,
-    pub partitions: Vec<Partition>,
-    /// Milliseconds since the Unix epoch.
-    pub created_at: u64,
-}
 
 /// One partition's new leadership, fenced by the leader epoch the controller based it on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +62,9 @@ pub enum Command {
     DeleteTopic { name: String },
     /// UpdatePartition for one or more partitions, applied atomically (leader, ISR, epoch).
     UpdatePartitions { changes: Vec<PartitionChange> },
+    /// Hands a broker a block of producer ids for InitProducerId (Kafka's AllocateProducerIds):
+    /// ids are never reused, whichever broker asks and whatever node applies the entry.
+    AllocateProducerIds { broker_id: BrokerId, count: u32 },
 }
 
 /// Why a command changed nothing. Stable codes: the HTTP layer maps them to status codes.
@@ -147,6 +93,10 @@ pub enum CommandResult {
     PartitionsUpdated {
         count: usize,
     },
+    ProducerIds {
+        first: i64,
+        count: u32,
+    },
     Rejected {
         code: RejectCode,
         message: String,
@@ -163,7 +113,13 @@ pub struct MetadataState {
     pub topics: BTreeMap<String, Topic>,
     /// Topics ever created; rotates the placement start so leaders spread across topics.
     pub topics_created: u64,
+    /// The next producer id no broker has been given yet.
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
+
+/// Largest producer-id block one command hands out.
+pub const PRODUCER_ID_BLOCK_MAX: u32 = 1_000_000;
 
 fn reject(code: RejectCode, message: impl Into<String>) -> CommandResult {
     CommandResult::Rejected {
@@ -227,6 +183,26 @@ impl MetadataState {
                 ),
             },
             Command::UpdatePartitions { changes } => self.update_partitions(changes),
+            Command::AllocateProducerIds { broker_id, count } => {
+                if !self.brokers.contains_key(broker_id) {
+                    return reject(
+                        RejectCode::UnknownBroker,
+                        format!("broker {broker_id} is not registered"),
+                    );
+                }
+                if *count == 0 || *count > PRODUCER_ID_BLOCK_MAX {
+                    return reject(
+                        RejectCode::InvalidCommand,
+                        format!("producer id block size must be 1..={PRODUCER_ID_BLOCK_MAX}"),
+                    );
+                }
+                let first = self.next_producer_id;
+                self.next_producer_id += i64::from(*count);
+                CommandResult::ProducerIds {
+                    first,
+                    count: *count,
+                }
+            }
         }
     }
 
@@ -391,6 +367,40 @@ mod tests {
             state.version, 9,
             "a rejected command still advances the version"
         );
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap_and_need_a_registered_broker() {
+        let mut state = MetadataState::default();
+        let ask = |broker_id, count| Command::AllocateProducerIds { broker_id, count };
+        assert!(matches!(
+            state.apply(1, &ask(101, 10)),
+            CommandResult::Rejected {
+                code: RejectCode::UnknownBroker,
+                ..
+            }
+        ));
+        register(&mut state, 2, 101);
+        register(&mut state, 3, 102);
+        assert_eq!(
+            state.apply(4, &ask(101, 10)),
+            CommandResult::ProducerIds {
+                first: 0,
+                count: 10
+            }
+        );
+        assert_eq!(
+            state.apply(5, &ask(102, 1000)),
+            CommandResult::ProducerIds {
+                first: 10,
+                count: 1000
+            }
+        );
+        assert!(matches!(
+            state.apply(6, &ask(101, 0)),
+            CommandResult::Rejected { .. }
+        ));
+        assert_eq!(state.next_producer_id, 1010);
     }
 
     #[test]

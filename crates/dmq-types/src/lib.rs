@@ -7,6 +7,7 @@
 mod config;
 mod error;
 mod limits;
+pub mod model;
 mod names;
 
 pub use config::{

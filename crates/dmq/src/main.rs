@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! dmq metadata --node-id N      a metadata quorum member (Raft + controller + HTTP API)
+//! dmq broker --broker-id ID     a storage broker (Kafka protocol + HTTP API)
 //! dmq dev                       the whole local cluster in one process
 //! dmq bench metadata|failover   metadata commit throughput/latency, controller failover time
 //! ```
@@ -49,7 +50,18 @@ enum Commands {
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// Run a whole local cluster in one process: 3 metadata nodes on the example ports.
+    /// Run a storage broker: partitions on disk, the Kafka protocol and the storage HTTP API.
+    Broker {
+        /// This broker's id ("storage-services" in services.json, or any id with explicit ports).
+        #[arg(long)]
+        broker_id: i32,
+        /// Kafka listener port, overriding services.json.
+        #[arg(long)]
+        kafka_port: Option<u16>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Run a whole local cluster in one process: 3 metadata nodes and 3 brokers.
     Dev {
         /// Where every node keeps its data (one sub-directory each).
         #[arg(long, default_value = "./dmq-data")]
@@ -119,6 +131,11 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Commands::Metadata { node_id, common } => run_metadata(node_id, common).await,
+        Commands::Broker {
+            broker_id,
+            kafka_port,
+            common,
+        } => run_broker(broker_id, kafka_port, common).await,
         Commands::Dev { data_dir, config } => dev::run(data_dir, config).await,
         Commands::Bench { which } => bench::run(which).await,
     }
@@ -152,6 +169,42 @@ async fn run_metadata(node_id: NodeId, common: CommonArgs) -> anyhow::Result<()>
     })
     .await
     .context("metadata node failed to start")?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn run_broker(
+    broker_id: i32,
+    kafka_port: Option<u16>,
+    common: CommonArgs,
+) -> anyhow::Result<()> {
+    let (config, origin) = load_config(common.config.as_deref())?;
+    let data_dir = common
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(format!("./dmq-data/broker-{broker_id}")));
+    let listed = config.storage_node(broker_id).is_some();
+    let mut broker = dmq_broker::BrokerConfig::from_services(&config, broker_id, data_dir);
+    if let Some(host) = common.host {
+        broker.host = host;
+    }
+    if let Some(port) = common.http_port {
+        broker.http_port = port;
+    }
+    if let Some(port) = kafka_port {
+        broker.kafka_port = port;
+    }
+    if !listed && (common.http_port.is_none() || kafka_port.is_none()) {
+        anyhow::bail!(
+            "broker id {broker_id} is not listed in \"storage-services\" of {origin}; \
+             an unlisted broker needs --http-port and --kafka-port"
+        );
+    }
+    tracing::info!(config = %origin, "starting storage broker {broker_id}");
+    let node = dmq_broker::BrokerNode::start(broker)
+        .await
+        .context("storage broker failed to start")?;
     shutdown_signal().await;
     tracing::info!("shutting down");
     node.shutdown().await;

@@ -1,0 +1,170 @@
+//! What a broker needs to know to run, and the per-topic settings it reads from topic configs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dmq_log::{CleanupPolicy, LogConfig};
+use dmq_types::{BrokerId, ServicesConfig, TopicDefaults, MESSAGE_BYTES_MAX_DEFAULT};
+
+/// A broker's identity, addresses and timings.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub broker_id: BrokerId,
+    /// Advertised to clients and the controller; also bound unless `bind_host` is set.
+    pub host: String,
+    pub bind_host: Option<String>,
+    pub http_port: u16,
+    pub kafka_port: u16,
+    pub data_dir: PathBuf,
+    /// Base URLs of every metadata node.
+    pub metadata_urls: Vec<String>,
+    pub heartbeat_interval: Duration,
+    /// Full metadata pull even when heartbeats show no change.
+    pub periodic_refresh: Duration,
+    /// Bound on one call to the metadata quorum.
+    pub metadata_timeout: Duration,
+    pub topic_defaults: TopicDefaults,
+}
+
+impl BrokerConfig {
+    /// The broker `broker_id` of a services.json (it need not be listed there: SPEC §1 lets an
+    /// unlisted broker join with explicit ports, which the caller sets afterwards).
+    pub fn from_services(
+        services: &ServicesConfig,
+        broker_id: BrokerId,
+        data_dir: PathBuf,
+    ) -> BrokerConfig {
+        let me = services.storage_node(broker_id);
+        let http_port = me.map_or(0, |n| n.port);
+        BrokerConfig {
+            broker_id,
+            host: me.map_or_else(|| "localhost".to_string(), |n| n.host.clone()),
+            bind_host: None,
+            http_port,
+            kafka_port: me.map_or(0, |n| n.kafka_port()),
+            data_dir,
+            metadata_urls: services
+                .services
+                .metadata_services
+                .iter()
+                .map(|m| m.base_url())
+                .collect(),
+            heartbeat_interval: Duration::from_millis(
+                services.controller.broker_heartbeat_interval_ms.max(10),
+            ),
+            periodic_refresh: Duration::from_millis(
+                services
+                    .metadata
+                    .sync
+                    .periodic_refresh_interval_ms
+                    .max(1_000),
+            ),
+            metadata_timeout: Duration::from_millis(
+                services.metadata.sync.sync_timeout_ms.clamp(500, 5_000),
+            ),
+            topic_defaults: services.topic_defaults.clone(),
+        }
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}:{}", self.host, self.http_port)
+    }
+}
+
+/// Topic configs the broker acts on, with Kafka's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicSettings {
+    pub min_insync_replicas: usize,
+    pub max_message_bytes: usize,
+    pub log: LogSettings,
+}
+
+/// The part of [`TopicSettings`] that shapes the on-disk log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSettings {
+    pub segment_bytes: u64,
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<u64>,
+    pub cleanup_policy: CleanupPolicy,
+}
+
+/// Topic config keys this broker understands, with their defaults (for DescribeConfigs).
+pub const TOPIC_CONFIG_DEFAULTS: &[(&str, &str)] = &[
+    ("cleanup.policy", "delete"),
+    ("retention.ms", "604800000"),
+    ("retention.bytes", "-1"),
+    ("segment.bytes", "1073741824"),
+    ("max.message.bytes", "1048588"),
+    ("min.insync.replicas", "1"),
+    ("unclean.leader.election.enable", "false"),
+    ("compression.type", "producer"),
+    ("message.timestamp.type", "CreateTime"),
+];
+
+fn parse<T: std::str::FromStr>(config: &BTreeMap<String, String>, key: &str) -> Option<T> {
+    config.get(key).and_then(|v| v.trim().parse().ok())
+}
+
+impl TopicSettings {
+    pub fn from_config(config: &BTreeMap<String, String>) -> TopicSettings {
+        let cleanup_policy = match config.get("cleanup.policy").map(|s| s.replace(' ', "")) {
+            Some(p) if p == "compact" => CleanupPolicy::Compact,
+            Some(p) if p == "compact,delete" || p == "delete,compact" => {
+                CleanupPolicy::DeleteAndCompact
+            }
+            _ => CleanupPolicy::Delete,
+        };
+        let retention_ms: i64 = parse(config, "retention.ms").unwrap_or(604_800_000);
+        let retention_bytes: i64 = parse(config, "retention.bytes").unwrap_or(-1);
+        TopicSettings {
+            min_insync_replicas: parse::<usize>(config, "min.insync.replicas")
+                .unwrap_or(1)
+                .max(1),
+            max_message_bytes: parse(config, "max.message.bytes")
+                .unwrap_or(MESSAGE_BYTES_MAX_DEFAULT + 12),
+            log: LogSettings {
+                segment_bytes: parse(config, "segment.bytes")
+                    .unwrap_or(dmq_log::SEGMENT_BYTES_DEFAULT)
+                    .clamp(1 << 14, dmq_log::SEGMENT_BYTES_MAX),
+                retention_ms: (retention_ms >= 0).then_some(retention_ms),
+                retention_bytes: u64::try_from(retention_bytes).ok(),
+                cleanup_policy,
+            },
+        }
+    }
+
+    pub fn log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.log.segment_bytes,
+            max_batch_bytes: self.max_message_bytes,
+            retention_ms: self.log.retention_ms,
+            retention_bytes: self.log.retention_bytes,
+            cleanup_policy: self.log.cleanup_policy,
+            ..LogConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_settings_read_kafka_keys_and_fall_back_to_defaults() {
+        let mut c = BTreeMap::new();
+        let d = TopicSettings::from_config(&c);
+        assert_eq!(d.min_insync_replicas, 1);
+        assert_eq!(d.log.cleanup_policy, CleanupPolicy::Delete);
+        assert_eq!(d.log.retention_ms, Some(604_800_000));
+        c.insert("min.insync.replicas".into(), "2".into());
+        c.insert("cleanup.policy".into(), "compact".into());
+        c.insert("retention.ms".into(), "-1".into());
+        c.insert("segment.bytes".into(), "garbage".into());
+        let s = TopicSettings::from_config(&c);
+        assert_eq!(s.min_insync_replicas, 2);
+        assert_eq!(s.log.cleanup_policy, CleanupPolicy::Compact);
+        assert_eq!(s.log.retention_ms, None);
+        assert_eq!(s.log.segment_bytes, dmq_log::SEGMENT_BYTES_DEFAULT);
+    }
+}

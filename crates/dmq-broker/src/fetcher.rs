@@ -1,0 +1,203 @@
+//! Follower replication (Kafka-style pull): one task per leader broker fetches every partition
+//! this broker follows from it, with the Fetch API carrying our replica id, and appends the
+//! batches at the leader's offsets. The leader learns each follower's progress from the fetch
+//! offsets; its high watermark comes back in every response.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dmq_types::BrokerId;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::kafka::client::KafkaConnection;
+use crate::node::BrokerShared;
+use crate::partition::Partition;
+use crate::replica_manager::FollowerGroups;
+
+/// Fetch version followers speak (topic names, `replica_id` in the request body).
+pub const REPLICA_FETCH_VERSION: i16 = 12;
+const MAX_WAIT_MS: i32 = 500;
+const PARTITION_MAX_BYTES: i32 = 4 << 20;
+const RESPONSE_MAX_BYTES: i32 = 32 << 20;
+
+struct Fetcher {
+    partitions: watch::Sender<Vec<Arc<Partition>>>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Default)]
+pub struct FetcherManager {
+    fetchers: Mutex<HashMap<BrokerId, Fetcher>>,
+}
+
+impl FetcherManager {
+    /// Points each leader's fetcher at its partitions; starts and stops fetchers as needed.
+    pub fn update(&self, shared: &Arc<BrokerShared>, groups: FollowerGroups) {
+        let mut fetchers = self.fetchers.lock().unwrap_or_else(|e| e.into_inner());
+        fetchers.retain(|leader, f| {
+            let keep = groups.contains_key(leader);
+            if !keep {
+                f.task.abort();
+            }
+            keep
+        });
+        for (leader, parts) in groups {
+            if let Some(f) = fetchers.get(&leader) {
+                f.partitions.send_replace(parts);
+                continue;
+            }
+            let (tx, rx) = watch::channel(parts);
+            let task = tokio::spawn(run_fetcher(shared.clone(), leader, rx));
+            fetchers.insert(
+                leader,
+                Fetcher {
+                    partitions: tx,
+                    task,
+                },
+            );
+        }
+    }
+
+    pub fn stop_all(&self) {
+        let mut fetchers = self.fetchers.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, f) in fetchers.drain() {
+            f.task.abort();
+        }
+    }
+}
+
+async fn run_fetcher(
+    shared: Arc<BrokerShared>,
+    leader: BrokerId,
+    mut partitions: watch::Receiver<Vec<Arc<Partition>>>,
+) {
+    let mut conn: Option<KafkaConnection> = None;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let parts = partitions.borrow_and_update().clone();
+        if parts.is_empty() {
+            if partitions.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if conn.is_none() {
+            let addr = shared
+                .image()
+                .brokers
+                .get(&leader)
+                .map(|b| format!("{}:{}", b.host, b.kafka_port));
+            let Some(addr) = addr else {
+                tokio::time::sleep(backoff).await;
+                continue;
+            };
+            let client_id = format!("dmq-replica-{}", shared.config.broker_id);
+            match KafkaConnection::connect(&addr, &client_id, Duration::from_secs(2)).await {
+                Ok(c) => {
+                    tracing::debug!(leader, addr, "replica fetcher connected");
+                    conn = Some(c);
+                    backoff = Duration::from_millis(50);
+                }
+                Err(e) => {
+                    tracing::debug!(leader, addr, "replica fetcher cannot connect: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let req = build_request(shared.config.broker_id, &parts);
+        let resp = c
+            .send(
+                &req,
+                REPLICA_FETCH_VERSION,
+                Duration::from_millis(MAX_WAIT_MS as u64),
+            )
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(leader, "replica fetch failed: {e}");
+                conn = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let mut backoff_needed = resp.error_code != 0;
+        for t in resp.responses {
+            for p in t.partitions {
+                let Some(part) = parts
+                    .iter()
+                    .find(|x| x.topic == t.topic.0.as_str() && x.index == p.partition_index)
+                else {
+                    continue;
+                };
+                if p.error_code != 0 {
+                    backoff_needed = true;
+                    tracing::debug!(
+                        partition = ?part,
+                        leader,
+                        error = ?ResponseError::try_from_code(p.error_code),
+                        "replica fetch refused"
+                    );
+                    continue;
+                }
+                let records = p.records.unwrap_or_default();
+                if let Err(e) = part.append_replicated(&records, p.high_watermark) {
+                    backoff_needed = true;
+                    tracing::warn!(partition = ?part, leader, "cannot append replicated batches: {e}");
+                } else if !records.is_empty() {
+                    shared
+                        .metrics
+                        .replicated_bytes(&part.topic, records.len() as u64);
+                }
+            }
+        }
+        if backoff_needed {
+            // Wait for metadata to change (new leader, new epoch) or a short pause.
+            let _ = tokio::time::timeout(backoff, partitions.changed()).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        } else {
+            backoff = Duration::from_millis(50);
+        }
+    }
+}
+
+fn build_request(me: BrokerId, parts: &[Arc<Partition>]) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for part in parts {
+        let fp = FetchPartition::default()
+            .with_partition(part.index)
+            .with_current_leader_epoch(part.leader_epoch())
+            .with_fetch_offset(part.log_end_offset())
+            .with_last_fetched_epoch(part.log.latest_epoch().unwrap_or(-1))
+            .with_log_start_offset(part.log.log_start_offset())
+            .with_partition_max_bytes(PARTITION_MAX_BYTES);
+        match topics
+            .iter_mut()
+            .find(|t| t.topic.0.as_str() == part.topic.as_str())
+        {
+            Some(t) => t.partitions.push(fp),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(part.topic.clone())))
+                    .with_partitions(vec![fp]),
+            ),
+        }
+    }
+    FetchRequest::default()
+        .with_replica_id(me.into())
+        .with_max_wait_ms(MAX_WAIT_MS)
+        .with_min_bytes(1)
+        .with_max_bytes(RESPONSE_MAX_BYTES)
+        .with_session_epoch(-1)
+        .with_topics(topics)
+}

@@ -1,0 +1,942 @@
+//! One function per Kafka API. Record batches stay opaque bytes: the produce path reads only
+//! batch headers, the fetch path returns stored bytes as they are.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dmq_types::{validate_topic_name, BrokerId};
+use futures::future::join_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    fetch_request, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, FetchRequest, FetchResponse,
+    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    ProduceRequest, ProduceResponse, RequestHeader, RequestKind, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use serde_json::{json, Value};
+
+use crate::config::TOPIC_CONFIG_DEFAULTS;
+use crate::error::BrokerError;
+use crate::kafka::server::api_versions_list;
+use crate::node::BrokerShared;
+use crate::partition::{Appended, Partition};
+use crate::produce;
+
+/// The cluster id clients see (Metadata v2+, DescribeCluster).
+pub const CLUSTER_ID: &str = "dmq-cluster";
+/// Long polls are capped so a confused client cannot pin a connection forever.
+const MAX_WAIT_CAP_MS: i32 = 30_000;
+/// How long Metadata waits for an auto-created topic to get leaders before answering.
+const AUTO_CREATE_WAIT: Duration = Duration::from_secs(3);
+
+pub struct Ctx<'a> {
+    pub shared: &'a Arc<BrokerShared>,
+    pub header: &'a RequestHeader,
+    pub version: i16,
+    /// Set when any part of the answer carries an error (for the error counter).
+    pub had_error: bool,
+}
+
+impl Ctx<'_> {
+    fn code(&mut self, e: &BrokerError) -> i16 {
+        self.had_error = true;
+        e.kafka_code()
+    }
+}
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+fn topic_name(v: &str) -> TopicName {
+    TopicName(s(v))
+}
+
+fn uuid_of(id: &str) -> uuid::Uuid {
+    uuid::Uuid::parse_str(id).unwrap_or_default()
+}
+
+pub async fn handle(ctx: &mut Ctx<'_>, request: RequestKind) -> Option<ResponseKind> {
+    Some(match request {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(
+            ApiVersionsResponse::default().with_api_keys(api_versions_list()),
+        ),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata(ctx, r).await),
+        RequestKind::Produce(r) => return produce_request(ctx, r).await.map(ResponseKind::Produce),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch(ctx, r).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(ctx, r)),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch(ctx, r))
+        }
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics(ctx, r).await),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics(ctx, r).await),
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id(ctx, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs(ctx, r)),
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster(ctx, r)),
+        other => {
+            // The dispatcher only decodes advertised APIs; this is unreachable in practice.
+            tracing::warn!("no handler for {other:?}");
+            return None;
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Metadata
+// ---------------------------------------------------------------------------------------
+
+async fn metadata(ctx: &mut Ctx<'_>, r: MetadataRequest) -> MetadataResponse {
+    let shared = ctx.shared;
+    // v0: an empty list means every topic; v1+: null means every topic.
+    let requested: Option<Vec<MetadataRequestTopic>> = match r.topics {
+        Some(t) if t.is_empty() && ctx.version == 0 => None,
+        other => other,
+    };
+    let auto_create = r.allow_auto_topic_creation || ctx.version < 4;
+    let mut names: Option<Vec<Result<String, uuid::Uuid>>> = requested.map(|ts| {
+        ts.into_iter()
+            .map(|t| match t.name {
+                Some(n) => Ok(n.0.to_string()),
+                None => Err(t.topic_id),
+            })
+            .collect()
+    });
+    // Auto-create what is missing (through the controller), then wait briefly for leaders.
+    if auto_create {
+        if let Some(list) = &names {
+            let image = shared.image();
+            let missing: Vec<String> = list
+                .iter()
+                .filter_map(|n| n.as_ref().ok())
+                .filter(|n| !image.topics.contains_key(*n) && validate_topic_name(n).is_ok())
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                for name in &missing {
+                    match shared.meta.create_topic(json!({"topicName": name})).await {
+                        Ok(reply) if reply.status.is_success() || reply.status.as_u16() == 409 => {
+                            tracing::info!(topic = %name, "auto-created topic (Metadata request)");
+                        }
+                        Ok(reply) => {
+                            tracing::warn!(topic = %name, "auto-create refused: {} {}", reply.status, reply.message())
+                        }
+                        Err(e) => tracing::warn!(topic = %name, "auto-create failed: {e}"),
+                    }
+                }
+                shared
+                    .wait_for_metadata(AUTO_CREATE_WAIT, |img| {
+                        missing.iter().all(|n| {
+                            img.topics.get(n).is_some_and(|t| {
+                                t.partitions.iter().all(|p| {
+                                    img.brokers.get(&p.leader).is_some_and(|b| {
+                                        b.status == dmq_types::model::BrokerStatus::Online
+                                    })
+                                })
+                            })
+                        })
+                    })
+                    .await;
+            }
+        }
+    }
+    let image = shared.image();
+    let online = |id: BrokerId| {
+        image
+            .brokers
+            .get(&id)
+            .is_some_and(|b| b.status == dmq_types::model::BrokerStatus::Online)
+    };
+    let brokers: Vec<MetadataResponseBroker> = image
+        .brokers
+        .values()
+        .filter(|b| b.status == dmq_types::model::BrokerStatus::Online)
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(b.broker_id.into())
+                .with_host(s(b.host.clone()))
+                .with_port(i32::from(b.kafka_port))
+        })
+        .collect();
+    if names.is_none() {
+        names = Some(image.topics.keys().cloned().map(Ok).collect());
+    }
+    let mut topics = Vec::new();
+    for n in names.unwrap_or_default() {
+        let topic = match &n {
+            Ok(name) => image.topics.get(name),
+            Err(id) => image.topic_by_id(&id.to_string()),
+        };
+        let Some(t) = topic else {
+            let code = match &n {
+                Ok(name) if validate_topic_name(name).is_err() => {
+                    ResponseError::InvalidTopicException
+                }
+                Ok(_) => ResponseError::UnknownTopicOrPartition,
+                Err(_) => ResponseError::UnknownTopicId,
+            };
+            ctx.had_error = true;
+            let mut mt = MetadataResponseTopic::default().with_error_code(code.code());
+            match n {
+                Ok(name) => mt = mt.with_name(Some(topic_name(&name))),
+                Err(id) => mt = mt.with_topic_id(id),
+            }
+            topics.push(mt);
+            continue;
+        };
+        let partitions = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let error = if online(p.leader) {
+                    0
+                } else {
+                    ResponseError::LeaderNotAvailable.code()
+                };
+                MetadataResponsePartition::default()
+                    .with_error_code(error)
+                    .with_partition_index(p.partition_id)
+                    .with_leader_id(p.leader.into())
+                    .with_leader_epoch(p.leader_epoch)
+                    .with_replica_nodes(p.replicas.iter().map(|b| (*b).into()).collect())
+                    .with_isr_nodes(p.isr.iter().map(|b| (*b).into()).collect())
+                    .with_offline_replicas(
+                        p.replicas
+                            .iter()
+                            .filter(|b| !online(**b))
+                            .map(|b| (*b).into())
+                            .collect(),
+                    )
+            })
+            .collect();
+        topics.push(
+            MetadataResponseTopic::default()
+                .with_name(Some(topic_name(&t.topic_name)))
+                .with_topic_id(uuid_of(&t.topic_id))
+                .with_partitions(partitions),
+        );
+    }
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(s(CLUSTER_ID)))
+        .with_controller_id(ctx.shared.config.broker_id.into())
+        .with_topics(topics)
+}
+
+// ---------------------------------------------------------------------------------------
+// Produce
+// ---------------------------------------------------------------------------------------
+
+async fn produce_request(ctx: &mut Ctx<'_>, r: ProduceRequest) -> Option<ProduceResponse> {
+    let shared = ctx.shared;
+    let acks = r.acks;
+    let timeout = Duration::from_millis(r.timeout_ms.clamp(0, 300_000) as u64);
+    let deadline = Instant::now() + timeout;
+    let transactional = r.transactional_id.is_some();
+    // Append everything first, then wait for replication of all partitions together.
+    let mut pending: Vec<(String, i32, Result<(Arc<Partition>, Appended), BrokerError>)> =
+        Vec::new();
+    for t in r.topic_data {
+        let name = t.name.0.to_string();
+        for p in t.partition_data {
+            let result = (|| {
+                if transactional {
+                    return Err(BrokerError::kafka(
+                        ResponseError::TransactionalIdAuthorizationFailed,
+                        "transactions are not supported by this cluster",
+                    ));
+                }
+                if let Err(e) = validate_topic_name(&name) {
+                    return Err(BrokerError::kafka(
+                        ResponseError::InvalidTopicException,
+                        e.to_string(),
+                    ));
+                }
+                if !matches!(acks, -1..=1) {
+                    return Err(BrokerError::kafka(
+                        ResponseError::InvalidRequiredAcks,
+                        format!("acks must be -1, 0 or 1, got {acks}"),
+                    ));
+                }
+                let Some(records) = p.records.as_ref().filter(|b| !b.is_empty()) else {
+                    return Err(BrokerError::kafka(
+                        ResponseError::InvalidRecord,
+                        "no records",
+                    ));
+                };
+                let part = produce::partition(shared, &name, p.index)?;
+                let mut buf = records.to_vec();
+                let appended = part.append_as_leader(&mut buf, acks)?;
+                if !appended.duplicate {
+                    shared.metrics.produced(
+                        &name,
+                        buf.len() as u64,
+                        appended.records.max(0) as u64,
+                    );
+                }
+                Ok((part, appended))
+            })();
+            pending.push((name.clone(), p.index, result));
+        }
+    }
+    if acks == 0 {
+        for (name, index, result) in &pending {
+            if let Err(e) = result {
+                tracing::debug!(topic = %name, partition = index, "acks=0 produce failed: {e}");
+            }
+        }
+        return None;
+    }
+    let waits = pending.into_iter().map(|(name, index, result)| async move {
+        let outcome = match result {
+            Ok((part, appended)) => {
+                if acks == -1 {
+                    part.wait_replicated(appended.last_offset, appended.leader_epoch, deadline)
+                        .await
+                        .map(|()| (part, appended))
+                } else {
+                    Ok((part, appended))
+                }
+            }
+            Err(e) => Err(e),
+        };
+        (name, index, outcome)
+    });
+    let done = join_all(waits).await;
+    let mut by_topic: BTreeMap<String, Vec<PartitionProduceResponse>> = BTreeMap::new();
+    for (name, index, outcome) in done {
+        let pr = match outcome {
+            Ok((part, a)) => PartitionProduceResponse::default()
+                .with_index(index)
+                .with_base_offset(a.base_offset)
+                .with_log_append_time_ms(a.log_append_time_ms)
+                .with_log_start_offset(part.log.log_start_offset()),
+            Err(e) => {
+                if !matches!(e, BrokerError::NotLeader { .. }) {
+                    tracing::debug!(topic = %name, partition = index, "produce refused: {e}");
+                }
+                PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_error_code(ctx.code(&e))
+                    .with_base_offset(-1)
+                    .with_error_message(Some(s(e.to_string())))
+            }
+        };
+        by_topic.entry(name).or_default().push(pr);
+    }
+    Some(
+        ProduceResponse::default().with_responses(
+            by_topic
+                .into_iter()
+                .map(|(name, parts)| {
+                    TopicProduceResponse::default()
+                        .with_name(topic_name(&name))
+                        .with_partition_responses(parts)
+                })
+                .collect(),
+        ),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Fetch
+// ---------------------------------------------------------------------------------------
+
+async fn fetch(ctx: &mut Ctx<'_>, r: FetchRequest) -> FetchResponse {
+    let shared = ctx.shared;
+    let replica_id: i32 = if ctx.version >= 15 {
+        r.replica_state.replica_id.0
+    } else {
+        r.replica_id.0
+    };
+    let follower = replica_id >= 0;
+    let max_wait = Duration::from_millis(r.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS) as u64);
+    let deadline = tokio::time::Instant::now() + max_wait;
+    let max_bytes = if r.max_bytes <= 0 {
+        i32::MAX
+    } else {
+        r.max_bytes
+    } as usize;
+    let min_bytes = r.min_bytes.max(0) as usize;
+    let image = shared.image();
+    // Resolve topics (v13+ would name them by id; we advertise ≤ 12, but accept ids anyway).
+    let wanted: Vec<(String, uuid::Uuid, Vec<fetch_request::FetchPartition>)> = r
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = if t.topic.0.is_empty() {
+                image
+                    .topic_by_id(&t.topic_id.to_string())
+                    .map(|x| x.topic_name.clone())
+                    .unwrap_or_default()
+            } else {
+                t.topic.0.to_string()
+            };
+            (name, t.topic_id, t.partitions)
+        })
+        .collect();
+    loop {
+        // Subscribe before reading so that no append between the read and the wait is missed.
+        let mut watches = Vec::new();
+        for (name, _, parts) in &wanted {
+            for p in parts {
+                if let Some(part) = shared.replicas.get(name, p.partition) {
+                    watches.push(part.subscribe(follower));
+                }
+            }
+        }
+        let mut total = 0usize;
+        let mut any_error = false;
+        let mut responses = Vec::new();
+        for (name, id, parts) in &wanted {
+            let mut out = Vec::new();
+            for p in parts {
+                let pd = fetch_partition(
+                    shared,
+                    name,
+                    p,
+                    follower,
+                    replica_id,
+                    max_bytes.saturating_sub(total),
+                );
+                match pd {
+                    Ok((data, records)) => {
+                        total += records.as_ref().map_or(0, |b| b.len());
+                        out.push(data.with_records(records));
+                    }
+                    Err(e) => {
+                        any_error = true;
+                        let code = ctx.code(&e);
+                        out.push(
+                            PartitionData::default()
+                                .with_partition_index(p.partition)
+                                .with_error_code(code)
+                                .with_high_watermark(-1)
+                                .with_last_stable_offset(-1)
+                                .with_log_start_offset(-1)
+                                .with_records(Some(Bytes::new())),
+                        );
+                    }
+                }
+            }
+            responses.push(
+                FetchableTopicResponse::default()
+                    .with_topic(topic_name(name))
+                    .with_topic_id(*id)
+                    .with_partitions(out),
+            );
+        }
+        let expired = tokio::time::Instant::now() >= deadline;
+        if total >= min_bytes.max(1) || any_error || expired || watches.is_empty() {
+            if !follower {
+                for t in &responses {
+                    let bytes: usize = t
+                        .partitions
+                        .iter()
+                        .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
+                        .sum();
+                    if bytes > 0 {
+                        shared.metrics.consumed(t.topic.0.as_str(), bytes as u64, 0);
+                    }
+                }
+            }
+            return FetchResponse::default()
+                .with_session_id(0)
+                .with_responses(responses);
+        }
+        let changes = watches.iter_mut().map(|w| Box::pin(w.changed()));
+        let _ = tokio::time::timeout_at(deadline, futures::future::select_all(changes)).await;
+    }
+}
+
+fn fetch_partition(
+    shared: &BrokerShared,
+    topic: &str,
+    p: &fetch_request::FetchPartition,
+    follower: bool,
+    replica_id: i32,
+    budget: usize,
+) -> Result<(PartitionData, Option<Bytes>), BrokerError> {
+    let part = produce::partition(shared, topic, p.partition)?;
+    part.check_leader(p.current_leader_epoch)?;
+    if follower {
+        part.follower_fetched(replica_id, p.fetch_offset)?;
+    }
+    let hw = part.high_watermark();
+    let leo = part.log_end_offset();
+    let log_start = part.log.log_start_offset();
+    if p.fetch_offset < log_start || p.fetch_offset > leo {
+        return Err(BrokerError::kafka(
+            ResponseError::OffsetOutOfRange,
+            format!("offset {} outside [{log_start}, {leo}]", p.fetch_offset),
+        ));
+    }
+    let upper = if follower { leo } else { hw };
+    let limit = (p.partition_max_bytes.max(0) as usize).min(budget.max(1));
+    let data = part.read(p.fetch_offset, limit, upper)?;
+    let pd = PartitionData::default()
+        .with_partition_index(p.partition)
+        .with_high_watermark(hw)
+        .with_last_stable_offset(hw)
+        .with_log_start_offset(log_start)
+        .with_preferred_read_replica((-1).into());
+    Ok((pd, Some(Bytes::from(data))))
+}
+
+// ---------------------------------------------------------------------------------------
+// ListOffsets, OffsetForLeaderEpoch
+// ---------------------------------------------------------------------------------------
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+fn list_offsets(ctx: &mut Ctx<'_>, r: ListOffsetsRequest) -> ListOffsetsResponse {
+    let shared = ctx.shared;
+    let mut topics = Vec::new();
+    for t in r.topics {
+        let name = t.name.0.to_string();
+        let mut parts = Vec::new();
+        for p in t.partitions {
+            let result = (|| {
+                let part = produce::partition(shared, &name, p.partition_index)?;
+                let epoch = part.check_leader(p.current_leader_epoch)?;
+                let hw = part.high_watermark();
+                Ok::<_, BrokerError>(match p.timestamp {
+                    EARLIEST => (part.log.log_start_offset(), -1, -1),
+                    LATEST => (hw, -1, epoch),
+                    ts if ts >= 0 => match part.log.offset_for_timestamp(ts)? {
+                        Some((offset, found_ts)) if offset < hw => (offset, found_ts, -1),
+                        _ => (-1, -1, -1),
+                    },
+                    other => {
+                        return Err(BrokerError::kafka(
+                            ResponseError::InvalidRequest,
+                            format!("unsupported ListOffsets timestamp {other}"),
+                        ))
+                    }
+                })
+            })();
+            parts.push(match result {
+                Ok((offset, ts, epoch)) => ListOffsetsPartitionResponse::default()
+                    .with_partition_index(p.partition_index)
+                    .with_offset(offset)
+                    .with_timestamp(ts)
+                    .with_leader_epoch(epoch),
+                Err(e) => ListOffsetsPartitionResponse::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(ctx.code(&e))
+                    .with_offset(-1)
+                    .with_timestamp(-1),
+            });
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic_name(&name))
+                .with_partitions(parts),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn offset_for_leader_epoch(
+    ctx: &mut Ctx<'_>,
+    r: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let shared = ctx.shared;
+    let mut topics = Vec::new();
+    for t in r.topics {
+        let name = t.topic.0.to_string();
+        let mut parts = Vec::new();
+        for p in t.partitions {
+            let result = produce::partition(shared, &name, p.partition).and_then(|part| {
+                part.check_leader(p.current_leader_epoch)?;
+                Ok(part.log.end_offset_for_epoch(p.leader_epoch))
+            });
+            parts.push(match result {
+                Ok((epoch, end)) => EpochEndOffset::default()
+                    .with_partition(p.partition)
+                    .with_leader_epoch(epoch)
+                    .with_end_offset(end),
+                Err(e) => EpochEndOffset::default()
+                    .with_partition(p.partition)
+                    .with_error_code(ctx.code(&e))
+                    .with_leader_epoch(-1)
+                    .with_end_offset(-1),
+            });
+        }
+        topics.push(
+            OffsetForLeaderTopicResult::default()
+                .with_topic(topic_name(&name))
+                .with_partitions(parts),
+        );
+    }
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+// ---------------------------------------------------------------------------------------
+// CreateTopics, DeleteTopics (forwarded to the controller)
+// ---------------------------------------------------------------------------------------
+
+fn metadata_error(status: u16, message: &str) -> ResponseError {
+    let m = message.to_ascii_lowercase();
+    match status {
+        409 => ResponseError::TopicAlreadyExists,
+        404 => ResponseError::UnknownTopicOrPartition,
+        400 if m.contains("replication") => ResponseError::InvalidReplicationFactor,
+        400 if m.contains("partition") => ResponseError::InvalidPartitions,
+        400 if m.contains("name") => ResponseError::InvalidTopicException,
+        400 if m.contains("config") => ResponseError::InvalidConfig,
+        400 => ResponseError::InvalidRequest,
+        503 => ResponseError::NotController,
+        _ => ResponseError::UnknownServerError,
+    }
+}
+
+async fn create_topics(ctx: &mut Ctx<'_>, r: CreateTopicsRequest) -> CreateTopicsResponse {
+    let shared = ctx.shared;
+    let mut results = Vec::new();
+    let mut created = Vec::new();
+    for t in r.topics {
+        let name = t.name.0.to_string();
+        let mut result = CreatableTopicResult::default()
+            .with_name(topic_name(&name))
+            .with_num_partitions(t.num_partitions)
+            .with_replication_factor(t.replication_factor);
+        let fail = |result: CreatableTopicResult, e: ResponseError, msg: String| {
+            result
+                .with_error_code(e.code())
+                .with_error_message(Some(s(msg)))
+        };
+        if let Err(e) = validate_topic_name(&name) {
+            ctx.had_error = true;
+            results.push(fail(
+                result,
+                ResponseError::InvalidTopicException,
+                e.to_string(),
+            ));
+            continue;
+        }
+        if !t.assignments.is_empty() {
+            ctx.had_error = true;
+            results.push(fail(
+                result,
+                ResponseError::InvalidReplicaAssignment,
+                "manual replica assignments are not supported; give numPartitions and replicationFactor".into(),
+            ));
+            continue;
+        }
+        let mut config = serde_json::Map::new();
+        for c in &t.configs {
+            if let Some(v) = &c.value {
+                config.insert(c.name.to_string(), Value::String(v.to_string()));
+            }
+        }
+        let mut body = json!({"topicName": name, "config": config});
+        if t.num_partitions > 0 {
+            body["numPartitions"] = json!(t.num_partitions);
+        } else if t.num_partitions != -1 {
+            ctx.had_error = true;
+            results.push(fail(
+                result,
+                ResponseError::InvalidPartitions,
+                format!(
+                    "numPartitions must be positive or -1, got {}",
+                    t.num_partitions
+                ),
+            ));
+            continue;
+        }
+        if t.replication_factor > 0 {
+            body["replicationFactor"] = json!(t.replication_factor);
+        } else if t.replication_factor != -1 {
+            ctx.had_error = true;
+            results.push(fail(
+                result,
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "replicationFactor must be positive or -1, got {}",
+                    t.replication_factor
+                ),
+            ));
+            continue;
+        }
+        if r.validate_only {
+            results.push(result);
+            continue;
+        }
+        match shared.meta.create_topic(body).await {
+            Ok(reply) if reply.status.is_success() => {
+                let b = &reply.body;
+                if let Some(id) = b.get("topicId").and_then(Value::as_str) {
+                    result = result.with_topic_id(uuid_of(id));
+                }
+                if let Some(n) = b.get("numPartitions").and_then(Value::as_i64) {
+                    result = result.with_num_partitions(n as i32);
+                }
+                if let Some(n) = b.get("replicationFactor").and_then(Value::as_i64) {
+                    result = result.with_replication_factor(n as i16);
+                }
+                created.push(name.clone());
+                results.push(result);
+            }
+            Ok(reply) => {
+                ctx.had_error = true;
+                let msg = reply.message();
+                results.push(fail(
+                    result,
+                    metadata_error(reply.status.as_u16(), &msg),
+                    msg,
+                ));
+            }
+            Err(e) => {
+                ctx.had_error = true;
+                results.push(fail(result, ResponseError::RequestTimedOut, e.to_string()));
+            }
+        }
+    }
+    if !created.is_empty() {
+        let wait = Duration::from_millis(r.timeout_ms.clamp(0, 30_000) as u64);
+        shared
+            .wait_for_metadata(wait, |img| {
+                created.iter().all(|n| img.topics.contains_key(n))
+            })
+            .await;
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+async fn delete_topics(ctx: &mut Ctx<'_>, r: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let shared = ctx.shared;
+    let image = shared.image();
+    // v0-5 name topics in `topic_names`; v6 in `topics` (by name or id).
+    let mut targets: Vec<(Option<String>, uuid::Uuid)> = r
+        .topic_names
+        .iter()
+        .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
+        .collect();
+    for t in &r.topics {
+        let name = match &t.name {
+            Some(n) => Some(n.0.to_string()),
+            None => image
+                .topic_by_id(&t.topic_id.to_string())
+                .map(|x| x.topic_name.clone()),
+        };
+        targets.push((name, t.topic_id));
+    }
+    let mut results = Vec::new();
+    let mut deleted = Vec::new();
+    for (name, id) in targets {
+        let mut result = DeletableTopicResult::default().with_topic_id(id);
+        let Some(name) = name else {
+            ctx.had_error = true;
+            results.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
+            continue;
+        };
+        result = result.with_name(Some(topic_name(&name)));
+        if let Err(e) = validate_topic_name(&name) {
+            ctx.had_error = true;
+            results.push(
+                result
+                    .with_error_code(ResponseError::InvalidTopicException.code())
+                    .with_error_message(Some(s(e.to_string()))),
+            );
+            continue;
+        }
+        match shared.meta.delete_topic(&name).await {
+            Ok(reply) if reply.status.is_success() => {
+                deleted.push(name);
+                results.push(result);
+            }
+            Ok(reply) => {
+                ctx.had_error = true;
+                let msg = reply.message();
+                results.push(
+                    result
+                        .with_error_code(metadata_error(reply.status.as_u16(), &msg).code())
+                        .with_error_message(Some(s(msg))),
+                );
+            }
+            Err(e) => {
+                ctx.had_error = true;
+                results.push(
+                    result
+                        .with_error_code(ResponseError::RequestTimedOut.code())
+                        .with_error_message(Some(s(e.to_string()))),
+                );
+            }
+        }
+    }
+    if !deleted.is_empty() {
+        let wait = Duration::from_millis(r.timeout_ms.clamp(0, 30_000) as u64);
+        shared
+            .wait_for_metadata(wait, |img| {
+                deleted.iter().all(|n| !img.topics.contains_key(n))
+            })
+            .await;
+    }
+    DeleteTopicsResponse::default().with_responses(results)
+}
+
+// ---------------------------------------------------------------------------------------
+// InitProducerId, DescribeConfigs, DescribeCluster
+// ---------------------------------------------------------------------------------------
+
+async fn init_producer_id(ctx: &mut Ctx<'_>, r: InitProducerIdRequest) -> InitProducerIdResponse {
+    let fail = |e: ResponseError| {
+        InitProducerIdResponse::default()
+            .with_error_code(e.code())
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1)
+    };
+    if r.transactional_id.is_some() {
+        ctx.had_error = true;
+        return fail(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    // KIP-360: a producer that already has an id asks for an epoch bump.
+    if r.producer_id.0 >= 0 && r.producer_epoch >= 0 && r.producer_epoch < i16::MAX {
+        return InitProducerIdResponse::default()
+            .with_producer_id(r.producer_id)
+            .with_producer_epoch(r.producer_epoch + 1);
+    }
+    match ctx.shared.next_producer_id().await {
+        Ok(id) => InitProducerIdResponse::default()
+            .with_producer_id(id.into())
+            .with_producer_epoch(0),
+        Err(e) => {
+            tracing::warn!("cannot allocate a producer id: {e}");
+            ctx.had_error = true;
+            fail(ResponseError::CoordinatorNotAvailable)
+        }
+    }
+}
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+fn describe_configs(ctx: &mut Ctx<'_>, r: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let shared = ctx.shared;
+    let image = shared.image();
+    let mut results = Vec::new();
+    for res in r.resources {
+        let name = res.resource_name.to_string();
+        let wanted = |k: &str| {
+            res.configuration_keys
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|x| x.as_str() == k))
+        };
+        let entry = |k: &str, v: String, source: i8| {
+            DescribeConfigsResourceResult::default()
+                .with_name(s(k))
+                .with_value(Some(s(v)))
+                .with_config_source(source)
+                .with_read_only(source != SOURCE_DYNAMIC_TOPIC && source != SOURCE_DEFAULT)
+        };
+        let mut result = DescribeConfigsResult::default()
+            .with_resource_type(res.resource_type)
+            .with_resource_name(res.resource_name.clone());
+        match res.resource_type {
+            RESOURCE_TOPIC => match image.topics.get(&name) {
+                Some(t) => {
+                    let mut configs = Vec::new();
+                    for (k, default) in TOPIC_CONFIG_DEFAULTS {
+                        if !wanted(k) {
+                            continue;
+                        }
+                        configs.push(match t.config.get(*k) {
+                            Some(v) => entry(k, v.clone(), SOURCE_DYNAMIC_TOPIC),
+                            None => entry(k, (*default).to_string(), SOURCE_DEFAULT),
+                        });
+                    }
+                    for (k, v) in &t.config {
+                        if wanted(k) && !TOPIC_CONFIG_DEFAULTS.iter().any(|(d, _)| d == k) {
+                            configs.push(entry(k, v.clone(), SOURCE_DYNAMIC_TOPIC));
+                        }
+                    }
+                    result = result.with_configs(configs);
+                }
+                None => {
+                    ctx.had_error = true;
+                    result = result
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_error_message(Some(s(format!("topic {name:?} does not exist"))));
+                }
+            },
+            RESOURCE_BROKER => {
+                let d = &shared.config.topic_defaults;
+                let all = [
+                    ("broker.id", shared.config.broker_id.to_string()),
+                    ("num.partitions", d.num_partitions.to_string()),
+                    (
+                        "default.replication.factor",
+                        d.default_replication_factor.to_string(),
+                    ),
+                    (
+                        "message.max.bytes",
+                        dmq_types::MESSAGE_BYTES_MAX_DEFAULT.to_string(),
+                    ),
+                    ("auto.create.topics.enable", "true".to_string()),
+                ];
+                result = result.with_configs(
+                    all.iter()
+                        .filter(|(k, _)| wanted(k))
+                        .map(|(k, v)| entry(k, v.clone(), SOURCE_STATIC_BROKER))
+                        .collect(),
+                );
+            }
+            other => {
+                ctx.had_error = true;
+                result = result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(s(format!("resource type {other} is not supported"))));
+            }
+        }
+        results.push(result);
+    }
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn describe_cluster(ctx: &mut Ctx<'_>, _r: DescribeClusterRequest) -> DescribeClusterResponse {
+    let image = ctx.shared.image();
+    let brokers = image
+        .brokers
+        .values()
+        .filter(|b| b.status == dmq_types::model::BrokerStatus::Online)
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(b.broker_id.into())
+                .with_host(s(b.host.clone()))
+                .with_port(i32::from(b.kafka_port))
+        })
+        .collect();
+    DescribeClusterResponse::default()
+        .with_cluster_id(s(CLUSTER_ID))
+        .with_controller_id(ctx.shared.config.broker_id.into())
+        .with_brokers(brokers)
+}

@@ -1,0 +1,5 @@
+//! The Kafka wire protocol: the listener and its handlers, and a small client connection.
+
+pub mod client;
+pub mod handlers;
+pub mod server;

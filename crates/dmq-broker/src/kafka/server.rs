@@ -1,0 +1,236 @@
+//! The Kafka listener: size-prefixed frames in, one response per request out, in order.
+//!
+//! Like Kafka, a connection's requests are handled one at a time, so responses keep the
+//! order of requests for pipelining clients. Frame sizes are checked before anything is
+//! allocated. A frame that cannot be decoded closes its connection (after logging why); it never
+//! affects other connections or the broker.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::error::{BrokerError, Result};
+use crate::kafka::client::read_frame;
+use crate::kafka::handlers;
+use crate::node::BrokerShared;
+
+/// What this broker implements: API key → (min, max) version. ApiVersions advertises exactly
+/// this table.
+///
+/// Produce advertises v0 as Kafka does (librdkafka derives features from the ranges), but
+/// v0–v2 carry the pre-0.11 message format, which is refused with UNSUPPORTED_VERSION.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The lowest Produce version whose body the codec understands (RecordBatch v2).
+const PRODUCE_MIN_DECODABLE: i16 = 3;
+
+pub fn supported(key: i16) -> Option<(ApiKey, i16, i16)> {
+    SUPPORTED.iter().copied().find(|(k, _, _)| *k as i16 == key)
+}
+
+pub fn api_versions_list() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|(k, min, max)| {
+            ApiVersion::default()
+                .with_api_key(*k as i16)
+                .with_min_version(*min)
+                .with_max_version(*max)
+        })
+        .collect()
+}
+
+pub async fn serve(shared: Arc<BrokerShared>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((sock, peer)) => {
+                tokio::spawn(connection(shared.clone(), sock, peer));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(shared: Arc<BrokerShared>, sock: TcpStream, peer: SocketAddr) {
+    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    shared
+        .metrics
+        .connections_total
+        .fetch_add(1, Ordering::Relaxed);
+    let _ = sock.set_nodelay(true);
+    let (rd, mut wr) = sock.into_split();
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    loop {
+        let frame = match read_frame(&mut rd).await {
+            Ok(f) => f,
+            Err(BrokerError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => {
+                tracing::debug!(%peer, "closing Kafka connection: {e}");
+                break;
+            }
+        };
+        match handle_frame(&shared, frame).await {
+            Ok(Some(out)) => {
+                if let Err(e) = wr.write_all(&out).await {
+                    tracing::debug!(%peer, "write failed: {e}");
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::info!(%peer, "closing Kafka connection after a malformed request: {e}");
+                break;
+            }
+        }
+    }
+    shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Handles one request frame; `Ok(None)` means no response (acks=0 produce).
+pub async fn handle_frame(
+    shared: &Arc<BrokerShared>,
+    mut frame: Bytes,
+) -> Result<Option<BytesMut>> {
+    if frame.len() < 8 {
+        return Err(BrokerError::Protocol(format!(
+            "request of {} bytes is shorter than a request header",
+            frame.len()
+        )));
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Some((api, min, max)) = supported(key) else {
+        tracing::debug!(
+            key,
+            version,
+            "request for an API this broker does not implement"
+        );
+        return Ok(Some(bare_error(
+            correlation_id,
+            ResponseError::UnsupportedVersion,
+        )));
+    };
+    if version < min || version > max {
+        if api == ApiKey::ApiVersions {
+            // KIP-511: answer in v0 form with the supported list so the client can downgrade.
+            let resp = ApiVersionsResponse::default()
+                .with_error_code(ResponseError::UnsupportedVersion.code())
+                .with_api_keys(api_versions_list());
+            return encode_response(correlation_id, api, 0, &ResponseKind::ApiVersions(resp))
+                .map(Some);
+        }
+        tracing::debug!(?api, version, "unsupported API version");
+        return Ok(Some(bare_error(
+            correlation_id,
+            ResponseError::UnsupportedVersion,
+        )));
+    }
+    if api == ApiKey::Produce && version < PRODUCE_MIN_DECODABLE {
+        tracing::debug!(version, "Produce with the pre-0.11 message format refused");
+        return Ok(Some(bare_error(
+            correlation_id,
+            ResponseError::UnsupportedVersion,
+        )));
+    }
+    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+        .map_err(|e| BrokerError::Protocol(format!("bad {api:?} v{version} header: {e}")))?;
+    let request = RequestKind::decode(api, &mut frame, version)
+        .map_err(|e| BrokerError::Protocol(format!("bad {api:?} v{version} body: {e}")))?;
+    if frame.has_remaining() {
+        tracing::debug!(
+            ?api,
+            version,
+            extra = frame.remaining(),
+            "trailing bytes after request"
+        );
+    }
+    let started = Instant::now();
+    let mut ctx = handlers::Ctx {
+        shared,
+        header: &header,
+        version,
+        had_error: false,
+    };
+    let response = handlers::handle(&mut ctx, request).await;
+    shared
+        .metrics
+        .observe(api_name(api), started.elapsed(), ctx.had_error);
+    match response {
+        Some(r) => encode_response(correlation_id, api, version, &r).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn encode_response(
+    correlation_id: i32,
+    api: ApiKey,
+    version: i16,
+    resp: &ResponseKind,
+) -> Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(128);
+    buf.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, api.response_header_version(version))
+        .map_err(|e| BrokerError::Protocol(format!("encoding {api:?} header: {e}")))?;
+    resp.encode(&mut buf, version)
+        .map_err(|e| BrokerError::Protocol(format!("encoding {api:?} v{version}: {e}")))?;
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf)
+}
+
+/// A response to a request whose body cannot be answered in its own format: the correlation
+/// id and an error code, which every client at least reports instead of hanging.
+fn bare_error(correlation_id: i32, error: ResponseError) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(10);
+    buf.put_i32(6);
+    buf.put_i32(correlation_id);
+    buf.put_i16(error.code());
+    buf
+}
+
+pub fn api_name(api: ApiKey) -> &'static str {
+    match api {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        _ => "Other",
+    }
+}

@@ -1,0 +1,164 @@
+//! A broker's life in the cluster (seed 001, phases 2–5):
+//!
+//! ```text
+//!   discover ──► register ──► heartbeat every brokerHeartbeatIntervalMs ◄─┐
+//!      ▲  (all metadata nodes      │  newer version in the answer → pull   │
+//!      │   at once, first leader   │  503 + X-Controller-Leader → follow   │
+//!      │   wins; backoff 1,2,4,8s) │  CONTROLLER_CHANGED push → beat now ──┘
+//!      └──── 3 failed heartbeats ──┘  404 (controller forgot us) → register
+//! ```
+//!
+//! Each transition is logged once, at info or warn, so an operator can follow the story.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::node::BrokerShared;
+
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+const FAILED_HEARTBEATS_BEFORE_REDISCOVERY: u32 = 3;
+
+pub async fn run(shared: Arc<BrokerShared>) {
+    let cfg = &shared.config;
+    let id = cfg.broker_id;
+    loop {
+        // Phase 2: controller discovery, with exponential backoff.
+        let mut backoff = Duration::from_secs(1);
+        let mut warned = false;
+        let controller = loop {
+            if let Some(c) = shared.meta.discover().await {
+                break c;
+            }
+            if !warned {
+                tracing::warn!(
+                    broker = id,
+                    "no metadata node names a controller yet; retrying with backoff (1, 2, 4, 8 s)"
+                );
+                warned = true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shared.controller_changed.notified() => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        };
+        tracing::info!(
+            broker = id,
+            controller = controller.id,
+            url = %controller.url,
+            "discovered the controller"
+        );
+        // Phase 3: registration.
+        let mut backoff = Duration::from_secs(1);
+        let registered = loop {
+            match shared
+                .meta
+                .register(id, &cfg.host, cfg.http_port, cfg.kafka_port)
+                .await
+            {
+                Ok(()) => break true,
+                Err(e) => {
+                    tracing::warn!(broker = id, "registration failed: {e}; retrying");
+                    if backoff >= BACKOFF_MAX {
+                        break false;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        };
+        if !registered {
+            shared.meta.forget_controller();
+            continue;
+        }
+        tracing::info!(
+            broker = id,
+            host = %cfg.host,
+            http_port = cfg.http_port,
+            kafka_port = cfg.kafka_port,
+            "registered with the controller"
+        );
+        match shared.refresh_metadata().await {
+            Ok(v) => tracing::info!(broker = id, version = v, "metadata loaded"),
+            Err(e) => tracing::warn!(broker = id, "metadata pull failed: {e}"),
+        }
+        heartbeat_loop(&shared).await;
+        shared.meta.forget_controller();
+    }
+}
+
+/// Heartbeats until they fail [`FAILED_HEARTBEATS_BEFORE_REDISCOVERY`] times in a row.
+async fn heartbeat_loop(shared: &Arc<BrokerShared>) {
+    let cfg = &shared.config;
+    let id = cfg.broker_id;
+    let mut failures = 0u32;
+    let mut last_refresh = Instant::now();
+    let mut known_controller = shared.meta.controller().map(|c| c.id);
+    let mut next_beat = Instant::now() + cfg.heartbeat_interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_beat) => {}
+            _ = shared.controller_changed.notified() => {}
+            _ = shared.metadata_changed.notified() => {
+                if let Err(e) = shared.refresh_metadata().await {
+                    tracing::debug!(broker = id, "metadata pull after push failed: {e}");
+                }
+                continue;
+            }
+        }
+        next_beat = Instant::now() + cfg.heartbeat_interval;
+        let version = shared.image().version;
+        match shared.meta.heartbeat(id, version).await {
+            Ok(Some(hb)) => {
+                if failures > 0 {
+                    tracing::info!(broker = id, "heartbeats recovered");
+                }
+                failures = 0;
+                let now_controller = shared.meta.controller().map(|c| c.id);
+                if now_controller != known_controller {
+                    tracing::info!(
+                        broker = id,
+                        from = ?known_controller,
+                        to = ?now_controller,
+                        "controller switched; heartbeating the new controller"
+                    );
+                    known_controller = now_controller;
+                }
+                let stale = hb.version > version;
+                let periodic = last_refresh.elapsed() >= cfg.periodic_refresh;
+                if stale || periodic {
+                    last_refresh = Instant::now();
+                    if let Err(e) = shared.refresh_metadata().await {
+                        tracing::debug!(broker = id, "metadata pull failed: {e}");
+                    }
+                }
+            }
+            Ok(None) => {
+                tracing::warn!(
+                    broker = id,
+                    "the controller does not know this broker; registering again"
+                );
+                if let Err(e) = shared
+                    .meta
+                    .register(id, &cfg.host, cfg.http_port, cfg.kafka_port)
+                    .await
+                {
+                    tracing::warn!(broker = id, "re-registration failed: {e}");
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(broker = id, failures, "heartbeat failed: {e}");
+                if failures >= FAILED_HEARTBEATS_BEFORE_REDISCOVERY {
+                    tracing::warn!(
+                        broker = id,
+                        "{FAILED_HEARTBEATS_BEFORE_REDISCOVERY} heartbeats failed in a row; rediscovering the controller"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The broker's side of the metadata quorum's HTTP API (SPEC §3): controller discovery,
+//! registration, heartbeats, metadata pulls and the admin calls brokers forward.
+//!
+//! Leader-only calls go to the controller this broker last heard of; a `503` with
+//! `X-Controller-Leader` moves the broker to the named node (once per call), and a connection
+//! failure makes the call fail so that the membership loop can count it and rediscover.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use dmq_types::model::{Broker, Topic};
+use dmq_types::BrokerId;
+use futures::stream::{FuturesUnordered, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{BrokerError, Result};
+
+/// The cluster as a broker caches it.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterImage {
+    /// The metadata version (applied Raft index) this image was read at.
+    pub version: u64,
+    pub brokers: BTreeMap<BrokerId, Broker>,
+    pub topics: BTreeMap<String, Topic>,
+}
+
+impl ClusterImage {
+    pub fn topic_by_id(&self, id: &str) -> Option<&Topic> {
+        self.topics.values().find(|t| t.topic_id == id)
+    }
+}
+
+#[derive(Deserialize)]
+struct ClusterResponse {
+    version: u64,
+    brokers: Vec<Broker>,
+    topics: Vec<Topic>,
+}
+
+/// Where the controller is, as last learnt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerRef {
+    pub id: u64,
+    pub url: String,
+}
+
+/// A failed call's answer, kept for mapping to Kafka errors.
+#[derive(Debug)]
+pub struct ApiReply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl ApiReply {
+    pub fn message(&self) -> String {
+        self.body
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    }
+    pub fn error_code(&self) -> &str {
+        self.body.get("error").and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+pub struct MetaClient {
+    http: reqwest::Client,
+    urls: Vec<String>,
+    controller: RwLock<Option<ControllerRef>>,
+}
+
+impl MetaClient {
+    pub fn new(urls: Vec<String>, timeout: Duration) -> Result<MetaClient> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| BrokerError::Metadata(format!("cannot build HTTP client: {e}")))?;
+        Ok(MetaClient {
+            http,
+            urls,
+            controller: RwLock::new(None),
+        })
+    }
+
+    pub fn controller(&self) -> Option<ControllerRef> {
+        self.controller
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records a controller learnt from a push or a redirect. Returns whether it changed.
+    pub fn set_controller(&self, c: ControllerRef) -> bool {
+        let mut g = self.controller.write().unwrap_or_else(|e| e.into_inner());
+        let changed = g.as_ref() != Some(&c);
+        *g = Some(c);
+        changed
+    }
+
+    pub fn forget_controller(&self) {
+        *self.controller.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Seed 001 phase 2: ask every metadata node at once; the first answer that names a leader
+    /// wins.
+    pub async fn discover(&self) -> Option<ControllerRef> {
+        let mut asks: FuturesUnordered<_> = self
+            .urls
+            .iter()
+            .map(|u| {
+                let http = self.http.clone();
+                let url = format!("{u}/api/v1/metadata/controller");
+                async move {
+                    let resp = http.get(&url).send().await.ok()?;
+                    if !resp.status().is_success() {
+                        return None;
+                    }
+                    let v: Value = resp.json().await.ok()?;
+                    Some(ControllerRef {
+                        id: v.get("controllerId")?.as_u64()?,
+                        url: v.get("controllerUrl")?.as_str()?.to_string(),
+                    })
+                }
+            })
+            .collect();
+        while let Some(answer) = asks.next().await {
+            if let Some(c) = answer {
+                self.set_controller(c.clone());
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// A call to the controller, following one `503 X-Controller-Leader` redirect. `Ok` holds
+    /// every answer the controller gave (including 4xx); `Err` means no controller answered.
+    pub async fn leader_call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<ApiReply> {
+        let mut redirects = 0;
+        loop {
+            let Some(ctrl) = self.controller() else {
+                return Err(BrokerError::Metadata("no controller known".into()));
+            };
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", ctrl.url));
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    return Err(BrokerError::Metadata(format!(
+                        "controller {} at {} did not answer: {e}",
+                        ctrl.id, ctrl.url
+                    )))
+                }
+            };
+            let status = resp.status();
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                let next = resp
+                    .headers()
+                    .get("X-Controller-Leader")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let next_id = resp
+                    .headers()
+                    .get("X-Controller-Leader-Id")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if let (Some(url), Some(id)) = (next, next_id) {
+                    if redirects == 0 && url != ctrl.url {
+                        tracing::info!(
+                            from = ctrl.id,
+                            to = id,
+                            url,
+                            "controller moved; following X-Controller-Leader"
+                        );
+                        self.set_controller(ControllerRef { id, url });
+                        redirects += 1;
+                        continue;
+                    }
+                }
+            }
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            return Ok(ApiReply { status, body });
+        }
+    }
+
+    async fn leader_ok(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let reply = self.leader_call(method, path, body).await?;
+        if reply.status.is_success() {
+            Ok(reply.body)
+        } else {
+            Err(BrokerError::Metadata(format!(
+                "{path}: {} {} {}",
+                reply.status,
+                reply.error_code(),
+                reply.message()
+            )))
+        }
+    }
+
+    pub async fn register(
+        &self,
+        id: BrokerId,
+        host: &str,
+        port: u16,
+        kafka_port: u16,
+    ) -> Result<()> {
+        let body = json!({"brokerId": id, "host": host, "port": port, "kafkaPort": kafka_port});
+        self.leader_ok(Method::POST, "/api/v1/metadata/brokers", Some(body))
+            .await
+            .map(|_| ())
+    }
+
+    /// One heartbeat; `Ok(None)` means the controller does not know this broker (register).
+    pub async fn heartbeat(&self, id: BrokerId, version: u64) -> Result<Option<Heartbeat>> {
+        let body = json!({"brokerId": id, "metadataVersion": version});
+        let reply = self
+            .leader_call(
+                Method::POST,
+                &format!("/api/v1/metadata/heartbeat/{id}"),
+                Some(body),
+            )
+            .await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !reply.status.is_success() {
+            return Err(BrokerError::Metadata(format!(
+                "heartbeat refused: {} {}",
+                reply.status,
+                reply.message()
+            )));
+        }
+        let b = &reply.body;
+        Ok(Some(Heartbeat {
+            version: b.get("version").and_then(Value::as_u64).unwrap_or(0),
+            controller_id: b.get("controllerId").and_then(Value::as_u64),
+        }))
+    }
+
+    /// The committed cluster image, read linearizably from the controller.
+    pub async fn cluster(&self) -> Result<ClusterImage> {
+        let v = self
+            .leader_ok(
+                Method::GET,
+                "/api/v1/metadata/cluster?consistent=true",
+                None,
+            )
+            .await?;
+        let c: ClusterResponse = serde_json::from_value(v)
+            .map_err(|e| BrokerError::Metadata(format!("unexpected cluster document: {e}")))?;
+        Ok(ClusterImage {
+            version: c.version,
+            brokers: c.brokers.into_iter().map(|b| (b.broker_id, b)).collect(),
+            topics: c
+                .topics
+                .into_iter()
+                .map(|t| (t.topic_name.clone(), t))
+                .collect(),
+        })
+    }
+
+    pub async fn create_topic(&self, body: Value) -> Result<ApiReply> {
+        self.leader_call(Method::POST, "/api/v1/metadata/topics", Some(body))
+            .await
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<ApiReply> {
+        self.leader_call(
+            Method::DELETE,
+            &format!("/api/v1/metadata/topics/{name}"),
+            None,
+        )
+        .await
+    }
+
+    /// A block of producer ids: `(first, count)`.
+    pub async fn allocate_producer_ids(&self, id: BrokerId, count: u32) -> Result<(i64, u32)> {
+        let v = self
+            .leader_ok(
+                Method::POST,
+                "/api/v1/metadata/producer-ids",
+                Some(json!({"brokerId": id, "count": count})),
+            )
+            .await?;
+        let first = v.get("firstProducerId").and_then(Value::as_i64);
+        let n = v.get("count").and_then(Value::as_u64);
+        match (first, n) {
+            (Some(first), Some(n)) => Ok((first, n as u32)),
+            _ => Err(BrokerError::Metadata(format!(
+                "unexpected producer-id answer {v}"
+            ))),
+        }
+    }
+}
+
+/// What a heartbeat answer tells the broker.
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    pub version: u64,
+    pub controller_id: Option<u64>,
+}

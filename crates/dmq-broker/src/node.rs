@@ -1,0 +1,238 @@
+//! A running broker: its shared state and the tasks around it.
+//!
+//! ```text
+//!   BrokerNode::start
+//!     ├─ bind the Kafka and HTTP listeners (fail fast if a port is taken)
+//!     ├─ membership loop   discover → register → heartbeat; pulls metadata → ReplicaManager
+//!     ├─ Kafka listener    one task per connection (kafka::server)
+//!     ├─ HTTP listener     seeds' storage API, push endpoint, /metrics, /health (http)
+//!     ├─ fetchers          one per leader broker this broker follows (fetcher)
+//!     └─ housekeeping      interval flushes and retention
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Mutex as AsyncMutex, Notify};
+use tokio::task::JoinHandle;
+
+use crate::config::BrokerConfig;
+use crate::error::{BrokerError, Result};
+use crate::fetcher::FetcherManager;
+use crate::meta_client::{ClusterImage, MetaClient};
+use crate::metrics::Metrics;
+use crate::replica_manager::ReplicaManager;
+
+/// Producer ids are taken from the quorum in blocks of this many.
+const PRODUCER_ID_BLOCK: u32 = 1_000;
+/// Retention runs at most this often.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+pub struct BrokerShared {
+    pub config: BrokerConfig,
+    pub meta: MetaClient,
+    image: RwLock<Arc<ClusterImage>>,
+    pub replicas: ReplicaManager,
+    pub fetchers: FetcherManager,
+    pub metrics: Metrics,
+    producer_ids: AsyncMutex<(i64, i64)>,
+    /// Serialises metadata pulls so that images are applied in order.
+    refresh_lock: AsyncMutex<()>,
+    /// A push said the controller changed: heartbeat now.
+    pub controller_changed: Notify,
+    /// A push said metadata changed: pull now.
+    pub metadata_changed: Notify,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl BrokerShared {
+    pub fn image(&self) -> Arc<ClusterImage> {
+        self.image.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Pulls the committed metadata from the controller and applies it (unless older than what
+    /// this broker already has). Returns the version now applied.
+    pub async fn refresh_metadata(self: &Arc<Self>) -> Result<u64> {
+        let _one_at_a_time = self.refresh_lock.lock().await;
+        let image = self.meta.cluster().await?;
+        let current = self.image().version;
+        if image.version < current {
+            return Ok(current);
+        }
+        let image = Arc::new(image);
+        let shared = self.clone();
+        let applied = image.clone();
+        // Opening logs touches the disk (recovery may scan segments).
+        let groups = tokio::task::spawn_blocking(move || shared.replicas.apply(&applied))
+            .await
+            .map_err(|e| BrokerError::Metadata(format!("metadata apply panicked: {e}")))?;
+        *self.image.write().unwrap_or_else(|e| e.into_inner()) = image.clone();
+        self.fetchers.update(self, groups);
+        if image.version > current {
+            tracing::debug!(from = current, to = image.version, "metadata applied");
+        }
+        Ok(image.version)
+    }
+
+    /// Waits (bounded) until the cached metadata satisfies `ready`, pulling as needed.
+    pub async fn wait_for_metadata(
+        self: &Arc<Self>,
+        timeout: Duration,
+        ready: impl Fn(&ClusterImage) -> bool,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if ready(&self.image()) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            if let Err(e) = self.refresh_metadata().await {
+                tracing::debug!("metadata pull: {e}");
+            }
+            if ready(&self.image()) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The next producer id for InitProducerId, from a block handed out by the quorum.
+    pub async fn next_producer_id(&self) -> Result<i64> {
+        let mut block = self.producer_ids.lock().await;
+        if block.0 >= block.1 {
+            let (first, count) = self
+                .meta
+                .allocate_producer_ids(self.config.broker_id, PRODUCER_ID_BLOCK)
+                .await?;
+            *block = (first, first + i64::from(count));
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+}
+
+pub struct BrokerNode {
+    shared: Arc<BrokerShared>,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    kafka_addr: SocketAddr,
+    http_addr: SocketAddr,
+}
+
+impl BrokerNode {
+    pub async fn start(config: BrokerConfig) -> Result<BrokerNode> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let bind = config
+            .bind_host
+            .clone()
+            .unwrap_or_else(|| config.host.clone());
+        let kafka = TcpListener::bind((bind.as_str(), config.kafka_port))
+            .await
+            .map_err(|e| {
+                BrokerError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {bind}:{} (Kafka): {e}", config.kafka_port),
+                ))
+            })?;
+        let http = TcpListener::bind((bind.as_str(), config.http_port))
+            .await
+            .map_err(|e| {
+                BrokerError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {bind}:{} (HTTP): {e}", config.http_port),
+                ))
+            })?;
+        let kafka_addr = kafka.local_addr()?;
+        let http_addr = http.local_addr()?;
+        let mut config = config;
+        // Port 0 (tests) means "pick one": advertise what was picked.
+        config.kafka_port = kafka_addr.port();
+        config.http_port = http_addr.port();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(BrokerShared {
+            meta: MetaClient::new(config.metadata_urls.clone(), config.metadata_timeout)?,
+            replicas: ReplicaManager::new(config.broker_id, config.data_dir.clone()),
+            config,
+            image: RwLock::new(Arc::new(ClusterImage::default())),
+            fetchers: FetcherManager::default(),
+            metrics: Metrics::default(),
+            producer_ids: AsyncMutex::new((0, 0)),
+            refresh_lock: AsyncMutex::new(()),
+            controller_changed: Notify::new(),
+            metadata_changed: Notify::new(),
+            shutdown: shutdown_rx,
+        });
+        tracing::info!(
+            broker = shared.config.broker_id,
+            kafka = %kafka_addr,
+            http = %http_addr,
+            data_dir = %shared.config.data_dir.display(),
+            "storage broker starting"
+        );
+        let tasks = vec![
+            tokio::spawn(crate::kafka::server::serve(shared.clone(), kafka)),
+            tokio::spawn(crate::http::serve(shared.clone(), http)),
+            tokio::spawn(crate::membership::run(shared.clone())),
+            tokio::spawn(housekeeping(shared.clone())),
+        ];
+        Ok(BrokerNode {
+            shared,
+            shutdown_tx,
+            tasks,
+            kafka_addr,
+            http_addr,
+        })
+    }
+
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.kafka_addr
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn shared(&self) -> &Arc<BrokerShared> {
+        &self.shared
+    }
+
+    /// Stops serving, then flushes and closes every log.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        self.shared.fetchers.stop_all();
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.replicas.close_all()).await;
+        tracing::info!(
+            broker = self.shared.config.broker_id,
+            "storage broker stopped"
+        );
+    }
+}
+
+async fn housekeeping(shared: Arc<BrokerShared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut last_retention = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let retention = last_retention.elapsed() >= RETENTION_EVERY;
+        if retention {
+            last_retention = tokio::time::Instant::now();
+        }
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            s.replicas.housekeeping(dmq_log::now_ms(), retention)
+        })
+        .await;
+    }
+}

@@ -1,0 +1,66 @@
+//! The produce and consume paths shared by the Kafka listener and the HTTP API.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::error::ResponseError;
+
+use crate::error::{BrokerError, Result};
+use crate::node::BrokerShared;
+use crate::partition::{Appended, Partition};
+
+/// The hosted partition, or the error a client should see: not hosted here but known →
+/// NOT_LEADER_OR_FOLLOWER (with the leader), unknown → UNKNOWN_TOPIC_OR_PARTITION.
+pub fn partition(shared: &BrokerShared, topic: &str, index: i32) -> Result<Arc<Partition>> {
+    if let Some(p) = shared.replicas.get(topic, index) {
+        return Ok(p);
+    }
+    let image = shared.image();
+    match image
+        .topics
+        .get(topic)
+        .and_then(|t| t.partitions.iter().find(|p| p.partition_id == index))
+    {
+        Some(p) => Err(BrokerError::NotLeader {
+            topic: topic.to_string(),
+            partition: index,
+            leader: (p.leader >= 0).then_some(p.leader),
+        }),
+        None => Err(BrokerError::kafka(
+            ResponseError::UnknownTopicOrPartition,
+            format!("this broker does not know {topic}-{index}"),
+        )),
+    }
+}
+
+/// Appends as leader and, for `acks=all` (-1), waits until the ISR has the batch or `timeout`.
+/// `acks=0` and `acks=1` return after the leader's append.
+pub async fn produce(
+    shared: &BrokerShared,
+    topic: &str,
+    index: i32,
+    records: &mut [u8],
+    acks: i16,
+    timeout: Duration,
+) -> Result<Appended> {
+    if !matches!(acks, -1..=1) {
+        return Err(BrokerError::kafka(
+            ResponseError::InvalidRequiredAcks,
+            format!("acks must be -1 (all), 0 or 1, got {acks}"),
+        ));
+    }
+    let part = partition(shared, topic, index)?;
+    let deadline = Instant::now() + timeout;
+    let bytes = records.len() as u64;
+    let appended = part.append_as_leader(records, acks)?;
+    if !appended.duplicate {
+        shared
+            .metrics
+            .produced(topic, bytes, appended.records.max(0) as u64);
+    }
+    if acks == -1 {
+        part.wait_replicated(appended.last_offset, appended.leader_epoch, deadline)
+            .await?;
+    }
+    Ok(appended)
+}

@@ -1,0 +1,240 @@
+//! The partitions this broker hosts, kept in line with the cluster metadata: logs are opened or
+//! created for every assigned replica, roles follow the leader and epoch, the data of deleted or
+//! moved-away partitions is removed, and one fetcher per leader broker keeps followers in sync.
+//!
+//! On-disk layout (SPEC §6): `<data-dir>/<topic>-<partition>/` holds the log segments plus
+//! `partition.metadata` naming the topic id, so a topic deleted and re-created under the same
+//! name while this broker was down is recognised and its old data dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use dmq_types::BrokerId;
+
+use crate::error::Result;
+use crate::meta_client::ClusterImage;
+use crate::partition::{Partition, Role, RoleChange};
+
+pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+pub type TopicPartition = (String, i32);
+
+pub struct ReplicaManager {
+    broker_id: BrokerId,
+    data_dir: PathBuf,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+}
+
+/// Followed partitions grouped by the broker that leads them (input to the fetchers).
+pub type FollowerGroups = BTreeMap<BrokerId, Vec<Arc<Partition>>>;
+
+impl ReplicaManager {
+    pub fn new(broker_id: BrokerId, data_dir: PathBuf) -> Self {
+        ReplicaManager {
+            broker_id,
+            data_dir,
+            partitions: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        let mut v: Vec<Arc<Partition>> = self
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| (&a.topic, a.index).cmp(&(&b.topic, b.index)));
+        v
+    }
+
+    fn dir_of(&self, topic: &str, partition: i32) -> PathBuf {
+        self.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    /// Brings the hosted partitions in line with `image`; returns the partitions to follow,
+    /// grouped by leader. Errors opening one partition are logged and skip only that partition.
+    pub fn apply(&self, image: &ClusterImage) -> FollowerGroups {
+        let mut wanted: HashMap<TopicPartition, ()> = HashMap::new();
+        for topic in image.topics.values() {
+            for p in &topic.partitions {
+                if !p.replicas.contains(&self.broker_id) {
+                    continue;
+                }
+                let key = (topic.topic_name.clone(), p.partition_id);
+                wanted.insert(key.clone(), ());
+                let existing = self.get(&topic.topic_name, p.partition_id);
+                let partition = match existing {
+                    Some(part) if part.topic_id == topic.topic_id => part,
+                    stale => {
+                        if let Some(old) = stale {
+                            tracing::info!(partition = ?old, "topic re-created with a new id; dropping the old replica");
+                            self.remove(&key);
+                        }
+                        match self.open_partition(topic, p) {
+                            Ok(part) => {
+                                let part = Arc::new(part);
+                                self.partitions
+                                    .write()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .insert(key.clone(), part.clone());
+                                part
+                            }
+                            Err(e) => {
+                                tracing::error!(topic = %topic.topic_name, partition = p.partition_id, "cannot open partition: {e}");
+                                continue;
+                            }
+                        }
+                    }
+                };
+                match partition.apply_metadata(topic, p) {
+                    RoleChange::BecameLeader => tracing::info!(
+                        partition = ?partition,
+                        leader_epoch = p.leader_epoch,
+                        log_end_offset = partition.log_end_offset(),
+                        "now leader"
+                    ),
+                    RoleChange::BecameFollower => tracing::info!(
+                        partition = ?partition,
+                        leader = p.leader,
+                        leader_epoch = p.leader_epoch,
+                        "now follower"
+                    ),
+                    RoleChange::Unchanged => {}
+                }
+            }
+        }
+        let gone: Vec<TopicPartition> = self
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            tracing::info!(topic = %key.0, partition = key.1, "partition deleted or moved away; removing its data");
+            self.remove(&key);
+        }
+        self.remove_orphan_dirs();
+        let mut groups = FollowerGroups::new();
+        for part in self.all() {
+            let snap = part.snapshot();
+            if snap.role == Role::Follower && snap.leader >= 0 {
+                groups.entry(snap.leader).or_default().push(part);
+            }
+        }
+        groups
+    }
+
+    fn open_partition(
+        &self,
+        topic: &dmq_types::model::Topic,
+        p: &dmq_types::model::Partition,
+    ) -> Result<Partition> {
+        let dir = self.dir_of(&topic.topic_name, p.partition_id);
+        let id_file = dir.join(PARTITION_METADATA_FILE);
+        if let Some(on_disk) = read_topic_id(&id_file) {
+            if on_disk != topic.topic_id {
+                tracing::info!(dir = %dir.display(), "data belongs to an earlier topic of the same name; deleting it");
+                std::fs::remove_dir_all(&dir)?;
+            }
+        }
+        std::fs::create_dir_all(&dir)?;
+        if read_topic_id(&id_file).is_none() {
+            let tmp = dir.join(format!("{PARTITION_METADATA_FILE}.tmp"));
+            std::fs::write(&tmp, format!("version: 0\ntopic_id: {}\n", topic.topic_id))?;
+            std::fs::rename(&tmp, &id_file)?;
+        }
+        Partition::open(&dir, topic, p, self.broker_id)
+    }
+
+    fn remove(&self, key: &TopicPartition) {
+        let part = self
+            .partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        if let Some(part) = part {
+            part.wake_all();
+            if let Err(e) = part.log.close() {
+                tracing::warn!(partition = ?part, "closing log: {e}");
+            }
+        }
+        let dir = self.dir_of(&key.0, key.1);
+        if dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), "cannot delete partition data: {e}");
+            }
+        }
+    }
+
+    /// Partition directories on disk that the metadata no longer assigns here.
+    fn remove_orphan_dirs(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
+            return;
+        };
+        let hosted = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.join(PARTITION_METADATA_FILE).exists() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some((topic, idx)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(idx) = idx.parse::<i32>() else {
+                continue;
+            };
+            if !hosted.contains_key(&(topic.to_string(), idx)) {
+                tracing::info!(dir = %path.display(), "deleting data of a partition no longer hosted here");
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    tracing::warn!(dir = %path.display(), "cannot delete: {e}");
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes every log (clean shutdown).
+    pub fn close_all(&self) {
+        for part in self.all() {
+            part.wake_all();
+            if let Err(e) = part.log.close() {
+                tracing::warn!(partition = ?part, "closing log: {e}");
+            }
+        }
+    }
+
+    /// Drives time-based flushing and retention for every hosted log.
+    pub fn housekeeping(&self, now_ms: i64, retention: bool) {
+        for part in self.all() {
+            if let Err(e) = part.log.maybe_flush(now_ms) {
+                tracing::warn!(partition = ?part, "flush: {e}");
+            }
+            if retention {
+                match part.log.apply_retention(now_ms) {
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(partition = ?part, "retention: {e}"),
+                }
+            }
+        }
+    }
+}
+
+fn read_topic_id(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("topic_id:"))
+        .map(|s| s.trim().to_string())
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Installs what the Kafka-client interop tests (tests/interop/) need:
+#   - Debian's kcat (librdkafka 2.0.2 on bookworm), via apt-get, only if `kcat` is not on PATH;
+#   - a Python venv at ${DMQ_VENV:-<repo>/target/interop-venv} holding the pinned clients of
+#     tests/interop/requirements.txt (confluent-kafka, kafka-python and its codecs).
+# Idempotent and fast when everything is there: the venv is rebuilt only when the hash of the
+# requirements file plus the interpreter version differs from the marker file written after the
+# last successful install. Concurrent runs serialise on a lock file beside the venv.
+#
+# Environment: DMQ_VENV (venv path), DMQ_PYTHON (interpreter to build the venv from; default
+# python3.11, else python3).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REQS="$REPO/tests/interop/requirements.txt"
+VENV="${DMQ_VENV:-$REPO/target/interop-venv}"
+MARKER="$VENV/.dmq-requirements.sha256"
+
+log() { echo "install-test-deps: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# --- kcat -------------------------------------------------------------------------------------
+if ! command -v kcat >/dev/null 2>&1; then
+    SUDO=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || die "kcat is missing and we are not root and have no sudo"
+        SUDO=(sudo)
+    fi
+    log "kcat not found; installing Debian's kcat with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends kcat >/dev/null
+    command -v kcat >/dev/null 2>&1 || die "apt-get installed kcat but it is not on PATH"
+fi
+# `kcat -V` prints its version and librdkafka's, and exits 0.
+log "kcat: $(kcat -V 2>&1 | grep -m1 '^Version' || echo 'version unknown')"
+
+# --- Python venv ------------------------------------------------------------------------------
+[ -f "$REQS" ] || die "missing $REQS"
+PY="${DMQ_PYTHON:-}"
+if [ -z "$PY" ]; then
+    if command -v python3.11 >/dev/null 2>&1; then PY=python3.11; else PY=python3; fi
+fi
+command -v "$PY" >/dev/null 2>&1 || die "no Python interpreter '$PY' (set DMQ_PYTHON)"
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 8) else 1)' \
+    || die "$PY is older than 3.8"
+PYVER="$("$PY" -c 'import sys; print(sys.version.split()[0])')"
+WANT="$( { cat "$REQS"; echo "python=$PYVER"; } | sha256sum | cut -d' ' -f1)"
+
+venv_ok() {
+    [ -f "$MARKER" ] && [ "$(cat "$MARKER")" = "$WANT" ] && [ -x "$VENV/bin/python" ] \
+        && "$VENV/bin/python" -c 'import confluent_kafka, kafka' >/dev/null 2>&1
+}
+
+if venv_ok; then
+    log "venv up to date: $VENV (python $PYVER)"
+else
+    mkdir -p "$(dirname "$VENV")"
+    # Serialise concurrent installers (e.g. several test processes starting at once).
+    exec 9>"$VENV.lock"
+    flock -w 600 9 || die "timed out waiting for $VENV.lock"
+    if venv_ok; then
+        log "venv up to date (built by a concurrent run): $VENV"
+    else
+        log "building venv $VENV with $PY ($PYVER)"
+        rm -rf "$VENV"
+        "$PY" -m venv "$VENV"
+        "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q \
+            --only-binary=:all: -r "$REQS"
+        "$VENV/bin/python" -c 'import confluent_kafka, kafka, lz4.frame, snappy, zstandard' \
+            || die "venv built but the clients do not import"
+        echo "$WANT" >"$MARKER"
+    fi
+    flock -u 9
+fi
+"$VENV/bin/python" - <<'EOF' >&2
+import confluent_kafka, kafka
+print("install-test-deps: confluent-kafka %s (librdkafka %s), kafka-python %s"
+      % (confluent_kafka.version(), confluent_kafka.libversion()[0], kafka.__version__))
+EOF
+echo "$VENV"
