@@ -160,10 +160,24 @@ impl MetaClient {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
+                    // The controller may have died: ask the quorum once who leads now.
+                    if redirects == 0 {
+                        redirects += 1;
+                        if let Some(next) = self.discover().await {
+                            if next.url != ctrl.url {
+                                tracing::info!(
+                                    from = ctrl.id,
+                                    to = next.id,
+                                    "controller unreachable; rediscovered a new one"
+                                );
+                                continue;
+                            }
+                        }
+                    }
                     return Err(BrokerError::Metadata(format!(
                         "controller {} at {} did not answer: {e}",
                         ctrl.id, ctrl.url
-                    )))
+                    )));
                 }
             };
             let status = resp.status();

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dmq_types::{ControllerConfig, MetadataNodeConfig, NodeId, ServicesConfig};
+use dmq_types::{
+    BrokerId, ControllerConfig, MetadataNodeConfig, NodeId, ServicesConfig, StorageNodeConfig,
+};
 use serde_json::Value;
 
 /// Polls `probe` every 25 ms until it yields `Some`, or fails after `timeout` naming `what`.
@@ -60,13 +62,14 @@ pub fn loopback_quorum_config(nodes: u64, controller: ControllerConfig) -> Servi
     config
 }
 
-/// A metadata quorum of real processes.
+/// A cluster of real processes: a metadata quorum and (optionally) storage brokers.
 pub struct MetadataCluster {
     exe: PathBuf,
     dir: PathBuf,
     /// The topology every node was started with.
     pub config: ServicesConfig,
     children: BTreeMap<NodeId, Child>,
+    brokers: BTreeMap<BrokerId, Child>,
     http: reqwest::Client,
 }
 
@@ -79,6 +82,7 @@ impl MetadataCluster {
             dir: dir.to_path_buf(),
             config,
             children: BTreeMap::new(),
+            brokers: BTreeMap::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
@@ -119,14 +123,150 @@ impl MetadataCluster {
             .collect()
     }
 
-    /// Starts every node.
+    /// Adds `count` storage brokers (ids 101, 102, …) on free ports; call before
+    /// [`MetadataCluster::start_all`].
+    pub fn with_brokers(mut self, count: i32) -> Self {
+        for i in 0..count {
+            let port = free_port();
+            self.config
+                .services
+                .storage_services
+                .push(StorageNodeConfig {
+                    id: 101 + i,
+                    host: "127.0.0.1".into(),
+                    port,
+                    kafka_port: Some(free_port()),
+                    url: Some(format!("http://127.0.0.1:{port}")),
+                });
+        }
+        self
+    }
+
+    /// Broker ids, ascending.
+    pub fn broker_ids(&self) -> Vec<BrokerId> {
+        self.config
+            .services
+            .storage_services
+            .iter()
+            .map(|b| b.id)
+            .collect()
+    }
+
+    /// Kafka bootstrap list of every configured broker (`127.0.0.1:p1,127.0.0.1:p2,…`).
+    pub fn bootstrap(&self) -> String {
+        self.config
+            .services
+            .storage_services
+            .iter()
+            .map(|b| format!("{}:{}", b.host, b.kafka_port()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Kafka address of broker `id`.
+    pub fn kafka_addr(&self, id: BrokerId) -> String {
+        self.config
+            .storage_node(id)
+            .map(|b| format!("{}:{}", b.host, b.kafka_port()))
+            .unwrap_or_default()
+    }
+
+    /// HTTP base URL of broker `id`.
+    pub fn broker_url(&self, id: BrokerId) -> String {
+        self.config
+            .storage_node(id)
+            .map(|b| b.base_url())
+            .unwrap_or_default()
+    }
+
+    pub fn broker_data_dir(&self, id: BrokerId) -> PathBuf {
+        self.dir.join(format!("broker-{id}"))
+    }
+
+    pub fn broker_log_path(&self, id: BrokerId) -> PathBuf {
+        self.dir.join(format!("broker-{id}.log"))
+    }
+
+    /// Starts every metadata node, then every broker.
     pub fn start_all(&mut self) -> std::io::Result<()> {
-        let text = serde_json::to_string_pretty(&self.config).map_err(std::io::Error::other)?;
-        std::fs::write(self.config_path(), text)?;
+        self.write_config()?;
         for id in self.ids() {
             self.start(id)?;
         }
+        for id in self.broker_ids() {
+            self.start_broker(id)?;
+        }
         Ok(())
+    }
+
+    /// (Re)writes `services.json` from [`MetadataCluster::config`].
+    pub fn write_config(&self) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(&self.config).map_err(std::io::Error::other)?;
+        std::fs::write(self.config_path(), text)
+    }
+
+    /// Starts (or restarts) broker `id` on its data dir.
+    pub fn start_broker(&mut self, id: BrokerId) -> std::io::Result<()> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.broker_log_path(id))?;
+        let child = Command::new(&self.exe)
+            .arg("broker")
+            .arg("--broker-id")
+            .arg(id.to_string())
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--data-dir")
+            .arg(self.broker_data_dir(id))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.brokers.insert(id, child);
+        Ok(())
+    }
+
+    /// SIGKILLs broker `id` and reaps it.
+    pub fn kill_broker(&mut self, id: BrokerId) {
+        if let Some(mut child) = self.brokers.remove(&id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// GET `path` on broker `id`'s HTTP port.
+    pub async fn broker_get(&self, id: BrokerId, path: &str) -> Option<(u16, Value)> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.broker_url(id)))
+            .send()
+            .await
+            .ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.json().await.ok()?))
+    }
+
+    /// Waits until every broker is registered, ONLINE and reports itself UP.
+    pub async fn wait_for_brokers(&self, timeout: Duration) -> Result<(), String> {
+        let ids = self.broker_ids();
+        wait_until(timeout, "every broker registered and UP", || {
+            let ids = ids.clone();
+            async move {
+                for id in ids {
+                    match self.broker_get(id, "/health").await {
+                        Some((200, v)) if v["status"] == "UP" => {}
+                        _ => return None,
+                    }
+                }
+                Some(())
+            }
+        })
+        .await
     }
 
     /// Starts (or restarts) node `id` on its data dir.
@@ -257,6 +397,9 @@ impl MetadataCluster {
 
 impl Drop for MetadataCluster {
     fn drop(&mut self) {
+        for id in self.broker_ids() {
+            self.kill_broker(id);
+        }
         for id in self.ids() {
             self.kill(id);
         }

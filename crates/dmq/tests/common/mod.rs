@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: clusters of real `dmq` processes.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -176,4 +178,97 @@ impl Drop for PushCatcher {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A 3-node quorum plus `brokers` brokers (ids 101…) whose default replication factor is `rf`,
+/// started and waited for: a leader is elected and every broker is registered and UP.
+pub async fn start_cluster(dir: &Path, brokers: i32, rf: i16) -> MetadataCluster {
+    let mut cluster = MetadataCluster::new(
+        Path::new(env!("CARGO_BIN_EXE_dmq")),
+        dir,
+        3,
+        long_sessions(),
+    )
+    .with_brokers(brokers);
+    cluster.config.topic_defaults.default_replication_factor = rf;
+    cluster.start_all().expect("start cluster processes");
+    cluster
+        .wait_for_leader(Duration::from_secs(15))
+        .await
+        .expect("metadata leader");
+    cluster
+        .wait_for_brokers(Duration::from_secs(30))
+        .await
+        .expect("brokers up");
+    cluster
+}
+
+/// The repository root (tests run in the crate's directory).
+pub fn repo_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The interop venv's python (`DMQ_VENV`, default `target/interop-venv`), installed by
+/// `scripts/install-test-deps.sh` (which `scripts/test.sh` runs).
+pub fn venv_python() -> std::path::PathBuf {
+    let venv = std::env::var_os("DMQ_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/interop-venv"));
+    let py = venv.join("bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run ./scripts/test.sh (or scripts/install-test-deps.sh), which installs \
+         kcat and the Python Kafka clients",
+        py.display()
+    );
+    py
+}
+
+/// Runs an interop script to completion (the scripts bound their own waits) and fails the test
+/// with its output unless it exits 0.
+pub async fn run_interop(mut cmd: std::process::Command) -> String {
+    cmd.current_dir(repo_root());
+    let shown = format!("{cmd:?}");
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("spawn interop script");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let tail: String = stderr
+        .lines()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        out.status.success(),
+        "{shown} failed ({}):\nstdout:\n{stdout}\nstderr (tail):\n{tail}",
+        out.status
+    );
+    stdout
+}
+
+/// Waits until the broker's log file contains `needle`.
+pub async fn wait_for_log(cluster: &MetadataCluster, broker: i32, needle: &str, timeout: Duration) {
+    let path = cluster.broker_log_path(broker);
+    dmq::procs::wait_until(
+        timeout,
+        &format!("broker {broker} to log {needle:?}"),
+        || {
+            let path = path.clone();
+            async move {
+                let text = std::fs::read_to_string(&path).ok()?;
+                text.contains(needle).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        panic!("{e}\n--- broker {broker} log ---\n{text}")
+    });
 }

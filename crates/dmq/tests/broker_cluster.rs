@@ -1,0 +1,380 @@
+//! Brokers as real processes in a real cluster: durability across SIGKILL, life through a
+//! controller switch, the storage HTTP API, and bad input on the Kafka port.
+
+mod common;
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use common::kafka::{batch, connect, fetch_all, produce};
+use common::{post_leader, start_cluster, wait_for_log};
+use dmq::procs::{wait_until, MetadataCluster};
+use serde_json::{json, Value};
+
+/// Creates a topic and waits until every partition's leader serves it; returns the leaders.
+async fn create_and_wait(
+    cluster: &MetadataCluster,
+    topic: &str,
+    partitions: i32,
+    rf: i32,
+    config: Value,
+) -> Vec<i32> {
+    let body = json!({"topicName": topic, "numPartitions": partitions, "replicationFactor": rf, "config": config});
+    let (status, created) = post_leader(cluster, "/api/v1/metadata/topics", &body).await;
+    assert_eq!(status, 201, "{created}");
+    let leaders: Vec<i32> = created["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| p["leader"].as_i64().expect("leader") as i32)
+        .collect();
+    for (p, leader) in leaders.iter().enumerate() {
+        wait_until(
+            Duration::from_secs(20),
+            "partition leader ready",
+            || async move {
+                let (_, v) = cluster
+                    .broker_get(*leader, "/api/v1/storage/replication/status")
+                    .await?;
+                v["partitions"]
+                    .as_array()?
+                    .iter()
+                    .any(|x| {
+                        x["topic"] == topic && x["partition"] == p as i64 && x["role"] == "LEADER"
+                    })
+                    .then_some(())
+            },
+        )
+        .await
+        .expect("leader ready");
+    }
+    leaders
+}
+
+fn records(prefix: &str, n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| (format!("{prefix}-k{i}"), format!("{prefix}-v{i}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_brokers_serve_every_acknowledged_record_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = start_cluster(dir.path(), 3, 3).await;
+    let topic = "durable";
+    let leaders = create_and_wait(&cluster, topic, 3, 3, json!({})).await;
+    let mut acked: Vec<Vec<(i64, String, String)>> = vec![Vec::new(); 3];
+    for (p, leader) in leaders.iter().enumerate() {
+        let mut conn = connect(&cluster.kafka_addr(*leader)).await;
+        for b in 0..50 {
+            let recs = records(&format!("p{p}b{b}"), 20);
+            let r = produce(&mut conn, topic, p as i32, batch(&recs, None), -1).await;
+            assert_eq!(r.error_code, 0, "produce p{p} b{b}: {:?}", r.error_message);
+            for (i, (k, v)) in recs.into_iter().enumerate() {
+                acked[p].push((r.base_offset + i as i64, k, v));
+            }
+        }
+    }
+    for id in cluster.broker_ids() {
+        cluster.kill_broker(id);
+    }
+    // A torn write at the end of one replica's active segment: recovery must cut it off.
+    let seg = cluster
+        .broker_data_dir(leaders[0])
+        .join(format!("{topic}-0"))
+        .join(format!("{:020}.log", 0));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .expect("segment");
+    f.write_all(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 200, 0xde, 0xad])
+        .expect("torn tail");
+    drop(f);
+    for id in cluster.broker_ids() {
+        cluster.start_broker(id).expect("restart broker");
+    }
+    cluster
+        .wait_for_brokers(Duration::from_secs(30))
+        .await
+        .expect("brokers back");
+    for (p, leader) in leaders.iter().enumerate() {
+        let mut conn = connect(&cluster.kafka_addr(*leader)).await;
+        let want = &acked[p];
+        // The high watermark comes back once the followers have fetched again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let got = loop {
+            let got = fetch_all(&mut conn, topic, p as i32).await;
+            if got.len() >= want.len() || std::time::Instant::now() > deadline {
+                break got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(&got, want, "partition {p} after restart");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_follow_a_controller_switch_without_restarting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = start_cluster(dir.path(), 3, 3).await;
+    for id in cluster.broker_ids() {
+        wait_for_log(
+            &cluster,
+            id,
+            "discovered the controller",
+            Duration::from_secs(5),
+        )
+        .await;
+        wait_for_log(
+            &cluster,
+            id,
+            "registered with the controller",
+            Duration::from_secs(5),
+        )
+        .await;
+    }
+    let old = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+    cluster.kill(old);
+    let new = cluster
+        .wait_for_leader(Duration::from_secs(15))
+        .await
+        .expect("new leader");
+    assert_ne!(old, new);
+    for id in cluster.broker_ids() {
+        wait_for_log(&cluster, id, "controller switched", Duration::from_secs(15)).await;
+    }
+    // Admin requests forwarded by a broker reach the new controller, and data flows.
+    let leaders = create_and_wait(&cluster, "after-switch", 1, 3, json!({})).await;
+    let mut conn = connect(&cluster.kafka_addr(leaders[0])).await;
+    let r = produce(
+        &mut conn,
+        "after-switch",
+        0,
+        batch(&records("x", 5), None),
+        -1,
+    )
+    .await;
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    // Every broker keeps heartbeating the new controller: none is fenced.
+    let (status, brokers) = cluster
+        .get(new, "/api/v1/metadata/brokers")
+        .await
+        .expect("brokers");
+    assert_eq!(status, 200);
+    for b in brokers.as_array().expect("array") {
+        assert_eq!(b["status"], "ONLINE", "{b}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_produces_consumes_and_rejects_bad_requests_with_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, 3).await;
+    let leaders = create_and_wait(&cluster, "web", 1, 3, json!({})).await;
+    let leader = leaders[0];
+    let follower = cluster
+        .broker_ids()
+        .into_iter()
+        .find(|b| *b != leader)
+        .expect("follower");
+    let http = reqwest::Client::new();
+    let url =
+        |b: i32, rest: &str| format!("{}/api/v1/storage/topics/{rest}", cluster.broker_url(b));
+
+    let r = http
+        .post(url(leader, "web/partitions/0"))
+        .json(&json!({"key": "k1", "value": "hello", "headers": {"h": "v"}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(
+        (
+            v["topic"].as_str(),
+            v["partition"].as_i64(),
+            v["baseOffset"].as_i64()
+        ),
+        (Some("web"), Some(0), Some(0))
+    );
+    assert!(v["logAppendTime"].as_i64().is_some());
+
+    let binary = json!({"records": [
+        {"key": "AAE=", "value": "/w==", "encoding": "base64"},
+        {"key": null, "value": "plain", "timestamp": 1234}
+    ]});
+    let r = http
+        .post(url(leader, "web/partitions/0?acks=1"))
+        .json(&binary)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.expect("json")["baseOffset"], 1);
+
+    let got = wait_until(
+        Duration::from_secs(10),
+        "3 records below the high watermark",
+        || async {
+            let v: Value = http
+                .get(url(leader, "web/partitions/0?offset=0&limit=10"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (v["records"].as_array()?.len() == 3).then_some(v)
+        },
+    )
+    .await
+    .expect("consume");
+    let recs = got["records"].as_array().expect("records");
+    assert_eq!(recs[0]["value"], "hello");
+    assert_eq!(recs[0]["headers"]["h"], "v");
+    assert_eq!(recs[1]["encoding"], "base64");
+    assert_eq!(recs[1]["key"], "AAE=");
+    assert_eq!(recs[1]["value"], "/w==");
+    assert_eq!(recs[2]["key"], Value::Null);
+    assert_eq!(recs[2]["timestamp"], 1234);
+    assert_eq!(got["highWatermark"], 3);
+    assert_eq!(got["nextOffset"], 3);
+
+    // A follower redirects to the leader.
+    let r = http
+        .post(url(follower, "web/partitions/0"))
+        .json(&json!({"value": "x"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 503);
+    let leader_hdr = r
+        .headers()
+        .get("X-Partition-Leader")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    assert_eq!(
+        leader_hdr.as_deref(),
+        Some(cluster.broker_url(leader).as_str())
+    );
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["error"],
+        "NOT_LEADER_OR_FOLLOWER"
+    );
+
+    // Bad input: clear JSON errors, and nothing is appended.
+    let cases: Vec<(String, Value, u16, &str)> = vec![
+        (
+            url(leader, "nope/partitions/0"),
+            json!({"value": "x"}),
+            404,
+            "UNKNOWN_TOPIC_OR_PARTITION",
+        ),
+        (
+            url(leader, "web/partitions/7"),
+            json!({"value": "x"}),
+            404,
+            "UNKNOWN_TOPIC_OR_PARTITION",
+        ),
+        (
+            url(leader, "web/partitions/0?acks=7"),
+            json!({"value": "x"}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            url(leader, "web/partitions/0"),
+            json!({"records": []}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            url(leader, "web/partitions/0"),
+            json!({"value": 12}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            url(leader, "web/partitions/0"),
+            json!({"value": "!!", "encoding": "base64"}),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            url(leader, "bad*name/partitions/0"),
+            json!({"value": "x"}),
+            400,
+            "INVALID_TOPIC_EXCEPTION",
+        ),
+    ];
+    for (u, body, status, code) in cases {
+        let r = http.post(&u).json(&body).send().await.expect("post");
+        assert_eq!(r.status().as_u16(), status, "{u} {body}");
+        assert_eq!(
+            r.json::<Value>().await.expect("json")["error"],
+            code,
+            "{u} {body}"
+        );
+    }
+    let r = http
+        .post(url(leader, "web/partitions/0"))
+        .body("{not json")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 400);
+    let r = http
+        .get(url(leader, "web/partitions/0?offset=99"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 416);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["error"],
+        "OFFSET_OUT_OF_RANGE"
+    );
+    let v: Value = http
+        .get(url(leader, "web/partitions/0?offset=0"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        v["highWatermark"], 3,
+        "a rejected request appended something: {v}"
+    );
+
+    // Replication status on the leader shows both followers caught up.
+    wait_until(Duration::from_secs(10), "followers caught up", || async {
+        let (_, v) = cluster
+            .broker_get(leader, "/api/v1/storage/replication/status")
+            .await?;
+        let p = v["partitions"]
+            .as_array()?
+            .iter()
+            .find(|p| p["topic"] == "web")?
+            .clone();
+        let f = p["followers"].as_array()?;
+        (f.len() == 2 && f.iter().all(|x| x["lag"] == 0)).then_some(())
+    })
+    .await
+    .expect("status");
+    let text = http
+        .get(format!("{}/metrics", cluster.broker_url(leader)))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains("dmq_topic_records_in_total{broker=\"") && text.contains("topic=\"web\"} 3"),
+        "{text}"
+    );
+    assert!(text.contains("api=\"HttpProduce\""), "{text}");
+}
