@@ -4,9 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the tests need. None yet: Kafka interop tests (kcat, Python clients in a venv)
-# arrive with the broker and add their installs here.
+# What the tests need: cargo-nextest, Debian's kcat (librdkafka 2.0.2) and a venv with
+# confluent-kafka and kafka-python for the interop tests (idempotent; under a second when present).
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+echo "==> test dependencies (kcat, Python Kafka clients)"
+DMQ_VENV="$(./scripts/install-test-deps.sh)"
+export DMQ_VENV
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -72,7 +72,8 @@ struct ApiError {
     status: StatusCode,
     code: String,
     message: String,
-    headers: HeaderMap,
+    /// `X-Partition-Leader` URL and id, for NOT_LEADER answers.
+    leader: Option<(String, i32)>,
 }
 
 impl ApiError {
@@ -81,7 +82,7 @@ impl ApiError {
             status,
             code: code.to_string(),
             message: message.into(),
-            headers: HeaderMap::new(),
+            leader: None,
         }
     }
     fn bad_request(message: impl Into<String>) -> Self {
@@ -92,7 +93,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": self.code, "message": self.message});
-        (self.status, self.headers, Json(body)).into_response()
+        let mut headers = HeaderMap::new();
+        if let Some((url, id)) = self.leader {
+            if let Ok(v) = HeaderValue::from_str(&url) {
+                headers.insert("X-Partition-Leader", v);
+            }
+            headers.insert("X-Partition-Leader-Id", HeaderValue::from(id));
+        }
+        (self.status, headers, Json(body)).into_response()
     }
 }
 
@@ -125,12 +133,7 @@ fn from_broker_error(shared: &BrokerShared, e: BrokerError) -> ApiError {
     } = &e
     {
         if let Some(b) = shared.image().brokers.get(leader) {
-            let url = format!("http://{}:{}", b.host, b.port);
-            if let Ok(v) = HeaderValue::from_str(&url) {
-                err.headers.insert("X-Partition-Leader", v);
-            }
-            err.headers
-                .insert("X-Partition-Leader-Id", HeaderValue::from(*leader));
+            err.leader = Some((format!("http://{}:{}", b.host, b.port), *leader));
         }
     }
     err

@@ -5,6 +5,7 @@
 //! quorum describes: it discovers the controller, registers, heartbeats, and follows the
 //! metadata it pulls (leaders, followers, deleted topics). See `ARCHITECTURE.md`.
 
+pub mod alloc;
 pub mod config;
 pub mod error;
 mod fetcher;

@@ -29,6 +29,9 @@ struct TopicCounters {
     replicated_bytes: u64,
 }
 
+/// A per-topic counter family: name, help, accessor.
+type Series = (&'static str, &'static str, fn(&TopicCounters) -> u64);
+
 #[derive(Default)]
 pub struct Metrics {
     pub connections: AtomicI64,
@@ -105,7 +108,7 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let series: [(&str, &str, fn(&TopicCounters) -> u64); 5] = [
+        let series: [Series; 5] = [
             (
                 "dmq_topic_bytes_in_total",
                 "Bytes produced to the partitions this broker leads.",

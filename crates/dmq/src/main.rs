@@ -10,6 +10,10 @@
 mod bench;
 mod dev;
 
+/// Malformed Kafka frames may claim absurd array lengths; see `dmq_broker::alloc`.
+#[global_allocator]
+static ALLOC: dmq_broker::alloc::NoReserveHuge = dmq_broker::alloc::NoReserveHuge;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

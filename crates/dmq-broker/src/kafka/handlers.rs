@@ -251,6 +251,8 @@ async fn metadata(ctx: &mut Ctx<'_>, r: MetadataRequest) -> MetadataResponse {
 // Produce
 // ---------------------------------------------------------------------------------------
 
+type AppendOutcome = Result<(Arc<Partition>, Appended), BrokerError>;
+
 async fn produce_request(ctx: &mut Ctx<'_>, r: ProduceRequest) -> Option<ProduceResponse> {
     let shared = ctx.shared;
     let acks = r.acks;
@@ -258,8 +260,7 @@ async fn produce_request(ctx: &mut Ctx<'_>, r: ProduceRequest) -> Option<Produce
     let deadline = Instant::now() + timeout;
     let transactional = r.transactional_id.is_some();
     // Append everything first, then wait for replication of all partitions together.
-    let mut pending: Vec<(String, i32, Result<(Arc<Partition>, Appended), BrokerError>)> =
-        Vec::new();
+    let mut pending: Vec<(String, i32, AppendOutcome)> = Vec::new();
     for t in r.topic_data {
         let name = t.name.0.to_string();
         for p in t.partition_data {

@@ -162,8 +162,16 @@ pub async fn handle_frame(
     }
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(|e| BrokerError::Protocol(format!("bad {api:?} v{version} header: {e}")))?;
-    let request = RequestKind::decode(api, &mut frame, version)
-        .map_err(|e| BrokerError::Protocol(format!("bad {api:?} v{version} body: {e}")))?;
+    // The codec returns errors for malformed input; the unwind guard is defence in depth so a
+    // codec bug closes one connection instead of taking the task down with a panic.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        RequestKind::decode(api, &mut frame, version)
+    }))
+    .map_err(|_| {
+        BrokerError::Protocol(format!("{api:?} v{version} body made the decoder panic"))
+    })?;
+    let request =
+        decoded.map_err(|e| BrokerError::Protocol(format!("bad {api:?} v{version} body: {e}")))?;
     if frame.has_remaining() {
         tracing::debug!(
             ?api,
