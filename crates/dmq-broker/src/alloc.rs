@@ -107,7 +107,8 @@ mod tests {
         grown.extend_from_slice(b"abc");
         grown.reserve(HUGE * 2);
         assert_eq!(&grown[..], b"abc");
-        let small = vec![7u8; 100];
+        let mut small: Vec<u8> = Vec::with_capacity(100);
+        small.resize(100, 7);
         assert_eq!(small.iter().map(|b| *b as usize).sum::<usize>(), 700);
     }
 }
