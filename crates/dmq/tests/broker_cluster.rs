@@ -378,3 +378,118 @@ async fn http_api_produces_consumes_and_rejects_bad_requests_with_json() {
     );
     assert!(text.contains("api=\"HttpProduce\""), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_apis_describe_and_delete_topics_and_acks_zero_and_one_append() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{
+        DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, 3).await;
+    let leaders =
+        create_and_wait(&cluster, "admin", 2, 3, json!({"retention.ms": "3600000"})).await;
+    let mut conn = connect(&cluster.kafka_addr(leaders[0])).await;
+
+    // acks=1 answers after the leader's append; acks=0 gets no answer at all, yet appends.
+    let r = produce(&mut conn, "admin", 0, batch(&records("one", 3), None), 1).await;
+    assert_eq!((r.error_code, r.base_offset), (0, 0));
+    {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::ProduceRequest;
+        use kafka_protocol::protocol::Encodable;
+        let req = ProduceRequest::default()
+            .with_acks(0)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(common::kafka::name("admin"))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(&records("zero", 2), None).into()))])]);
+        let sent = tokio::time::timeout(
+            Duration::from_millis(500),
+            conn.send_raw(0, 9, |b| req.encode(b, 9), Duration::ZERO),
+        )
+        .await;
+        assert!(
+            sent.is_err() || sent.is_ok_and(|r| r.is_err()),
+            "acks=0 must not be answered"
+        );
+    }
+    let mut conn = connect(&cluster.kafka_addr(leaders[0])).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, hw, _) = common::kafka::fetch_once(&mut conn, "admin", 0, 0).await;
+        if hw == 5 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acks=0 batch never became visible (hw {hw})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // DescribeConfigs: explicit topic config, Kafka defaults for the rest; unknown topics fail.
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name("admin".into()),
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name("ghost".into()),
+    ]);
+    let resp = conn
+        .send(&req, 4, Duration::from_secs(5))
+        .await
+        .expect("describe configs");
+    let admin = &resp.results[0];
+    assert_eq!(admin.error_code, 0);
+    let get = |k: &str| {
+        admin
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == k)
+            .map(|c| (c.value.as_ref().map(|v| v.to_string()), c.config_source))
+    };
+    assert_eq!(get("retention.ms"), Some((Some("3600000".into()), 1)));
+    assert_eq!(get("cleanup.policy"), Some((Some("delete".into()), 5)));
+    assert_eq!(resp.results[1].error_code, 3);
+
+    // DescribeCluster lists every broker.
+    let resp = conn
+        .send(
+            &DescribeClusterRequest::default(),
+            0,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("describe cluster");
+    let mut ids: Vec<i32> = resp.brokers.iter().map(|b| b.broker_id.0).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, cluster.broker_ids());
+
+    // DeleteTopics removes the topic and, on every broker, its data.
+    let req = DeleteTopicsRequest::default()
+        .with_topic_names(vec![
+            common::kafka::name("admin"),
+            common::kafka::name("ghost"),
+        ])
+        .with_timeout_ms(10_000);
+    let resp = conn
+        .send(&req, 4, Duration::from_secs(15))
+        .await
+        .expect("delete topics");
+    let codes: Vec<i16> = resp.responses.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, vec![0, 3]);
+    for id in cluster.broker_ids() {
+        let dir0 = cluster.broker_data_dir(id).join("admin-0");
+        wait_until(Duration::from_secs(10), "partition data deleted", || {
+            let gone = !dir0.exists();
+            async move { gone.then_some(()) }
+        })
+        .await
+        .expect("data deleted");
+    }
+}

@@ -848,9 +848,10 @@ fn describe_configs(ctx: &mut Ctx<'_>, r: DescribeConfigsRequest) -> DescribeCon
     for res in r.resources {
         let name = res.resource_name.to_string();
         let wanted = |k: &str| {
+            // Null (or empty, as Kafka's ConfigHelper reads it) means every key.
             res.configuration_keys
                 .as_ref()
-                .is_none_or(|keys| keys.iter().any(|x| x.as_str() == k))
+                .is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k))
         };
         let entry = |k: &str, v: String, source: i8| {
             DescribeConfigsResourceResult::default()
