@@ -23,6 +23,7 @@ const FAILED_HEARTBEATS_BEFORE_REDISCOVERY: u32 = 3;
 pub async fn run(shared: Arc<BrokerShared>) {
     let cfg = &shared.config;
     let id = cfg.broker_id;
+    let mut last_controller: Option<u64> = None;
     loop {
         // Phase 2: controller discovery, with exponential backoff.
         let mut backoff = Duration::from_secs(1);
@@ -50,6 +51,14 @@ pub async fn run(shared: Arc<BrokerShared>) {
             url = %controller.url,
             "discovered the controller"
         );
+        if last_controller.is_some_and(|c| c != controller.id) {
+            tracing::info!(
+                broker = id,
+                from = ?last_controller,
+                to = controller.id,
+                "controller switched (found by rediscovery)"
+            );
+        }
         // Phase 3: registration.
         let mut backoff = Duration::from_secs(1);
         let registered = loop {
@@ -85,6 +94,7 @@ pub async fn run(shared: Arc<BrokerShared>) {
             Err(e) => tracing::warn!(broker = id, "metadata pull failed: {e}"),
         }
         heartbeat_loop(&shared).await;
+        last_controller = shared.meta.controller().map(|c| c.id);
         shared.meta.forget_controller();
     }
 }
