@@ -131,22 +131,8 @@ impl BrokerNode {
             .bind_host
             .clone()
             .unwrap_or_else(|| config.host.clone());
-        let kafka = TcpListener::bind((bind.as_str(), config.kafka_port))
-            .await
-            .map_err(|e| {
-                BrokerError::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("cannot listen on {bind}:{} (Kafka): {e}", config.kafka_port),
-                ))
-            })?;
-        let http = TcpListener::bind((bind.as_str(), config.http_port))
-            .await
-            .map_err(|e| {
-                BrokerError::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("cannot listen on {bind}:{} (HTTP): {e}", config.http_port),
-                ))
-            })?;
+        let kafka = listen(&bind, config.kafka_port, "Kafka").await?;
+        let http = listen(&bind, config.http_port, "HTTP").await?;
         let kafka_addr = kafka.local_addr()?;
         let http_addr = http.local_addr()?;
         let mut config = config;
@@ -218,6 +204,16 @@ impl BrokerNode {
             "storage broker stopped"
         );
     }
+}
+
+/// Binds `host:port`, naming the listener in the error (a taken port stops start-up clearly).
+async fn listen(host: &str, port: u16, what: &str) -> Result<TcpListener> {
+    TcpListener::bind((host, port)).await.map_err(|e| {
+        BrokerError::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {host}:{port} ({what}): {e}"),
+        ))
+    })
 }
 
 async fn housekeeping(shared: Arc<BrokerShared>) {

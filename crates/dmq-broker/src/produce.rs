@@ -33,6 +33,32 @@ pub fn partition(shared: &BrokerShared, topic: &str, index: i32) -> Result<Arc<P
     }
 }
 
+/// Validates `acks`, appends as leader and counts what was produced; the first half of
+/// [`produce`], for callers that wait for several partitions together.
+pub fn append(
+    shared: &BrokerShared,
+    topic: &str,
+    index: i32,
+    records: &mut [u8],
+    acks: i16,
+) -> Result<(Arc<Partition>, Appended)> {
+    if !matches!(acks, -1..=1) {
+        return Err(BrokerError::kafka(
+            ResponseError::InvalidRequiredAcks,
+            format!("acks must be -1 (all), 0 or 1, got {acks}"),
+        ));
+    }
+    let part = partition(shared, topic, index)?;
+    let bytes = records.len() as u64;
+    let appended = part.append_as_leader(records, acks)?;
+    if !appended.duplicate {
+        shared
+            .metrics
+            .produced(topic, bytes, appended.records.max(0) as u64);
+    }
+    Ok((part, appended))
+}
+
 /// Appends as leader and, for `acks=all` (-1), waits until the ISR has the batch or `timeout`.
 /// `acks=0` and `acks=1` return after the leader's append.
 pub async fn produce(
@@ -43,21 +69,8 @@ pub async fn produce(
     acks: i16,
     timeout: Duration,
 ) -> Result<Appended> {
-    if !matches!(acks, -1..=1) {
-        return Err(BrokerError::kafka(
-            ResponseError::InvalidRequiredAcks,
-            format!("acks must be -1 (all), 0 or 1, got {acks}"),
-        ));
-    }
-    let part = partition(shared, topic, index)?;
     let deadline = Instant::now() + timeout;
-    let bytes = records.len() as u64;
-    let appended = part.append_as_leader(records, acks)?;
-    if !appended.duplicate {
-        shared
-            .metrics
-            .produced(topic, bytes, appended.records.max(0) as u64);
-    }
+    let (part, appended) = append(shared, topic, index, records, acks)?;
     if acks == -1 {
         part.wait_replicated(appended.last_offset, appended.leader_epoch, deadline)
             .await?;

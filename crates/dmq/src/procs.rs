@@ -207,18 +207,25 @@ impl MetadataCluster {
 
     /// Starts (or restarts) broker `id` on its data dir.
     pub fn start_broker(&mut self, id: BrokerId) -> std::io::Result<()> {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.broker_log_path(id))?;
-        let child = Command::new(&self.exe)
-            .arg("broker")
-            .arg("--broker-id")
-            .arg(id.to_string())
+        let child = self.spawn(
+            &["broker", "--broker-id", &id.to_string()],
+            &self.broker_data_dir(id),
+            &self.broker_log_path(id),
+        )?;
+        self.brokers.insert(id, child);
+        Ok(())
+    }
+
+    /// Runs `dmq <role args> --config <services.json> --data-dir <data>`, appending its
+    /// stdout and stderr to `log`.
+    fn spawn(&self, role: &[&str], data: &Path, log: &Path) -> std::io::Result<Child> {
+        let log = File::options().create(true).append(true).open(log)?;
+        Command::new(&self.exe)
+            .args(role)
             .arg("--config")
             .arg(self.config_path())
             .arg("--data-dir")
-            .arg(self.broker_data_dir(id))
+            .arg(data)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -226,9 +233,7 @@ impl MetadataCluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .spawn()?;
-        self.brokers.insert(id, child);
-        Ok(())
+            .spawn()
     }
 
     /// SIGKILLs broker `id` and reaps it.
@@ -271,26 +276,11 @@ impl MetadataCluster {
 
     /// Starts (or restarts) node `id` on its data dir.
     pub fn start(&mut self, id: NodeId) -> std::io::Result<()> {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.log_path(id))?;
-        let child = Command::new(&self.exe)
-            .arg("metadata")
-            .arg("--node-id")
-            .arg(id.to_string())
-            .arg("--config")
-            .arg(self.config_path())
-            .arg("--data-dir")
-            .arg(self.data_dir(id))
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+        let child = self.spawn(
+            &["metadata", "--node-id", &id.to_string()],
+            &self.data_dir(id),
+            &self.log_path(id),
+        )?;
         self.children.insert(id, child);
         Ok(())
     }

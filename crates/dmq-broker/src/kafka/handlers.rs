@@ -277,29 +277,13 @@ async fn produce_request(ctx: &mut Ctx<'_>, r: ProduceRequest) -> Option<Produce
                         e.to_string(),
                     ));
                 }
-                if !matches!(acks, -1..=1) {
-                    return Err(BrokerError::kafka(
-                        ResponseError::InvalidRequiredAcks,
-                        format!("acks must be -1, 0 or 1, got {acks}"),
-                    ));
-                }
                 let Some(records) = p.records.as_ref().filter(|b| !b.is_empty()) else {
                     return Err(BrokerError::kafka(
                         ResponseError::InvalidRecord,
                         "no records",
                     ));
                 };
-                let part = produce::partition(shared, &name, p.index)?;
-                let mut buf = records.to_vec();
-                let appended = part.append_as_leader(&mut buf, acks)?;
-                if !appended.duplicate {
-                    shared.metrics.produced(
-                        &name,
-                        buf.len() as u64,
-                        appended.records.max(0) as u64,
-                    );
-                }
-                Ok((part, appended))
+                produce::append(shared, &name, p.index, &mut records.to_vec(), acks)
             })();
             pending.push((name.clone(), p.index, result));
         }
