@@ -4,7 +4,7 @@
 //! node. Ports are chosen by binding port 0, so suites can run side by side. Waiting is always on
 //! a condition with a deadline ([`wait_until`]), never a bare sleep.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::future::Future;
 use std::net::TcpListener;
@@ -35,12 +35,22 @@ where
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand it out again soon).
+/// A free TCP port on 127.0.0.1, never one this process handed out before. The port is bound
+/// and released, and the OS may offer a released port again at once, so without the memory two
+/// calls for one topology can return the same port (services.json then refuses to start).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        if port != 0 && given.insert(port) {
+            return port;
+        }
+    }
+    0
 }
 
 /// A topology of `nodes` metadata nodes (ids 1..=nodes) on free 127.0.0.1 ports, no brokers.

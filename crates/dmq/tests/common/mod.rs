@@ -192,15 +192,35 @@ pub async fn start_cluster(dir: &Path, brokers: i32, rf: i16) -> MetadataCluster
     .with_brokers(brokers);
     cluster.config.topic_defaults.default_replication_factor = rf;
     cluster.start_all().expect("start cluster processes");
+    if let Err(e) = cluster.wait_for_leader(Duration::from_secs(15)).await {
+        panic!("metadata leader: {e}\n{}", process_logs(dir));
+    }
+    if let Err(e) = cluster.wait_for_brokers(Duration::from_secs(30)).await {
+        panic!("brokers up: {e}\n{}", process_logs(dir));
+    }
     cluster
-        .wait_for_leader(Duration::from_secs(15))
-        .await
-        .expect("metadata leader");
-    cluster
-        .wait_for_brokers(Duration::from_secs(30))
-        .await
-        .expect("brokers up");
-    cluster
+}
+
+/// The tail of every process log under `dir`, for failure messages.
+pub fn process_logs(dir: &Path) -> String {
+    let mut out = String::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    for path in entries
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+    {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        out.push_str(&format!("--- {} ---\n", path.display()));
+        for line in tail.into_iter().rev() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The repository root (tests run in the crate's directory).
