@@ -20,6 +20,8 @@ pub struct BrokerConfig {
     /// Base URLs of every metadata node.
     pub metadata_urls: Vec<String>,
     pub heartbeat_interval: Duration,
+    /// `replica.lag.time.max.ms`: a follower this far from caught up leaves the ISR.
+    pub replica_lag_time_max: Duration,
     /// Full metadata pull even when heartbeats show no change.
     pub periodic_refresh: Duration,
     /// Bound on one call to the metadata quorum.
@@ -52,6 +54,9 @@ impl BrokerConfig {
                 .collect(),
             heartbeat_interval: Duration::from_millis(
                 services.controller.broker_heartbeat_interval_ms.max(10),
+            ),
+            replica_lag_time_max: Duration::from_millis(
+                services.controller.replica_lag_time_max_ms.max(100),
             ),
             periodic_refresh: Duration::from_millis(
                 services

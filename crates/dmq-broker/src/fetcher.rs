@@ -2,6 +2,9 @@
 //! this broker follows from it, with the Fetch API carrying our replica id, and appends the
 //! batches at the leader's offsets. The leader learns each follower's progress from the fetch
 //! offsets; its high watermark comes back in every response.
+//!
+//! A partition that just became a follower (or restarted) is not fetched until it has asked the
+//! leader where its latest epoch ends (OffsetForLeaderEpoch) and truncated what diverges.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +13,10 @@ use std::time::Duration;
 use dmq_types::BrokerId;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{FetchRequest, TopicName};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{FetchRequest, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -22,6 +28,8 @@ use crate::replica_manager::FollowerGroups;
 
 /// Fetch version followers speak (topic names, `replica_id` in the request body).
 pub const REPLICA_FETCH_VERSION: i16 = 12;
+/// OffsetForLeaderEpoch version followers speak (`replica_id` in the body).
+const EPOCH_VERSION: i16 = 4;
 const MAX_WAIT_MS: i32 = 500;
 const PARTITION_MAX_BYTES: i32 = 4 << 20;
 const RESPONSE_MAX_BYTES: i32 = 32 << 20;
@@ -113,6 +121,30 @@ async fn run_fetcher(
             }
         }
         let Some(c) = conn.as_mut() else { continue };
+        // Truncation first, for every partition that needs it.
+        let truncating: Vec<(Arc<Partition>, i32, i32)> = parts
+            .iter()
+            .filter_map(|p| {
+                p.truncation_needed()
+                    .map(|(cur, last)| (p.clone(), cur, last))
+            })
+            .collect();
+        if !truncating.is_empty() {
+            match truncate(c, shared.config.broker_id, leader, &truncating).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let _ = tokio::time::timeout(backoff, partitions.changed()).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    tracing::debug!(leader, "OffsetForLeaderEpoch failed: {e}");
+                    conn = None;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+            continue;
+        }
         let req = build_request(shared.config.broker_id, &parts);
         let resp = c
             .send(
@@ -140,6 +172,16 @@ async fn run_fetcher(
                 else {
                     continue;
                 };
+                if p.error_code == ResponseError::OffsetOutOfRange.code() {
+                    // Our end is not in the leader's log: find the divergence again, or start
+                    // over at the leader's log start when we are behind it.
+                    let start =
+                        (p.log_start_offset > part.log_end_offset()).then_some(p.log_start_offset);
+                    if let Err(e) = part.retruncate(start) {
+                        tracing::warn!(partition = ?part, leader, "cannot reset the replica: {e}");
+                    }
+                    continue;
+                }
                 if p.error_code != 0 {
                     backoff_needed = true;
                     tracing::debug!(
@@ -171,9 +213,67 @@ async fn run_fetcher(
     }
 }
 
+/// Asks the leader where our latest epoch ends and truncates each partition to it. `Ok(false)`
+/// when the leader refused some partitions (not leader yet, epoch unknown): retry later.
+async fn truncate(
+    c: &mut KafkaConnection,
+    me: BrokerId,
+    leader: BrokerId,
+    parts: &[(Arc<Partition>, i32, i32)],
+) -> crate::error::Result<bool> {
+    let mut topics: Vec<OffsetForLeaderTopic> = Vec::new();
+    for (part, current, latest) in parts {
+        let op = OffsetForLeaderPartition::default()
+            .with_partition(part.index)
+            .with_current_leader_epoch(*current)
+            .with_leader_epoch(*latest);
+        match topics
+            .iter_mut()
+            .find(|t| t.topic.0.as_str() == part.topic.as_str())
+        {
+            Some(t) => t.partitions.push(op),
+            None => topics.push(
+                OffsetForLeaderTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(part.topic.clone())))
+                    .with_partitions(vec![op]),
+            ),
+        }
+    }
+    let req = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(me.into())
+        .with_topics(topics);
+    let resp = c.send(&req, EPOCH_VERSION, Duration::ZERO).await?;
+    let mut all_done = true;
+    for t in resp.topics {
+        for r in t.partitions {
+            let Some((part, _, asked)) = parts
+                .iter()
+                .find(|(x, _, _)| x.topic == t.topic.0.as_str() && x.index == r.partition)
+            else {
+                continue;
+            };
+            if r.error_code != 0 {
+                all_done = false;
+                tracing::debug!(
+                    partition = ?part,
+                    leader,
+                    error = ?ResponseError::try_from_code(r.error_code),
+                    "OffsetForLeaderEpoch refused"
+                );
+                continue;
+            }
+            if let Err(e) = part.truncate_to_leader(*asked, r.leader_epoch, r.end_offset) {
+                all_done = false;
+                tracing::warn!(partition = ?part, leader, "cannot truncate: {e}");
+            }
+        }
+    }
+    Ok(all_done)
+}
+
 fn build_request(me: BrokerId, parts: &[Arc<Partition>]) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
-    for part in parts {
+    for part in parts.iter().filter(|p| p.truncation_needed().is_none()) {
         let fp = FetchPartition::default()
             .with_partition(part.index)
             .with_current_leader_epoch(part.leader_epoch())

@@ -488,11 +488,13 @@ async fn replication_status(State(shared): State<Shared>) -> Json<Value> {
                 .iter()
                 .filter(|r| **r != shared.config.broker_id)
                 .map(|r| {
-                    let leo = s.followers.get(r).copied();
+                    let f = s.followers.get(r);
+                    let leo = f.and_then(|f| f.log_end_offset);
                     json!({
                         "brokerId": r,
                         "logEndOffset": leo,
                         "lag": leo.map(|l| (s.log_end_offset - l).max(0)),
+                        "lastCaughtUpMs": f.map(|f| f.last_caught_up_ms),
                         "inSync": s.isr.contains(r),
                     })
                 })
@@ -506,11 +508,15 @@ async fn replication_status(State(shared): State<Shared>) -> Json<Value> {
             "role": s.role.as_str(),
             "leader": s.leader,
             "leaderEpoch": s.leader_epoch,
+            "partitionEpoch": s.partition_epoch,
             "logStartOffset": s.log_start_offset,
             "logEndOffset": s.log_end_offset,
             "highWatermark": s.high_watermark,
             "replicas": s.replicas,
             "isr": s.isr,
+            "pendingIsr": s.pending_isr,
+            "underReplicated": s.role == Role::Leader && s.isr.len() < s.replicas.len(),
+            "underMinIsr": s.role == Role::Leader && s.isr.len() < s.min_insync_replicas,
             "followers": followers,
         }));
     }
@@ -574,14 +580,20 @@ async fn metrics(State(shared): State<Shared>) -> Response {
     let mut leaders = 0.0;
     let mut under_replicated = 0.0;
     let mut under_min_isr = 0.0;
+    let mut max_lag = 0i64;
     for p in &parts {
         let s = p.snapshot();
         if s.role == Role::Leader {
             leaders += 1.0;
+            for f in s.followers.values() {
+                if let Some(leo) = f.log_end_offset {
+                    max_lag = max_lag.max(s.log_end_offset - leo);
+                }
+            }
             if s.isr.len() < s.replicas.len() {
                 under_replicated += 1.0;
             }
-            if s.isr.len() < p.settings().min_insync_replicas {
+            if s.isr.len() < s.min_insync_replicas {
                 under_min_isr += 1.0;
             }
         }
@@ -606,6 +618,11 @@ async fn metrics(State(shared): State<Shared>) -> Response {
             "dmq_broker_under_min_isr_partitions",
             "Led partitions whose ISR is below min.insync.replicas.",
             under_min_isr,
+        ),
+        (
+            "dmq_broker_max_follower_lag_records",
+            "Largest lag (leader log end minus follower log end) among followers of led partitions.",
+            max_lag as f64,
         ),
         (
             "dmq_broker_metadata_version",

@@ -119,6 +119,14 @@ async fn heartbeat_loop(shared: &Arc<BrokerShared>) {
             }
         }
         next_beat = Instant::now() + cfg.heartbeat_interval;
+        if shared
+            .shutting_down
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            // Controlled shutdown: a heartbeat would readmit the fenced broker. Metadata pulls
+            // (to see the leaderships move) continue through the push path.
+            continue;
+        }
         let version = shared.image().version;
         match shared.meta.heartbeat(id, version).await {
             Ok(Some(hb)) => {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
-use dmq_types::model::{Broker, Topic};
+use dmq_types::model::{Broker, Partition, Topic};
 use dmq_types::BrokerId;
 use futures::stream::{FuturesUnordered, StreamExt};
 use reqwest::{Method, StatusCode};
@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{BrokerError, Result};
+use crate::partition::IsrChange;
 
 /// The cluster as a broker caches it.
 #[derive(Debug, Clone, Default)]
@@ -299,6 +300,66 @@ impl MetaClient {
             None,
         )
         .await
+    }
+
+    /// Kafka's AlterPartition: asks the controller to commit `isr` for a partition this broker
+    /// leads. `Ok(Some)` is the committed partition; `Ok(None)` a refusal (fenced by a newer
+    /// leader or partition epoch, or an ineligible replica) — the metadata will show why.
+    pub async fn alter_partition(
+        &self,
+        id: BrokerId,
+        topic: &str,
+        partition: i32,
+        change: &IsrChange,
+    ) -> Result<Option<Partition>> {
+        let body = json!({
+            "brokerId": id,
+            "topic": topic,
+            "partition": partition,
+            "leaderEpoch": change.leader_epoch,
+            "partitionEpoch": change.partition_epoch,
+            "isr": change.isr,
+        });
+        let reply = self
+            .leader_call(
+                Method::POST,
+                "/api/v1/metadata/partitions/alter",
+                Some(body),
+            )
+            .await?;
+        if reply.status.is_success() {
+            let p: Partition = serde_json::from_value(reply.body.clone()).map_err(|e| {
+                BrokerError::Metadata(format!("unexpected AlterPartition answer: {e}"))
+            })?;
+            return Ok(Some(p));
+        }
+        if reply.status == StatusCode::CONFLICT {
+            tracing::info!(
+                topic,
+                partition,
+                code = reply.error_code(),
+                "ISR change refused: {}",
+                reply.message()
+            );
+            return Ok(None);
+        }
+        Err(BrokerError::Metadata(format!(
+            "AlterPartition: {} {} {}",
+            reply.status,
+            reply.error_code(),
+            reply.message()
+        )))
+    }
+
+    /// Controlled shutdown: the controller fences this broker and moves its leaderships.
+    pub async fn controlled_shutdown(&self, id: BrokerId) -> Result<()> {
+        self.leader_ok(
+            Method::POST,
+            &format!("/api/v1/metadata/brokers/{id}/shutdown"),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// A block of producer ids: `(first, count)`.

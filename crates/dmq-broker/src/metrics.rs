@@ -27,6 +27,8 @@ struct TopicCounters {
     bytes_out: u64,
     records_out: u64,
     replicated_bytes: u64,
+    isr_shrinks: u64,
+    isr_expands: u64,
 }
 
 /// A per-topic counter family: name, help, accessor.
@@ -83,6 +85,14 @@ impl Metrics {
         self.topic(topic, |c| c.replicated_bytes += bytes);
     }
 
+    pub fn isr_shrink(&self, topic: &str) {
+        self.topic(topic, |c| c.isr_shrinks += 1);
+    }
+
+    pub fn isr_expand(&self, topic: &str) {
+        self.topic(topic, |c| c.isr_expands += 1);
+    }
+
     /// Prometheus text exposition; `gauges` are point-in-time values computed by the caller.
     pub fn render(&self, broker_id: i32, gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
@@ -108,7 +118,7 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let series: [Series; 5] = [
+        let series: [Series; 7] = [
             (
                 "dmq_topic_bytes_in_total",
                 "Bytes produced to the partitions this broker leads.",
@@ -131,6 +141,16 @@ impl Metrics {
                 "dmq_topic_replicated_bytes_total",
                 "Bytes this broker copied from leaders as a follower.",
                 |c| c.replicated_bytes,
+            ),
+            (
+                "dmq_topic_isr_shrinks_total",
+                "ISR shrinks committed for partitions this broker leads.",
+                |c| c.isr_shrinks,
+            ),
+            (
+                "dmq_topic_isr_expands_total",
+                "ISR expansions committed for partitions this broker leads.",
+                |c| c.isr_expands,
             ),
         ];
         for (name, help, get) in series {
@@ -191,6 +211,7 @@ mod tests {
         m.observe("Produce", Duration::from_micros(300), false);
         m.observe("Produce", Duration::from_millis(30), true);
         m.produced("t", 100, 3);
+        m.isr_shrink("t");
         let text = m.render(101, &[]);
         assert!(text.contains(
             "dmq_request_duration_seconds_bucket{broker=\"101\",api=\"Produce\",le=\"0.0005\"} 1"
@@ -200,5 +221,7 @@ mod tests {
         ));
         assert!(text.contains("dmq_request_errors_total{broker=\"101\",api=\"Produce\"} 1"));
         assert!(text.contains("dmq_topic_records_in_total{broker=\"101\",topic=\"t\"} 3"));
+        assert!(text.contains("dmq_topic_isr_shrinks_total{broker=\"101\",topic=\"t\"} 1"));
+        assert!(text.contains("dmq_topic_isr_expands_total{broker=\"101\",topic=\"t\"} 0"));
     }
 }

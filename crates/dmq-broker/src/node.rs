@@ -7,10 +7,15 @@
 //!     ├─ Kafka listener    one task per connection (kafka::server)
 //!     ├─ HTTP listener     seeds' storage API, push endpoint, /metrics, /health (http)
 //!     ├─ fetchers          one per leader broker this broker follows (fetcher)
+//!     ├─ ISR manager       proposes ISR shrinks/expands for partitions it leads (AlterPartition)
 //!     └─ housekeeping      interval flushes and retention
+//!
+//!   BrokerNode::controlled_shutdown (SIGTERM): stop heartbeating → ask the controller to move
+//!     the leaderships away → wait until the metadata shows none here → shutdown
 //! ```
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -45,6 +50,8 @@ pub struct BrokerShared {
     /// A push said metadata changed: pull now.
     pub metadata_changed: Notify,
     pub shutdown: watch::Receiver<bool>,
+    /// Controlled shutdown under way: no more heartbeats (they would readmit the broker).
+    pub shutting_down: AtomicBool,
 }
 
 impl BrokerShared {
@@ -152,6 +159,7 @@ impl BrokerNode {
             controller_changed: Notify::new(),
             metadata_changed: Notify::new(),
             shutdown: shutdown_rx,
+            shutting_down: AtomicBool::new(false),
         });
         tracing::info!(
             broker = shared.config.broker_id,
@@ -165,6 +173,7 @@ impl BrokerNode {
             tokio::spawn(crate::http::serve(shared.clone(), http)),
             tokio::spawn(crate::membership::run(shared.clone())),
             tokio::spawn(housekeeping(shared.clone())),
+            tokio::spawn(isr_manager(shared.clone())),
         ];
         Ok(BrokerNode {
             shared,
@@ -185,6 +194,59 @@ impl BrokerNode {
 
     pub fn shared(&self) -> &Arc<BrokerShared> {
         &self.shared
+    }
+
+    /// Kafka's controlled shutdown: hands every leadership that has another ISR member to it
+    /// before stopping, so producers see at most a retriable NOT_LEADER_OR_FOLLOWER. Gives up
+    /// waiting after `timeout` (a controller that cannot be reached cannot move anything).
+    pub async fn controlled_shutdown(self, timeout: Duration) {
+        let shared = self.shared.clone();
+        let id = shared.config.broker_id;
+        shared.shutting_down.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let movable = |image: &ClusterImage| {
+            image
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.iter())
+                .filter(|p| p.leader == id && p.isr.iter().any(|b| *b != id))
+                .count()
+        };
+        tracing::info!(
+            broker = id,
+            leaderships = movable(&shared.image()),
+            "controlled shutdown: asking the controller to move leaderships"
+        );
+        let mut asked = false;
+        while !asked && tokio::time::Instant::now() < deadline {
+            match shared.meta.controlled_shutdown(id).await {
+                Ok(()) => asked = true,
+                Err(e) => {
+                    tracing::warn!(broker = id, "controlled shutdown request failed: {e}");
+                    if shared.meta.controller().is_none() {
+                        let _ = shared.meta.discover().await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        if asked {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let moved = shared
+                .wait_for_metadata(left, |image| movable(image) == 0)
+                .await;
+            tracing::info!(
+                broker = id,
+                moved,
+                "controlled shutdown: leaderships {}",
+                if moved {
+                    "moved"
+                } else {
+                    "not all moved in time"
+                }
+            );
+        }
+        self.shutdown().await;
     }
 
     /// Stops serving, then flushes and closes every log.
@@ -214,6 +276,54 @@ async fn listen(host: &str, port: u16, what: &str) -> Result<TcpListener> {
             format!("cannot listen on {host}:{port} ({what}): {e}"),
         ))
     })
+}
+
+/// Proposes the ISR changes the followers' progress calls for (Kafka's AlterPartition), each
+/// as its own call so that one slow partition does not hold up the others.
+async fn isr_manager(shared: Arc<BrokerShared>) {
+    let lag = shared.config.replica_lag_time_max;
+    let mut tick = tokio::time::interval(
+        (lag / 4).clamp(Duration::from_millis(20), Duration::from_millis(200)),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = dmq_log::now_ms();
+        for part in shared.replicas.all() {
+            let Some(change) = part.isr_change(now, lag.as_millis() as i64) else {
+                continue;
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let id = shared.config.broker_id;
+                let result = shared
+                    .meta
+                    .alter_partition(id, &part.topic, part.index, &change)
+                    .await;
+                match &result {
+                    Ok(Some(p)) => {
+                        if !change.removed.is_empty() {
+                            shared.metrics.isr_shrink(&part.topic);
+                        }
+                        if !change.added.is_empty() {
+                            shared.metrics.isr_expand(&part.topic);
+                        }
+                        tracing::info!(
+                            partition = ?part,
+                            isr = ?p.isr,
+                            removed = ?change.removed,
+                            added = ?change.added,
+                            partition_epoch = p.partition_epoch,
+                            "ISR changed"
+                        );
+                    }
+                    Ok(None) => shared.metadata_changed.notify_one(),
+                    Err(e) => tracing::warn!(partition = ?part, "ISR change not sent: {e}"),
+                }
+                part.isr_change_done(result.ok().flatten().as_ref());
+            });
+        }
+    }
 }
 
 async fn housekeeping(shared: Arc<BrokerShared>) {

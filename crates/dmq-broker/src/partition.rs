@@ -10,6 +10,15 @@
 //!
 //! All state changes happen under one short `std::sync::Mutex`; waiting (long-poll fetches,
 //! acks=all) happens on `tokio::sync::watch` channels, never under the lock.
+//!
+//! ISR changes are the leader's to propose and the controller's to commit (Kafka's
+//! AlterPartition): [`Partition::isr_change`] computes the wanted ISR from the followers'
+//! progress (out after `replica.lag.time.max.ms` without catching up, back in once at the high
+//! watermark) and marks it pending; until the controller answers, the high watermark waits for
+//! the larger of the two sets, so acknowledged writes are on every replica either ISR names.
+//!
+//! A replica that becomes follower first asks the leader for the end of its latest epoch
+//! (OffsetForLeaderEpoch, KIP-101/279) and truncates any divergent suffix before fetching.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -49,12 +58,41 @@ struct State {
     role: Role,
     leader: BrokerId,
     leader_epoch: i32,
+    partition_epoch: i32,
     replicas: Vec<BrokerId>,
     isr: Vec<BrokerId>,
-    /// Leader only: each follower's log end offset as its last fetch showed.
-    followers: HashMap<BrokerId, i64>,
+    /// Leader only: an ISR change sent to the controller and not yet answered.
+    pending_isr: Option<Vec<BrokerId>>,
+    /// Leader only: the log end when this replica became leader (a follower must reach it to
+    /// rejoin the ISR).
+    epoch_start_offset: i64,
+    /// Leader only: each follower's progress as its fetches showed.
+    followers: HashMap<BrokerId, FollowerProgress>,
+    /// Follower only: the divergent suffix (if any) has not been truncated yet.
+    needs_truncation: bool,
     producers: ProducerStates,
     settings: TopicSettings,
+}
+
+/// What the leader knows of one follower (Kafka's `Replica` state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerProgress {
+    /// The follower's log end offset (its last fetch offset); `None` before its first fetch.
+    pub log_end_offset: Option<i64>,
+    /// When the follower last had everything the leader had (ms since the epoch).
+    pub last_caught_up_ms: i64,
+    last_fetch_ms: i64,
+    last_fetch_leader_leo: i64,
+}
+
+/// An ISR change for the controller, fenced by the epochs it was computed against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<BrokerId>,
+    pub removed: Vec<BrokerId>,
+    pub added: Vec<BrokerId>,
 }
 
 /// A produce that reached the log (or was found there already).
@@ -123,9 +161,13 @@ impl Partition {
                 role: Role::Follower,
                 leader: dmq_types::NO_LEADER,
                 leader_epoch: -1,
+                partition_epoch: -1,
                 replicas: meta.replicas.clone(),
                 isr: meta.isr.clone(),
+                pending_isr: None,
+                epoch_start_offset: leo,
                 followers: HashMap::new(),
+                needs_truncation: true,
                 producers,
                 settings,
             }),
@@ -144,12 +186,19 @@ impl Partition {
     /// what this replica already acts on (lower leader epoch) is ignored.
     pub fn apply_metadata(&self, topic: &model::Topic, meta: &model::Partition) -> RoleChange {
         let mut st = self.lock();
-        if meta.leader_epoch < st.leader_epoch {
+        if meta.leader_epoch < st.leader_epoch
+            || (meta.leader_epoch == st.leader_epoch && meta.partition_epoch < st.partition_epoch)
+        {
             return RoleChange::Unchanged;
         }
         st.settings = TopicSettings::from_config(&topic.config);
         st.replicas = meta.replicas.clone();
+        if meta.partition_epoch != st.partition_epoch {
+            // The committed ISR moved (our own change or the controller's): nothing is pending.
+            st.pending_isr = None;
+        }
         st.isr = meta.isr.clone();
+        st.partition_epoch = meta.partition_epoch;
         let new_role = if meta.leader == self.broker_id {
             Role::Leader
         } else {
@@ -166,14 +215,32 @@ impl Partition {
             return RoleChange::Unchanged;
         }
         st.followers.clear();
+        st.pending_isr = None;
         if new_role == Role::Leader {
-            if let Err(e) = self
-                .log
-                .assign_epoch(meta.leader_epoch, self.log.log_end_offset())
-            {
+            let leo = self.log.log_end_offset();
+            if let Err(e) = self.log.assign_epoch(meta.leader_epoch, leo) {
                 tracing::warn!(partition = ?self, "cannot record leader epoch: {e}");
             }
+            st.epoch_start_offset = leo;
+            st.needs_truncation = false;
+            // Every ISR member gets a full lag window from now (Kafka resets replica state).
+            let now = now_ms();
+            for id in st.isr.clone() {
+                if id != self.broker_id {
+                    st.followers.insert(
+                        id,
+                        FollowerProgress {
+                            log_end_offset: None,
+                            last_caught_up_ms: now,
+                            last_fetch_ms: now,
+                            last_fetch_leader_leo: leo,
+                        },
+                    );
+                }
+            }
             self.maybe_advance_hw(&st);
+        } else {
+            st.needs_truncation = true;
         }
         // Wake waiters: acks=all and long polls re-check the role.
         self.hw_tx.send_modify(|_| {});
@@ -215,9 +282,12 @@ impl Partition {
             role: st.role,
             leader: st.leader,
             leader_epoch: st.leader_epoch,
+            partition_epoch: st.partition_epoch,
             replicas: st.replicas.clone(),
             isr: st.isr.clone(),
+            pending_isr: st.pending_isr.clone(),
             followers: st.followers.clone(),
+            min_insync_replicas: st.settings.min_insync_replicas,
             high_watermark: self.high_watermark(),
             log_end_offset: self.log.log_end_offset(),
             log_start_offset: self.log.log_start_offset(),
@@ -323,35 +393,127 @@ impl Partition {
         })
     }
 
-    /// Leader: a follower fetched from `fetch_offset`, so it holds everything below it.
-    pub fn follower_fetched(&self, follower: BrokerId, fetch_offset: i64) -> Result<()> {
+    /// Leader: a follower fetched from `fetch_offset` in `current_leader_epoch`, so it holds
+    /// everything below it. Tracks when it was last caught up (Kafka's rule: a fetch at the
+    /// leader's end, or at least at the end the leader had at the follower's previous fetch).
+    pub fn follower_fetched(
+        &self,
+        follower: BrokerId,
+        fetch_offset: i64,
+        current_leader_epoch: i32,
+    ) -> Result<()> {
         let mut st = self.lock();
-        self.check_leader_locked(&st, -1)?;
-        if !st.replicas.contains(&follower) {
+        self.check_leader_locked(&st, current_leader_epoch)?;
+        if !st.replicas.contains(&follower) || follower == self.broker_id {
             return Err(BrokerError::kafka(
                 ResponseError::NotLeaderOrFollower,
-                format!("broker {follower} is not a replica of {self:?}"),
+                format!("broker {follower} is not a follower of {self:?}"),
             ));
         }
         let leo = self.log.log_end_offset();
-        st.followers.insert(follower, fetch_offset.min(leo));
+        let now = now_ms();
+        let f = st.followers.entry(follower).or_insert(FollowerProgress {
+            log_end_offset: None,
+            last_caught_up_ms: 0,
+            last_fetch_ms: now,
+            last_fetch_leader_leo: i64::MAX,
+        });
+        if fetch_offset >= leo {
+            f.last_caught_up_ms = now;
+        } else if fetch_offset >= f.last_fetch_leader_leo {
+            f.last_caught_up_ms = f.last_caught_up_ms.max(f.last_fetch_ms);
+        }
+        f.last_fetch_leader_leo = leo;
+        f.last_fetch_ms = now;
+        f.log_end_offset = Some(fetch_offset.min(leo));
         self.maybe_advance_hw(&st);
         Ok(())
     }
 
-    /// The high watermark is the smallest log end offset in the ISR; it never moves back.
+    /// Leader: the ISR change the followers' progress calls for, if any and if none is pending
+    /// already. The change is marked pending; report the controller's answer with
+    /// [`Partition::isr_change_done`].
+    pub fn isr_change(&self, now_ms: i64, lag_max_ms: i64) -> Option<IsrChange> {
+        let mut st = self.lock();
+        if st.role != Role::Leader || st.pending_isr.is_some() {
+            return None;
+        }
+        let hw = self.high_watermark();
+        let me = self.broker_id;
+        let removed: Vec<BrokerId> = st
+            .isr
+            .iter()
+            .copied()
+            .filter(|id| *id != me)
+            .filter(|id| {
+                st.followers
+                    .get(id)
+                    .is_none_or(|f| now_ms - f.last_caught_up_ms > lag_max_ms)
+            })
+            .collect();
+        let added: Vec<BrokerId> = st
+            .replicas
+            .iter()
+            .copied()
+            .filter(|id| *id != me && !st.isr.contains(id))
+            .filter(|id| {
+                st.followers.get(id).is_some_and(|f| {
+                    f.log_end_offset
+                        .is_some_and(|leo| leo >= hw && leo >= st.epoch_start_offset)
+                        && now_ms - f.last_caught_up_ms <= lag_max_ms
+                })
+            })
+            .collect();
+        if removed.is_empty() && added.is_empty() {
+            return None;
+        }
+        let isr: Vec<BrokerId> = st
+            .replicas
+            .iter()
+            .copied()
+            .filter(|id| (st.isr.contains(id) && !removed.contains(id)) || added.contains(id))
+            .collect();
+        st.pending_isr = Some(isr.clone());
+        Some(IsrChange {
+            leader_epoch: st.leader_epoch,
+            partition_epoch: st.partition_epoch,
+            isr,
+            removed,
+            added,
+        })
+    }
+
+    /// Leader: the controller's answer to an [`IsrChange`]: the committed partition, or `None`
+    /// when it was refused (fenced, or the controller unreachable; metadata will tell).
+    pub fn isr_change_done(&self, committed: Option<&model::Partition>) {
+        let mut st = self.lock();
+        st.pending_isr = None;
+        if let Some(p) = committed {
+            if p.leader_epoch == st.leader_epoch && p.partition_epoch > st.partition_epoch {
+                st.isr = p.isr.clone();
+                st.partition_epoch = p.partition_epoch;
+            }
+        }
+        self.maybe_advance_hw(&st);
+        // acks=all waiters re-check min.insync and the HW.
+        self.hw_tx.send_modify(|_| {});
+    }
+
+    /// The high watermark is the smallest log end offset in the ISR — the larger of the
+    /// committed and the pending ISR while a change is in flight; it never moves back.
     fn maybe_advance_hw(&self, st: &State) {
         if st.role != Role::Leader {
             return;
         }
         let leo = self.log.log_end_offset();
         let mut hw = leo;
-        for id in &st.isr {
+        let pending = st.pending_isr.as_deref().unwrap_or(&[]);
+        for id in st.isr.iter().chain(pending) {
             if *id == self.broker_id {
                 continue;
             }
-            match st.followers.get(id) {
-                Some(f) => hw = hw.min(*f),
+            match st.followers.get(id).and_then(|f| f.log_end_offset) {
+                Some(f) => hw = hw.min(f),
                 // Not heard from since this replica became leader: cannot advance yet.
                 None => return,
             }
@@ -362,10 +524,98 @@ impl Partition {
         }
     }
 
+    /// Follower: `Some((current leader epoch, latest local epoch))` while the divergent suffix
+    /// has not been truncated (ask the leader OffsetForLeaderEpoch first); `None` to fetch.
+    pub fn truncation_needed(&self) -> Option<(i32, i32)> {
+        let mut st = self.lock();
+        if st.role != Role::Follower || !st.needs_truncation {
+            return None;
+        }
+        match self.log.latest_epoch() {
+            Some(latest) => Some((st.leader_epoch, latest)),
+            None => {
+                // Nothing of any epoch here: nothing can diverge.
+                st.needs_truncation = false;
+                None
+            }
+        }
+    }
+
+    /// Follower: truncate to where this log and the leader's agree (KIP-279). The leader
+    /// answered `(epoch, end_offset)` for our latest epoch `asked`: the largest epoch it knows
+    /// that is ≤ `asked`, and where that epoch ends in its log.
+    pub fn truncate_to_leader(&self, asked: i32, epoch: i32, end_offset: i64) -> Result<i64> {
+        let mut st = self.lock();
+        if st.role != Role::Follower {
+            return Err(BrokerError::kafka(
+                ResponseError::NotLeaderOrFollower,
+                "no longer a follower",
+            ));
+        }
+        let leo = self.log.log_end_offset();
+        let target = if epoch < 0 || end_offset < 0 {
+            // The leader knows no epoch this old: keep only what was committed.
+            self.high_watermark().min(leo)
+        } else if epoch == asked {
+            end_offset.min(leo)
+        } else {
+            // The leader never saw our latest epoch: agree up to the end of its epoch here.
+            let (_, local_end) = self.log.end_offset_for_epoch(epoch);
+            if local_end < 0 {
+                end_offset.min(leo)
+            } else {
+                local_end.min(end_offset).min(leo)
+            }
+        };
+        let new_end = if target < leo {
+            let new_end = self.log.truncate_to(target)?;
+            tracing::info!(
+                partition = ?self,
+                from = leo,
+                to = new_end,
+                leader_epoch = epoch,
+                "truncated a divergent suffix"
+            );
+            st.producers = rebuild_producers(&self.log)?;
+            self.leo_tx.send_replace(new_end);
+            if self.high_watermark() > new_end {
+                self.hw.store(new_end, Ordering::Release);
+                self.hw_tx.send_replace(new_end);
+            }
+            new_end
+        } else {
+            leo
+        };
+        st.needs_truncation = false;
+        Ok(new_end)
+    }
+
+    /// Follower: fetch again only after re-checking for divergence (the leader answered
+    /// OFFSET_OUT_OF_RANGE). Below the leader's log start, start over there.
+    pub fn retruncate(&self, leader_log_start: Option<i64>) -> Result<()> {
+        let mut st = self.lock();
+        if st.role != Role::Follower {
+            return Ok(());
+        }
+        if let Some(start) = leader_log_start {
+            if self.log.log_end_offset() < start {
+                tracing::info!(partition = ?self, start, "behind the leader's log start; starting over there");
+                self.log.truncate_fully_and_start_at(start)?;
+                st.producers = ProducerStates::default();
+                self.leo_tx.send_replace(start);
+                self.hw.store(start, Ordering::Release);
+                self.hw_tx.send_replace(start);
+                return Ok(());
+            }
+        }
+        st.needs_truncation = true;
+        Ok(())
+    }
+
     /// Follower: batches fetched from the leader, with the leader's high watermark.
     pub fn append_replicated(&self, records: &[u8], leader_hw: i64) -> Result<usize> {
         let mut st = self.lock();
-        if st.role != Role::Follower {
+        if st.role != Role::Follower || st.needs_truncation {
             return Err(BrokerError::kafka(
                 ResponseError::NotLeaderOrFollower,
                 "no longer a follower",
@@ -473,9 +723,12 @@ pub struct ReplicaSnapshot {
     pub role: Role,
     pub leader: BrokerId,
     pub leader_epoch: i32,
+    pub partition_epoch: i32,
     pub replicas: Vec<BrokerId>,
     pub isr: Vec<BrokerId>,
-    pub followers: HashMap<BrokerId, i64>,
+    pub pending_isr: Option<Vec<BrokerId>>,
+    pub followers: HashMap<BrokerId, FollowerProgress>,
+    pub min_insync_replicas: usize,
     pub high_watermark: i64,
     pub log_end_offset: i64,
     pub log_start_offset: i64,

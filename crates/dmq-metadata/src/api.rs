@@ -60,6 +60,11 @@ pub fn router(shared: Shared) -> Router {
         .route("/api/v1/metadata/brokers/{id}", get(get_broker))
         .route("/api/v1/metadata/heartbeat/{id}", post(heartbeat))
         .route("/api/v1/metadata/producer-ids", post(allocate_producer_ids))
+        .route("/api/v1/metadata/partitions/alter", post(alter_partition))
+        .route(
+            "/api/v1/metadata/brokers/{id}/shutdown",
+            post(controlled_shutdown),
+        )
         .route("/api/v1/raft/status", get(raft_status))
         .route("/api/v1/raft/read-index", get(read_index))
         .route("/api/v1/raft/request-vote", post(raft_vote))
@@ -80,7 +85,7 @@ impl IntoResponse for MetadataError {
         let status = match &self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::AlreadyExists(_) => StatusCode::CONFLICT,
+            Self::AlreadyExists(_) | Self::Fenced { .. } => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotLeader { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Storage { .. } | Self::Startup(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -473,12 +478,109 @@ async fn allocate_producer_ids(
     }
 }
 
+/// Body of `POST /api/v1/metadata/partitions/alter` (partition leader → controller): the ISR
+/// the leader wants, with the epochs it computed it against (Kafka's AlterPartition).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AlterPartitionRequest {
+    broker_id: BrokerId,
+    topic: String,
+    partition: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    isr: Vec<BrokerId>,
+}
+
+async fn alter_partition(State(shared): State<Shared>, body: Bytes) -> ApiResult<Json<Value>> {
+    let req: AlterPartitionRequest = parse_json(&body)?;
+    shared.require_leader()?;
+    match shared
+        .propose(Command::AlterPartition {
+            broker_id: req.broker_id,
+            topic: req.topic,
+            partition: req.partition,
+            leader_epoch: req.leader_epoch,
+            partition_epoch: req.partition_epoch,
+            isr: req.isr,
+        })
+        .await?
+    {
+        CommandResult::Partition { topic, partition } => {
+            let mut body = json!(partition);
+            body["topic"] = json!(topic);
+            body["version"] = json!(shared.sm.read().state.version);
+            Ok(Json(body))
+        }
+        other => Err(result_error(other)),
+    }
+}
+
+/// Controlled shutdown (Kafka's ControlledShutdown): the broker is fenced at once, so the
+/// controller's next tick moves its leaderships to ISR peers and drops it from every ISR. The
+/// broker stops heartbeating first and waits until its metadata shows no leaderships; its next
+/// registration brings it back.
+async fn controlled_shutdown(
+    State(shared): State<Shared>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_broker_id(&raw)?;
+    shared.require_leader()?;
+    let status = shared.sm.read().state.brokers.get(&id).map(|b| b.status);
+    if status.is_none() {
+        return Err(MetadataError::NotFound(format!(
+            "broker {id} is not registered"
+        )));
+    }
+    if status == Some(crate::state::BrokerStatus::Online) {
+        tracing::info!(broker = id, "controlled shutdown: fencing the broker");
+        shared
+            .propose(Command::UpdateBrokerStatus {
+                broker_id: id,
+                status: crate::state::BrokerStatus::Offline,
+                timestamp_ms: now_ms(),
+            })
+            .await?;
+    }
+    shared.wake_controller();
+    let leaderships = shared
+        .sm
+        .read()
+        .state
+        .topics
+        .values()
+        .flat_map(|t| t.partitions.iter())
+        .filter(|p| p.leader == id)
+        .count();
+    Ok(Json(json!({
+        "brokerId": id,
+        "status": "OFFLINE",
+        "leaderships": leaderships,
+        "version": shared.sm.read().state.version,
+    })))
+}
+
 /// Maps a rejected or unexpected command result to the API error it stands for.
 pub(crate) fn result_error(result: CommandResult) -> MetadataError {
     use crate::state::RejectCode::*;
     match result {
         CommandResult::Rejected { code, message } => match code {
-            TopicAlreadyExists | StaleLeaderEpoch => MetadataError::AlreadyExists(message),
+            TopicAlreadyExists => MetadataError::AlreadyExists(message),
+            StaleLeaderEpoch => MetadataError::Fenced {
+                code: "FENCED_LEADER_EPOCH",
+                message,
+            },
+            StalePartitionEpoch => MetadataError::Fenced {
+                code: "INVALID_UPDATE_VERSION",
+                message,
+            },
+            NotLeader => MetadataError::Fenced {
+                code: "NOT_LEADER_OR_FOLLOWER",
+                message,
+            },
+            IneligibleReplica => MetadataError::Fenced {
+                code: "INELIGIBLE_REPLICA",
+                message,
+            },
             UnknownTopic | UnknownBroker | UnknownPartition => MetadataError::NotFound(message),
             InvalidCommand => MetadataError::InvalidRequest(message),
         },

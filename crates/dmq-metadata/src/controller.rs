@@ -72,6 +72,27 @@ impl Liveness {
         self.last_seen_ms.get(&broker).copied()
     }
 
+    /// ONLINE brokers silent for longer than `after_ms`, with their `host:port`: candidates
+    /// for a liveness probe. Brokers this controller has never heard from are not included.
+    pub fn overdue(
+        &self,
+        state: &MetadataState,
+        now_ms: u64,
+        after_ms: u64,
+    ) -> Vec<(BrokerId, String)> {
+        state
+            .brokers
+            .values()
+            .filter(|b| b.status == BrokerStatus::Online)
+            .filter(|b| {
+                self.last_seen_ms
+                    .get(&b.broker_id)
+                    .is_some_and(|seen| now_ms.saturating_sub(*seen) > after_ms)
+            })
+            .map(|b| (b.broker_id, format!("{}:{}", b.host, b.port)))
+            .collect()
+    }
+
     /// ONLINE brokers silent for longer than `session_timeout_ms`. A broker this controller has
     /// never heard of (registered through a previous controller) gets a session starting now.
     pub fn expired(
@@ -149,6 +170,7 @@ pub fn partition_changes(state: &MetadataState) -> Vec<PartitionChange> {
                 topic: topic.topic_name.clone(),
                 partition: p.partition_id,
                 expected_leader_epoch: p.leader_epoch,
+                expected_partition_epoch: p.partition_epoch,
                 leader,
                 isr,
                 leader_epoch,
@@ -356,6 +378,7 @@ mod tests {
                         topic: "t".into(),
                         partition: 0,
                         expected_leader_epoch: 0,
+                        expected_partition_epoch: 0,
                         leader: 1,
                         isr: vec![1],
                         leader_epoch: 0,

@@ -15,6 +15,11 @@ pub enum MetadataError {
     #[error("{0}")]
     AlreadyExists(String),
 
+    /// The request was fenced: it was based on a state the quorum has moved past (HTTP 409,
+    /// with the Kafka-style code naming why, e.g. `FENCED_LEADER_EPOCH`).
+    #[error("{message}")]
+    Fenced { code: &'static str, message: String },
+
     /// The request body is larger than the API reads (HTTP 413).
     #[error("{0}")]
     TooLarge(String),
@@ -55,6 +60,7 @@ impl MetadataError {
             Self::InvalidRequest(_) => "INVALID_REQUEST",
             Self::NotFound(_) => "NOT_FOUND",
             Self::AlreadyExists(_) => "ALREADY_EXISTS",
+            Self::Fenced { code, .. } => code,
             Self::TooLarge(_) => "PAYLOAD_TOO_LARGE",
             Self::NotLeader { .. } => "NOT_LEADER",
             Self::Unavailable(_) => "UNAVAILABLE",

@@ -66,9 +66,16 @@ pub struct NodeShared {
     pub(crate) http: reqwest::Client,
     /// Quorum members: Raft id → HTTP base URL.
     pub(crate) members: BTreeMap<NodeId, String>,
+    /// Runs the controller loop's next reconciliation now instead of at the next tick.
+    pub(crate) wake: tokio::sync::Notify,
 }
 
 impl NodeShared {
+    /// Asks the controller loop to reconcile now (a broker was fenced by a request).
+    pub(crate) fn wake_controller(&self) {
+        self.wake.notify_one();
+    }
+
     pub(crate) fn member_url(&self, id: NodeId) -> Option<String> {
         self.members.get(&id).cloned()
     }
@@ -249,6 +256,9 @@ impl MetadataNode {
             // Small AppendEntries keep each RPC well inside openraft's per-RPC timeout, which is
             // one heartbeat interval.
             max_payload_entries: 64,
+            // Chunks travel as JSON, where a byte costs up to 4 characters: 1 MiB chunks stay
+            // well inside the API's 8 MiB body limit (openraft's default is 3 MiB).
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             ..Default::default()
         }
         .validate()
@@ -283,6 +293,7 @@ impl MetadataNode {
             sm: sm_shared,
             log,
             liveness: Mutex::new(Liveness::default()),
+            wake: tokio::sync::Notify::new(),
             http,
             members: members.clone(),
         });
@@ -374,6 +385,9 @@ impl MetadataNode {
     }
 }
 
+/// Install-snapshot chunk size (raw bytes, before JSON encoding).
+const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
+
 /// The controller's duties, run on every node but acting only while it is the Raft leader.
 ///
 /// Level-triggered: each tick compares the committed state with broker liveness and proposes the
@@ -395,6 +409,7 @@ async fn controller_loop(shared: Arc<NodeShared>, mut stop: watch::Receiver<bool
             _ = stop.changed() => return,
             _ = metrics.changed() => false,
             _ = timer.tick() => true,
+            _ = shared.wake.notified() => true,
         };
         if *stop.borrow() {
             return;
@@ -419,7 +434,7 @@ async fn controller_loop(shared: Arc<NodeShared>, mut stop: watch::Receiver<bool
         } else if !timer_fired {
             continue;
         }
-        match controller_tick(&shared, session_timeout_ms, last_scan.as_deref()).await {
+        match controller_tick(&shared, last_scan.as_deref()).await {
             Ok(scanned) => last_scan = scanned,
             Err(e) => {
                 last_scan = None;
@@ -427,6 +442,22 @@ async fn controller_loop(shared: Arc<NodeShared>, mut stop: watch::Receiver<bool
             }
         }
     }
+}
+
+/// A heartbeat this late makes the controller check whether the broker process still exists.
+fn overdue_after_ms(c: &dmq_types::ControllerConfig) -> u64 {
+    (c.broker_heartbeat_interval_ms * 3 / 2).max(200)
+}
+
+/// True when connecting to `addr` is actively refused (nothing listens: the process is gone).
+/// A timeout or any other error proves nothing and leaves the broker to its session timeout.
+async fn probe_refused(addr: &str) -> bool {
+    let attempt = tokio::time::timeout(
+        Duration::from_millis(300),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await;
+    matches!(attempt, Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused)
 }
 
 /// Becoming controller: rebuild heartbeat state and tell the brokers (seed 000, Challenge 2).
@@ -462,23 +493,38 @@ fn on_elected(shared: &Arc<NodeShared>, term: u64) {
 /// partition can need a change: leaders and ISRs only change because of liveness).
 async fn controller_tick(
     shared: &NodeShared,
-    session_timeout_ms: u64,
     last_scan: Option<&[(BrokerId, BrokerStatus)]>,
 ) -> Result<Option<Vec<(BrokerId, BrokerStatus)>>, MetadataError> {
-    let expired = {
+    let c = &shared.config.controller;
+    let session_timeout_ms = c.broker_session_timeout_ms;
+    let (expired, overdue) = {
         let data = shared.sm.read();
-        shared
-            .liveness
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .expired(&data.state, now_ms(), session_timeout_ms)
+        let mut live = shared.liveness.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_ms();
+        let expired = live.expired(&data.state, now, session_timeout_ms);
+        let overdue = live.overdue(&data.state, now, overdue_after_ms(c));
+        (expired, overdue)
     };
-    for broker_id in expired {
-        tracing::warn!(
-            broker = broker_id,
-            session_timeout_ms,
-            "broker missed its session timeout; marking it OFFLINE"
-        );
+    let mut fenced: Vec<(BrokerId, &str)> = expired
+        .into_iter()
+        .map(|b| (b, "broker missed its session timeout; marking it OFFLINE"))
+        .collect();
+    // Fast failure detection: a late heartbeat alone proves nothing (the broker may be slow),
+    // but a refused connection means no process listens there any more.
+    let probes = overdue
+        .into_iter()
+        .filter(|(id, _)| !fenced.iter().any(|(f, _)| f == id))
+        .map(|(id, addr)| async move { (id, probe_refused(&addr).await) });
+    for (id, refused) in futures::future::join_all(probes).await {
+        if refused {
+            fenced.push((
+                id,
+                "broker heartbeat is late and its port refuses connections; marking it OFFLINE",
+            ));
+        }
+    }
+    for (broker_id, why) in fenced {
+        tracing::warn!(broker = broker_id, session_timeout_ms, "{why}");
         shared
             .propose(Command::UpdateBrokerStatus {
                 broker_id,

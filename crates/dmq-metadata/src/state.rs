@@ -27,9 +27,17 @@ pub struct PartitionChange {
     pub partition: i32,
     /// The epoch the decision was made against; a change made against an older state is stale.
     pub expected_leader_epoch: LeaderEpoch,
+    /// The partition epoch the decision was made against; -1 (entries written before partition
+    /// epochs existed) checks only the leader epoch.
+    #[serde(default = "unchecked_epoch")]
+    pub expected_partition_epoch: i32,
     pub leader: BrokerId,
     pub isr: Vec<BrokerId>,
     pub leader_epoch: LeaderEpoch,
+}
+
+fn unchecked_epoch() -> i32 {
+    -1
 }
 
 /// A metadata command: one entry in the Raft log.
@@ -65,6 +73,17 @@ pub enum Command {
     /// Hands a broker a block of producer ids for InitProducerId (Kafka's AllocateProducerIds):
     /// ids are never reused, whichever broker asks and whatever node applies the entry.
     AllocateProducerIds { broker_id: BrokerId, count: u32 },
+    /// A partition leader shrinks or expands its ISR (Kafka's AlterPartition, KIP-497). Fenced
+    /// by the leader and partition epochs the leader acted on; a broker may only join the ISR
+    /// while it is ONLINE.
+    AlterPartition {
+        broker_id: BrokerId,
+        topic: String,
+        partition: i32,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: i32,
+        isr: Vec<BrokerId>,
+    },
 }
 
 /// Why a command changed nothing. Stable codes: the HTTP layer maps them to status codes.
@@ -76,6 +95,12 @@ pub enum RejectCode {
     UnknownBroker,
     UnknownPartition,
     StaleLeaderEpoch,
+    /// The leader's view of the ISR is older than the committed one (INVALID_UPDATE_VERSION).
+    StalePartitionEpoch,
+    /// The requester does not lead the partition (NOT_LEADER_OR_FOLLOWER).
+    NotLeader,
+    /// A broker that is not ONLINE (or not a replica) would join the ISR (INELIGIBLE_REPLICA).
+    IneligibleReplica,
     InvalidCommand,
 }
 
@@ -96,6 +121,11 @@ pub enum CommandResult {
     ProducerIds {
         first: i64,
         count: u32,
+    },
+    /// The partition as an AlterPartition left it.
+    Partition {
+        topic: String,
+        partition: Partition,
     },
     Rejected {
         code: RejectCode,
@@ -203,6 +233,21 @@ impl MetadataState {
                     count: *count,
                 }
             }
+            Command::AlterPartition {
+                broker_id,
+                topic,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => self.alter_partition(
+                *broker_id,
+                topic,
+                *partition,
+                *leader_epoch,
+                *partition_epoch,
+                isr,
+            ),
         }
     }
 
@@ -234,6 +279,7 @@ impl MetadataState {
             .iter()
             .enumerate()
             .map(|(i, replicas)| Partition {
+                partition_epoch: 0,
                 partition_id: i as i32,
                 leader: replicas[0],
                 replicas: replicas.clone(),
@@ -257,6 +303,84 @@ impl MetadataState {
 
     /// All-or-nothing: one stale or unknown partition rejects the whole batch, so the controller
     /// re-reads the state and decides again.
+    fn alter_partition(
+        &mut self,
+        broker_id: BrokerId,
+        topic: &str,
+        partition_id: i32,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: i32,
+        isr: &[BrokerId],
+    ) -> CommandResult {
+        let online: Vec<BrokerId> = self
+            .brokers
+            .values()
+            .filter(|b| b.status == BrokerStatus::Online)
+            .map(|b| b.broker_id)
+            .collect();
+        let Some(p) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(partition_id as usize))
+        else {
+            return reject(
+                RejectCode::UnknownPartition,
+                format!("{topic}-{partition_id} does not exist"),
+            );
+        };
+        if p.leader != broker_id {
+            return reject(
+                RejectCode::NotLeader,
+                format!(
+                    "broker {broker_id} does not lead {topic}-{partition_id} (leader {})",
+                    p.leader
+                ),
+            );
+        }
+        if p.leader_epoch != leader_epoch {
+            return reject(
+                RejectCode::StaleLeaderEpoch,
+                format!(
+                    "{topic}-{partition_id} is at leader epoch {}, the request has {leader_epoch}",
+                    p.leader_epoch
+                ),
+            );
+        }
+        if p.partition_epoch != partition_epoch {
+            return reject(
+                RejectCode::StalePartitionEpoch,
+                format!(
+                    "{topic}-{partition_id} is at partition epoch {}, the request has {partition_epoch}",
+                    p.partition_epoch
+                ),
+            );
+        }
+        let mut sorted = isr.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != isr.len() || !isr.contains(&broker_id) {
+            return reject(
+                RejectCode::InvalidCommand,
+                "the ISR must contain the leader and no broker twice",
+            );
+        }
+        if let Some(b) = isr
+            .iter()
+            .find(|b| !p.replicas.contains(b) || (!p.isr.contains(b) && !online.contains(b)))
+        {
+            return reject(
+                RejectCode::IneligibleReplica,
+                format!("broker {b} is not an ONLINE replica of {topic}-{partition_id}"),
+            );
+        }
+        p.isr = isr.to_vec();
+        p.partition_epoch += 1;
+        CommandResult::Partition {
+            topic: topic.to_string(),
+            partition: p.clone(),
+        }
+    }
+
     fn update_partitions(&mut self, changes: &[PartitionChange]) -> CommandResult {
         for change in changes {
             let Some(partition) = self.partition(&change.topic, change.partition) else {
@@ -265,6 +389,20 @@ impl MetadataState {
                     format!("{}-{} does not exist", change.topic, change.partition),
                 );
             };
+            if change.expected_partition_epoch >= 0
+                && partition.partition_epoch != change.expected_partition_epoch
+            {
+                return reject(
+                    RejectCode::StalePartitionEpoch,
+                    format!(
+                        "{}-{} is at partition epoch {}, the change expected {}",
+                        change.topic,
+                        change.partition,
+                        partition.partition_epoch,
+                        change.expected_partition_epoch
+                    ),
+                );
+            }
             if partition.leader_epoch != change.expected_leader_epoch {
                 return reject(
                     RejectCode::StaleLeaderEpoch,
@@ -295,6 +433,7 @@ impl MetadataState {
                 p.leader = change.leader;
                 p.isr = change.isr.clone();
                 p.leader_epoch = change.leader_epoch;
+                p.partition_epoch += 1;
             }
         }
         CommandResult::PartitionsUpdated {
@@ -404,6 +543,91 @@ mod tests {
     }
 
     #[test]
+    fn alter_partition_is_fenced_by_leader_partition_epoch_and_liveness() {
+        let mut state = MetadataState::default();
+        for (i, id) in [1, 2, 3].into_iter().enumerate() {
+            register(&mut state, i as u64 + 1, id);
+        }
+        state.apply(4, &create("t", vec![vec![1, 2, 3]]));
+        let alter = |broker_id, leader_epoch, partition_epoch, isr: Vec<BrokerId>| {
+            Command::AlterPartition {
+                broker_id,
+                topic: "t".into(),
+                partition: 0,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            }
+        };
+        let code = |r: CommandResult| match r {
+            CommandResult::Rejected { code, .. } => Some(code),
+            _ => None,
+        };
+        // Only the leader, at the current epochs, with itself in the new ISR.
+        assert_eq!(
+            code(state.apply(5, &alter(2, 0, 0, vec![2]))),
+            Some(RejectCode::NotLeader)
+        );
+        assert_eq!(
+            code(state.apply(6, &alter(1, 1, 0, vec![1]))),
+            Some(RejectCode::StaleLeaderEpoch)
+        );
+        assert_eq!(
+            code(state.apply(7, &alter(1, 0, 3, vec![1]))),
+            Some(RejectCode::StalePartitionEpoch)
+        );
+        assert_eq!(
+            code(state.apply(8, &alter(1, 0, 0, vec![2, 3]))),
+            Some(RejectCode::InvalidCommand)
+        );
+        assert_eq!(
+            code(state.apply(9, &alter(1, 0, 0, vec![1, 4]))),
+            Some(RejectCode::IneligibleReplica)
+        );
+        // Shrink: the partition epoch moves, the leader epoch does not.
+        let shrunk = state.apply(10, &alter(1, 0, 0, vec![1, 2]));
+        let CommandResult::Partition { partition, .. } = shrunk else {
+            panic!("{shrunk:?}");
+        };
+        assert_eq!(
+            (
+                partition.isr,
+                partition.leader_epoch,
+                partition.partition_epoch
+            ),
+            (vec![1, 2], 0, 1)
+        );
+        // The same request again is stale now.
+        assert_eq!(
+            code(state.apply(11, &alter(1, 0, 0, vec![1]))),
+            Some(RejectCode::StalePartitionEpoch)
+        );
+        // An OFFLINE broker cannot rejoin; once ONLINE it can.
+        state.apply(
+            12,
+            &Command::UpdateBrokerStatus {
+                broker_id: 3,
+                status: BrokerStatus::Offline,
+                timestamp_ms: 0,
+            },
+        );
+        assert_eq!(
+            code(state.apply(13, &alter(1, 0, 1, vec![1, 2, 3]))),
+            Some(RejectCode::IneligibleReplica)
+        );
+        state.apply(
+            14,
+            &Command::UpdateBrokerStatus {
+                broker_id: 3,
+                status: BrokerStatus::Online,
+                timestamp_ms: 0,
+            },
+        );
+        assert_eq!(code(state.apply(15, &alter(1, 0, 1, vec![1, 2, 3]))), None);
+        assert_eq!(state.topics["t"].partitions[0].partition_epoch, 2);
+    }
+
+    #[test]
     fn create_topic_sets_leaders_and_isr_from_assignment() {
         let mut state = MetadataState::default();
         let result = state.apply(1, &create("orders", vec![vec![1, 2], vec![2, 3]]));
@@ -441,6 +665,7 @@ mod tests {
             topic: "t".into(),
             partition: 0,
             expected_leader_epoch: expected,
+            expected_partition_epoch: -1,
             leader: 2,
             isr: vec![2],
             leader_epoch: epoch,

@@ -111,6 +111,9 @@ pub struct ControllerConfig {
     pub broker_heartbeat_interval_ms: u64,
     /// A broker with no heartbeat for this long is marked OFFLINE and loses its leaderships.
     pub broker_session_timeout_ms: u64,
+    /// A follower that has not caught up with its leader for this long leaves the ISR (Kafka's
+    /// `replica.lag.time.max.ms`; a dead broker leaves sooner, when it is fenced).
+    pub replica_lag_time_max_ms: u64,
     /// Applied entries between two snapshots of the metadata state machine.
     pub snapshot_interval_entries: u64,
     /// Entries kept in the Raft log behind the latest snapshot.
@@ -124,6 +127,7 @@ impl Default for ControllerConfig {
             raft_heartbeat_interval_ms: RAFT_HEARTBEAT_INTERVAL_MS_DEFAULT,
             broker_heartbeat_interval_ms: BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT,
             broker_session_timeout_ms: BROKER_SESSION_TIMEOUT_MS_DEFAULT,
+            replica_lag_time_max_ms: REPLICA_LAG_TIME_MAX_MS_DEFAULT,
             snapshot_interval_entries: SNAPSHOT_INTERVAL_ENTRIES_DEFAULT,
             snapshot_log_entries_kept: SNAPSHOT_LOG_ENTRIES_KEPT_DEFAULT,
         }
@@ -322,6 +326,12 @@ impl ServicesConfig {
             say(format!(
                 "brokerHeartbeatIntervalMs ({}) must be positive and smaller than brokerSessionTimeoutMs ({})",
                 c.broker_heartbeat_interval_ms, c.broker_session_timeout_ms
+            ));
+        }
+        if c.replica_lag_time_max_ms < 100 {
+            say(format!(
+                "replicaLagTimeMaxMs ({}) must be at least 100",
+                c.replica_lag_time_max_ms
             ));
         }
         if c.snapshot_interval_entries == 0 {

@@ -27,6 +27,10 @@ pub const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Default time without a heartbeat after which the controller fences a broker.
 pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 6_000;
 
+/// Default time a follower may go without catching up before it leaves the ISR (Kafka's
+/// `replica.lag.time.max.ms` is 30 s; ours is shorter, like the other timings).
+pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 10_000;
+
 /// Default number of applied Raft entries between two state-machine snapshots.
 pub const SNAPSHOT_INTERVAL_ENTRIES_DEFAULT: u64 = 10_000;
 

@@ -47,6 +47,10 @@ pub struct Partition {
     pub isr: Vec<BrokerId>,
     /// Bumped on every leader change (KIP-101); fences deposed leaders.
     pub leader_epoch: LeaderEpoch,
+    /// Bumped on every change of leader or ISR (KIP-497's partition epoch); fences ISR changes
+    /// a leader computed against an older state.
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 /// A topic and all its partitions.

@@ -210,10 +210,16 @@ async fn run_broker(
         .await
         .context("storage broker failed to start")?;
     shutdown_signal().await;
-    tracing::info!("shutting down");
-    node.shutdown().await;
+    tracing::info!("shutting down: controlled shutdown first (a second signal stops at once)");
+    tokio::select! {
+        _ = node.controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT) => {}
+        _ = shutdown_signal() => tracing::warn!("second signal: stopping without waiting"),
+    }
     Ok(())
 }
+
+/// How long a stopping broker waits for the controller to move its leaderships away.
+const CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub(crate) async fn shutdown_signal() {

@@ -468,10 +468,6 @@ fn fetch_partition(
 ) -> Result<(PartitionData, Option<Bytes>), BrokerError> {
     let part = produce::partition(shared, topic, p.partition)?;
     part.check_leader(p.current_leader_epoch)?;
-    if follower {
-        part.follower_fetched(replica_id, p.fetch_offset)?;
-    }
-    let hw = part.high_watermark();
     let leo = part.log_end_offset();
     let log_start = part.log.log_start_offset();
     if p.fetch_offset < log_start || p.fetch_offset > leo {
@@ -480,6 +476,25 @@ fn fetch_partition(
             format!("offset {} outside [{log_start}, {leo}]", p.fetch_offset),
         ));
     }
+    if follower {
+        // KIP-595's check: a follower whose last fetched epoch is unknown here, or ends here
+        // before its fetch offset, holds a divergent suffix. It must truncate first, and its
+        // fetch offset must not count towards the high watermark.
+        if p.last_fetched_epoch >= 0 {
+            let (epoch, end) = part.log.end_offset_for_epoch(p.last_fetched_epoch);
+            if epoch < p.last_fetched_epoch || end < p.fetch_offset {
+                return Err(BrokerError::kafka(
+                    ResponseError::OffsetOutOfRange,
+                    format!(
+                        "follower log diverges: epoch {} ends at {end} here, it fetches from {}",
+                        p.last_fetched_epoch, p.fetch_offset
+                    ),
+                ));
+            }
+        }
+        part.follower_fetched(replica_id, p.fetch_offset, p.current_leader_epoch)?;
+    }
+    let hw = part.high_watermark();
     let upper = if follower { leo } else { hw };
     let limit = (p.partition_max_bytes.max(0) as usize).min(budget.max(1));
     let data = part.read(p.fetch_offset, limit, upper)?;

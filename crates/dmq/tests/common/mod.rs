@@ -46,10 +46,21 @@ pub async fn post_leader(cluster: &MetadataCluster, path: &str, body: &Value) ->
 }
 
 /// Registers brokers `ids` through the leader.
+///
+/// Each fake broker gets a real listening socket (never accepted from, kept open for the rest of
+/// the test process) so that the controller's liveness probe finds a process there and leaves
+/// the broker to its session timeout, as it would a live but silent broker.
 pub async fn register_brokers(cluster: &MetadataCluster, ids: &[i32]) {
+    static LISTENERS: Mutex<Vec<std::net::TcpListener>> = Mutex::new(Vec::new());
     for id in ids {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake broker port");
+        let port = listener.local_addr().expect("local addr").port();
+        LISTENERS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(listener);
         let body =
-            json!({"brokerId": id, "host": "127.0.0.1", "port": 1000 + id, "kafkaPort": 2000 + id});
+            json!({"brokerId": id, "host": "127.0.0.1", "port": port, "kafkaPort": 2000 + id});
         let (status, body) = post_leader(cluster, "/api/v1/metadata/brokers", &body).await;
         assert_eq!(status, 201, "register broker {id}: {body}");
     }
