@@ -254,6 +254,46 @@ impl MetadataCluster {
         }
     }
 
+    /// Sends `signal` (e.g. `libc::SIGSTOP`, `libc::SIGCONT`) to broker `id`'s process.
+    pub fn signal_broker(&self, id: BrokerId, signal: i32) -> std::io::Result<()> {
+        let child = self.brokers.get(&id).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("broker {id} is not running"),
+            )
+        })?;
+        let pid = libc::pid_t::try_from(child.id())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: kill(2) on a child we spawned and have not reaped; no memory is involved.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// SIGTERMs broker `id` and waits up to `timeout` for it to exit; `None` if it did not (it
+    /// is SIGKILLed then). The broker is no longer running afterwards either way.
+    pub async fn terminate_broker(
+        &mut self,
+        id: BrokerId,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        self.signal_broker(id, libc::SIGTERM).ok()?;
+        let mut child = self.brokers.remove(&id)?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// GET `path` on broker `id`'s HTTP port.
     pub async fn broker_get(&self, id: BrokerId, path: &str) -> Option<(u16, Value)> {
         let resp = self

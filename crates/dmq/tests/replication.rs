@@ -1,0 +1,575 @@
+//! Replication under faults, Jepsen-style: real brokers, a real idempotent acks=all producer
+//! (librdkafka through confluent-kafka), and faults injected with signals — SIGKILL, SIGSTOP,
+//! SIGTERM. Afterwards every replica's log is read from disk and compared byte for byte, and
+//! every acknowledged record is looked up: none lost, none duplicated, none reordered.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::kafka;
+use common::{process_logs, venv_python, wait_for_log};
+use dmq::procs::{wait_until, MetadataCluster};
+use dmq_types::ControllerConfig;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::RecordBatchDecoder;
+use serde_json::{json, Value};
+
+const TOPIC: &str = "jepsen";
+
+/// A 3-broker cluster with the given controller timings.
+async fn cluster(dir: &Path, controller: ControllerConfig) -> MetadataCluster {
+    let mut cluster =
+        MetadataCluster::new(Path::new(env!("CARGO_BIN_EXE_dmq")), dir, 3, controller)
+            .with_brokers(3);
+    cluster.config.topic_defaults.default_replication_factor = 3;
+    cluster.start_all().expect("start cluster processes");
+    if let Err(e) = cluster.wait_for_leader(Duration::from_secs(15)).await {
+        panic!("metadata leader: {e}\n{}", process_logs(dir));
+    }
+    if let Err(e) = cluster.wait_for_brokers(Duration::from_secs(30)).await {
+        panic!("brokers up: {e}\n{}", process_logs(dir));
+    }
+    cluster
+}
+
+/// Creates `TOPIC` with RF 3 and `min.insync.replicas=2`.
+async fn create_topic(cluster: &MetadataCluster, partitions: i32) {
+    let body = json!({"topicName": TOPIC, "numPartitions": partitions, "replicationFactor": 3,
+        "config": {"min.insync.replicas": "2"}});
+    let (status, body) = common::post_leader(cluster, "/api/v1/metadata/topics", &body).await;
+    assert_eq!(status, 201, "create topic: {body}");
+    wait_partitions(cluster, "every replica in the ISR", |ps| {
+        ps.iter().all(|p| isr(p).len() == 3)
+    })
+    .await;
+}
+
+/// The topic's partitions as the quorum has committed them.
+async fn partitions(cluster: &MetadataCluster) -> Option<Vec<Value>> {
+    let leader = cluster.leader().await?;
+    let (status, topic) = cluster
+        .get(
+            leader,
+            &format!("/api/v1/metadata/topics/{TOPIC}?consistent=true"),
+        )
+        .await?;
+    (status == 200).then(|| topic["partitions"].as_array().cloned())?
+}
+
+fn isr(p: &Value) -> Vec<i64> {
+    p["isr"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default()
+}
+
+fn leader_of(p: &Value) -> i32 {
+    p["leader"].as_i64().unwrap_or(-1) as i32
+}
+
+/// Waits (20 s) until the committed partitions satisfy `ready`; returns them.
+async fn wait_partitions(
+    cluster: &MetadataCluster,
+    what: &str,
+    ready: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let ready = &ready;
+    wait_until(Duration::from_secs(20), what, || async move {
+        let ps = partitions(cluster).await?;
+        ready(&ps).then_some(ps)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; partitions {:?}",
+            futures::executor::block_on(partitions(cluster))
+        )
+    })
+}
+
+/// The Python producer, running until its stop file appears.
+struct Producer {
+    child: std::process::Child,
+    stop: PathBuf,
+    out: PathBuf,
+}
+
+impl Producer {
+    fn start(cluster: &MetadataCluster, dir: &Path, partitions: i32) -> Producer {
+        let stop = dir.join("producer.stop");
+        let out = dir.join("producer.json");
+        let log = std::fs::File::create(dir.join("producer.log")).expect("producer log");
+        let child = std::process::Command::new(venv_python())
+            .current_dir(common::repo_root())
+            .arg("tests/interop/jepsen_producer.py")
+            .args(["--bootstrap", &cluster.bootstrap(), "--topic", TOPIC])
+            .args(["--partitions", &partitions.to_string()])
+            .arg("--stop-file")
+            .arg(&stop)
+            .arg("--out")
+            .arg(&out)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the producer");
+        Producer { child, stop, out }
+    }
+
+    fn acked(&self) -> u64 {
+        let progress = self.out.with_extension("json.progress");
+        std::fs::read_to_string(progress)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until `more` records beyond the current count are acknowledged.
+    async fn wait_progress(&self, more: u64, what: &str) {
+        let target = self.acked() + more;
+        let me = &self;
+        wait_until(Duration::from_secs(30), what, || async move {
+            (me.acked() >= target).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {} acknowledged", self.acked()));
+    }
+
+    /// Stops producing, waits for the final flush and returns the report.
+    async fn finish(mut self) -> Report {
+        std::fs::write(&self.stop, b"stop").expect("stop file");
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "producer failed: {status}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "producer did not finish"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let text = std::fs::read_to_string(&self.out).expect("producer report");
+        let v: Value = serde_json::from_str(&text).expect("report JSON");
+        let acked = v["acked"]
+            .as_array()
+            .expect("acked")
+            .iter()
+            .map(|a| {
+                let n = |i: usize| a[i].as_i64().expect("number");
+                (n(0) as i32, n(1), n(2))
+            })
+            .collect();
+        let errors = v["errors"]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Report {
+            sent: v["sent"].as_i64().unwrap_or(0),
+            acked,
+            errors,
+            unflushed: v["unflushed"].as_i64().unwrap_or(-1),
+        }
+    }
+}
+
+struct Report {
+    sent: i64,
+    /// (partition, offset, value)
+    acked: Vec<(i32, i64, i64)>,
+    errors: BTreeMap<String, u64>,
+    unflushed: i64,
+}
+
+/// Waits until every replica of every partition has the leader's whole log (HW = LEO
+/// everywhere), so that replicas can be compared in full.
+async fn wait_replicas_converged(cluster: &MetadataCluster, partitions: i32) {
+    wait_partitions(cluster, "full ISRs", |ps| {
+        ps.iter().all(|p| isr(p).len() == 3)
+    })
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "replicas to converge",
+        || async move {
+            let mut ends: BTreeMap<i32, BTreeSet<(i64, i64)>> = BTreeMap::new();
+            for b in cluster.broker_ids() {
+                let (_, status) = cluster
+                    .broker_get(b, "/api/v1/storage/replication/status")
+                    .await?;
+                for p in status["partitions"].as_array()? {
+                    if p["topic"] != TOPIC {
+                        continue;
+                    }
+                    let hw = p["highWatermark"].as_i64()?;
+                    let leo = p["logEndOffset"].as_i64()?;
+                    ends.entry(p["partition"].as_i64()? as i32)
+                        .or_default()
+                        .insert((hw, leo));
+                }
+            }
+            let converged = ends.len() == partitions as usize
+                && ends
+                    .values()
+                    .all(|s| s.len() == 1 && s.iter().all(|(hw, leo)| hw == leo));
+            converged.then_some(())
+        },
+    )
+    .await
+    .expect("replicas converge");
+}
+
+/// Every batch of a replica's log, read from disk (the broker is stopped).
+fn read_log(dir: &Path) -> Vec<u8> {
+    let log = dmq_log::Log::open(dir, dmq_log::LogConfig::default()).expect("open replica log");
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    let mut buf = Vec::new();
+    while offset < log.log_end_offset() {
+        let Some(slice) = log.read(offset, 1 << 20).expect("read") else {
+            break;
+        };
+        buf.clear();
+        slice.read_into(&mut buf).expect("read slice");
+        let mut next = offset;
+        for (_, batch) in dmq_log::batch::Batches::new(&buf, false).flatten() {
+            let h = dmq_log::BatchHeader::new(batch).expect("batch header");
+            if h.last_offset() >= offset {
+                out.extend_from_slice(batch);
+                next = h.last_offset() + 1;
+            }
+        }
+        assert!(next > offset, "log read stalled at {offset}");
+        offset = next;
+    }
+    out
+}
+
+/// `(offset, value)` of every record in `batches`.
+fn decode(batches: &[u8]) -> Vec<(i64, i64)> {
+    let mut bytes = Bytes::copy_from_slice(batches);
+    let sets = RecordBatchDecoder::decode_all(&mut bytes).expect("batches decode");
+    sets.into_iter()
+        .flat_map(|s| s.records)
+        .map(|r| {
+            let v = r.value.unwrap_or_default();
+            let v: i64 = std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(-1);
+            (r.offset, v)
+        })
+        .collect()
+}
+
+/// Stops every broker, then checks the logs on disk: replicas identical, every acknowledged
+/// record at its acknowledged offset, no value twice, values increasing in each partition.
+/// Negative values are records the test wrote itself with acks=1; they may or may not survive.
+fn verify(cluster: &mut MetadataCluster, partitions: i32, report: &Report) {
+    for b in cluster.broker_ids() {
+        cluster.kill_broker(b);
+    }
+    let mut seen = BTreeSet::new();
+    let mut records = 0;
+    for p in 0..partitions {
+        let logs: Vec<(i32, Vec<u8>)> = cluster
+            .broker_ids()
+            .into_iter()
+            .map(|b| {
+                (
+                    b,
+                    read_log(&cluster.broker_data_dir(b).join(format!("{TOPIC}-{p}"))),
+                )
+            })
+            .collect();
+        let (first, reference) = &logs[0];
+        for (b, log) in &logs[1..] {
+            assert!(
+                log == reference,
+                "partition {p}: broker {b}'s log ({} bytes) differs from broker {first}'s ({} bytes)",
+                log.len(),
+                reference.len()
+            );
+        }
+        let decoded = decode(reference);
+        let by_offset: BTreeMap<i64, i64> = decoded.iter().copied().collect();
+        let mut last = -1;
+        for (offset, value) in &decoded {
+            if *value < 0 {
+                // Written by the test itself with acks=1 (kept or lost: both are allowed).
+                continue;
+            }
+            assert!(
+                *value > last,
+                "partition {p}: value {value} at {offset} after {last}"
+            );
+            assert!(seen.insert(*value), "value {value} stored twice");
+            assert_eq!(
+                value % i64::from(partitions),
+                i64::from(p),
+                "value in the wrong partition"
+            );
+            last = *value;
+        }
+        records += decoded.len();
+        for (ap, offset, value) in report.acked.iter().filter(|a| a.0 == p) {
+            assert_eq!(
+                by_offset.get(offset),
+                Some(value),
+                "acknowledged value {value} at {ap}-{offset} is not in the log"
+            );
+        }
+    }
+    println!(
+        "verified: {} sent, {} acknowledged, {records} stored, errors {:?}",
+        report.sent,
+        report.acked.len(),
+        report.errors
+    );
+    assert_eq!(
+        report.unflushed, 0,
+        "the producer could not deliver everything"
+    );
+    assert!(report.acked.len() as i64 <= report.sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_writes_survive_five_leader_sigkills() {
+    const PARTITIONS: i32 = 3;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), common::long_sessions()).await;
+    create_topic(&cluster, PARTITIONS).await;
+    let producer = Producer::start(&cluster, dir.path(), PARTITIONS);
+    producer.wait_progress(500, "the producer to start").await;
+    for round in 0..5 {
+        let ps = partitions(&cluster).await.expect("partitions");
+        let p = &ps[round % ps.len()];
+        let victim = leader_of(p);
+        let epoch = p["leaderEpoch"].as_i64().unwrap_or(0);
+        cluster.kill_broker(victim);
+        // Long sessions: only the refused-connection probe can fence the broker this fast.
+        let pid = p["partitionId"].as_i64().unwrap_or(0) as usize;
+        wait_partitions(&cluster, "a new leader from the ISR", |ps| {
+            leader_of(&ps[pid]) != victim
+                && leader_of(&ps[pid]) >= 0
+                && ps[pid]["leaderEpoch"].as_i64().unwrap_or(0) > epoch
+        })
+        .await;
+        producer
+            .wait_progress(300, "produce to resume after the SIGKILL")
+            .await;
+        cluster.start_broker(victim).expect("restart broker");
+        wait_partitions(&cluster, "the restarted broker back in every ISR", |ps| {
+            ps.iter().all(|p| isr(p).len() == 3)
+        })
+        .await;
+        producer
+            .wait_progress(300, "produce to continue after the restart")
+            .await;
+        println!(
+            "round {round}: killed {victim}, {} acknowledged",
+            producer.acked()
+        );
+    }
+    let report = producer.finish().await;
+    wait_replicas_converged(&cluster, PARTITIONS).await;
+    verify(&mut cluster, PARTITIONS, &report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_leader_acknowledges_nothing_and_truncates_its_divergent_tail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let controller = ControllerConfig {
+        broker_heartbeat_interval_ms: 300,
+        broker_session_timeout_ms: 2_000,
+        ..ControllerConfig::default()
+    };
+    let mut cluster = cluster(dir.path(), controller).await;
+    create_topic(&cluster, 1).await;
+    let producer = Producer::start(&cluster, dir.path(), 1);
+    producer.wait_progress(300, "the producer to start").await;
+
+    let ps = partitions(&cluster).await.expect("partitions");
+    let old = leader_of(&ps[0]);
+    let epoch = ps[0]["leaderEpoch"].as_i64().unwrap_or(0);
+    let followers: Vec<i32> = cluster
+        .broker_ids()
+        .into_iter()
+        .filter(|b| *b != old)
+        .collect();
+    // Freeze the followers so that the leader's next writes reach no one: its divergent tail.
+    for f in &followers {
+        cluster
+            .signal_broker(*f, libc::SIGSTOP)
+            .expect("SIGSTOP follower");
+    }
+    // A frozen follower may still receive the answer to the one fetch it had in flight (the
+    // first of these writes wakes it); everything after that stays on the leader alone.
+    let mut conn = kafka::connect(&cluster.kafka_addr(old)).await;
+    for i in 0..20 {
+        let batch = kafka::batch(&[(format!("tail-{i}"), "-1".to_string())], None);
+        let r = kafka::produce(&mut conn, TOPIC, 0, batch, 1).await;
+        assert_eq!(r.error_code, 0, "acks=1 to the leader");
+    }
+    cluster
+        .signal_broker(old, libc::SIGSTOP)
+        .expect("SIGSTOP leader");
+    for f in &followers {
+        cluster
+            .signal_broker(*f, libc::SIGCONT)
+            .expect("SIGCONT follower");
+    }
+    let ps = wait_partitions(&cluster, "a leader to replace the paused one", |ps| {
+        leader_of(&ps[0]) != old
+            && leader_of(&ps[0]) >= 0
+            && ps[0]["leaderEpoch"].as_i64().unwrap_or(0) > epoch
+    })
+    .await;
+    println!("paused {old}; new leader {}", leader_of(&ps[0]));
+    producer
+        .wait_progress(300, "produce to resume on the new leader")
+        .await;
+
+    cluster
+        .signal_broker(old, libc::SIGCONT)
+        .expect("SIGCONT leader");
+    // The deposed leader must not acknowledge an acks=all write, whatever it believes.
+    let batch = kafka::batch(&[("late".to_string(), "-2".to_string())], None);
+    let r = kafka::produce(&mut conn, TOPIC, 0, batch, -1).await;
+    assert_ne!(
+        r.error_code, 0,
+        "the deposed leader acknowledged an acks=all write"
+    );
+    wait_for_log(
+        &cluster,
+        old,
+        "truncated a divergent suffix",
+        Duration::from_secs(20),
+    )
+    .await;
+    wait_partitions(&cluster, "the old leader back in the ISR", |ps| {
+        isr(&ps[0]).len() == 3
+    })
+    .await;
+    producer.wait_progress(300, "produce to continue").await;
+    let report = producer.finish().await;
+    wait_replicas_converged(&cluster, 1).await;
+    verify(&mut cluster, 1, &report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_three_down_refuses_acks_all_until_they_return() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), common::long_sessions()).await;
+    create_topic(&cluster, 1).await;
+    let ps = partitions(&cluster).await.expect("partitions");
+    let leader = leader_of(&ps[0]);
+    let mut conn = kafka::connect(&cluster.kafka_addr(leader)).await;
+    let one = |v: &str| kafka::batch(&[("k".to_string(), v.to_string())], None);
+    let r = kafka::produce(&mut conn, TOPIC, 0, one("0"), -1).await;
+    assert_eq!(r.error_code, 0);
+
+    let others: Vec<i32> = cluster
+        .broker_ids()
+        .into_iter()
+        .filter(|b| *b != leader)
+        .collect();
+    for b in &others {
+        cluster.kill_broker(*b);
+    }
+    wait_partitions(&cluster, "the ISR to shrink to the leader", |ps| {
+        isr(&ps[0]) == vec![i64::from(leader)]
+    })
+    .await;
+    let end_before = leader_end(&cluster, leader).await;
+    for v in ["1", "2", "3"] {
+        let r = kafka::produce(&mut conn, TOPIC, 0, one(v), -1).await;
+        assert_eq!(
+            ResponseError::try_from_code(r.error_code),
+            Some(ResponseError::NotEnoughReplicas),
+            "acks=all with one in-sync replica"
+        );
+    }
+    assert_eq!(
+        leader_end(&cluster, leader).await,
+        end_before,
+        "a refused acks=all write must append nothing"
+    );
+
+    for b in &others {
+        cluster.start_broker(*b).expect("restart");
+    }
+    wait_partitions(&cluster, "both back in the ISR", |ps| {
+        isr(&ps[0]).len() == 3
+    })
+    .await;
+    // The ISR is full again, so acks=all must succeed at once.
+    let r = kafka::produce(&mut conn, TOPIC, 0, one("4"), -1).await;
+    assert_eq!(
+        r.error_code, 0,
+        "acks=all once both replicas are back in the ISR"
+    );
+}
+
+/// The leader's log end offset for `TOPIC`-0.
+async fn leader_end(cluster: &MetadataCluster, leader: i32) -> i64 {
+    let (_, status) = cluster
+        .broker_get(leader, "/api/v1/storage/replication/status")
+        .await
+        .expect("replication status");
+    status["partitions"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["topic"] == TOPIC))
+        .and_then(|p| p["logEndOffset"].as_i64())
+        .expect("log end offset")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_of_a_leader_hands_over_without_producer_errors() {
+    const PARTITIONS: i32 = 3;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), common::long_sessions()).await;
+    create_topic(&cluster, PARTITIONS).await;
+    let producer = Producer::start(&cluster, dir.path(), PARTITIONS);
+    producer.wait_progress(500, "the producer to start").await;
+    for round in 0..2 {
+        let ps = partitions(&cluster).await.expect("partitions");
+        let victim = leader_of(&ps[round]);
+        let status = cluster
+            .terminate_broker(victim, Duration::from_secs(20))
+            .await
+            .expect("the broker exits after a controlled shutdown");
+        assert!(status.success(), "broker exit status {status}");
+        let log = std::fs::read_to_string(cluster.broker_log_path(victim)).unwrap_or_default();
+        assert!(
+            log.contains("controlled shutdown: leaderships moved"),
+            "no controlled shutdown in the log:\n{}",
+            process_logs(dir.path())
+        );
+        producer
+            .wait_progress(300, "produce to continue after the SIGTERM")
+            .await;
+        cluster.start_broker(victim).expect("restart");
+        wait_partitions(&cluster, "the restarted broker back in every ISR", |ps| {
+            ps.iter().all(|p| isr(p).len() == 3)
+        })
+        .await;
+        producer.wait_progress(300, "produce to continue").await;
+    }
+    let report = producer.finish().await;
+    assert!(
+        report.errors.is_empty(),
+        "the producer saw errors beyond retries: {:?}",
+        report.errors
+    );
+    wait_replicas_converged(&cluster, PARTITIONS).await;
+    verify(&mut cluster, PARTITIONS, &report);
+}
