@@ -758,3 +758,123 @@ fn rebuild_producers(log: &Log) -> Result<ProducerStates> {
     }
     Ok(producers)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn topic() -> model::Topic {
+        model::Topic {
+            topic_name: "t".into(),
+            topic_id: "id".into(),
+            num_partitions: 1,
+            replication_factor: 3,
+            config: BTreeMap::new(),
+            partitions: Vec::new(),
+            created_at: 0,
+        }
+    }
+
+    fn meta(
+        leader: BrokerId,
+        isr: &[BrokerId],
+        leader_epoch: i32,
+        partition_epoch: i32,
+    ) -> model::Partition {
+        model::Partition {
+            partition_id: 0,
+            leader,
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+            leader_epoch,
+            partition_epoch,
+        }
+    }
+
+    fn produce(p: &Partition, n: usize) {
+        for i in 0..n {
+            let mut b = dmq_log::RecordBatchBuilder::new(0);
+            b.push(0, Some(b"k"), Some(format!("v{i}").as_bytes()), &[]);
+            let mut bytes = b.build();
+            p.append_as_leader(&mut bytes, 1).expect("append");
+        }
+    }
+
+    #[test]
+    fn lagging_followers_leave_the_isr_and_caught_up_ones_rejoin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Partition::open(dir.path(), &topic(), &meta(1, &[1, 2, 3], 0, 0), 1).expect("open");
+        assert_eq!(
+            p.apply_metadata(&topic(), &meta(1, &[1, 2, 3], 0, 0)),
+            RoleChange::BecameLeader
+        );
+        produce(&p, 3);
+        let now = now_ms();
+        // Both followers are granted a lag window from the election; nothing changes within it.
+        assert_eq!(p.isr_change(now, 10_000), None);
+        // Follower 2 catches up; follower 3 never fetches.
+        p.follower_fetched(2, 3, 0).expect("fetch");
+        assert_eq!(
+            p.high_watermark(),
+            0,
+            "3 has not fetched: the HW waits for it"
+        );
+        let change = p.isr_change(now + 20_000, 10_000).expect("shrink");
+        assert_eq!(
+            (change.isr.clone(), change.removed.clone()),
+            (vec![1], vec![2, 3])
+        );
+        assert_eq!(change.partition_epoch, 0);
+        // While the shrink is pending nothing else is proposed and the HW still waits for 3.
+        assert_eq!(p.isr_change(now + 20_000, 10_000), None);
+        assert_eq!(p.high_watermark(), 0);
+        p.isr_change_done(Some(&meta(1, &[1, 2], 0, 1)));
+        assert_eq!(p.snapshot().isr, vec![1, 2]);
+        assert_eq!(
+            p.high_watermark(),
+            3,
+            "with 3 out of the ISR the HW follows 2"
+        );
+        // 3 catches up to the HW: it may rejoin; the HW counts it while that is pending.
+        p.follower_fetched(3, 3, 0).expect("fetch");
+        let change = p.isr_change(now_ms(), 10_000).expect("expand");
+        assert_eq!(
+            (change.isr.clone(), change.added.clone()),
+            (vec![1, 2, 3], vec![3])
+        );
+        assert_eq!(change.partition_epoch, 1);
+        // A refused change (fenced) clears the pending state; metadata decides.
+        p.isr_change_done(None);
+        assert_eq!(p.snapshot().pending_isr, None);
+        assert_eq!(p.snapshot().isr, vec![1, 2]);
+        // An older image (lower partition epoch) never rolls the ISR back.
+        p.apply_metadata(&topic(), &meta(1, &[1, 2, 3], 0, 2));
+        p.apply_metadata(&topic(), &meta(1, &[1], 0, 1));
+        assert_eq!(p.snapshot().isr, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_deposed_leader_truncates_to_the_new_leaders_epoch_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Partition::open(dir.path(), &topic(), &meta(1, &[1, 2, 3], 0, 0), 1).expect("open");
+        p.apply_metadata(&topic(), &meta(1, &[1, 2, 3], 0, 0));
+        produce(&p, 5);
+        // Broker 2 leads epoch 1; it had offsets 0..3 of epoch 0.
+        assert_eq!(
+            p.apply_metadata(&topic(), &meta(2, &[2, 3], 1, 1)),
+            RoleChange::BecameFollower
+        );
+        assert_eq!(p.truncation_needed(), Some((1, 0)));
+        let err = p
+            .append_replicated(&[], 0)
+            .expect_err("no fetching before truncation");
+        assert!(matches!(err, BrokerError::Kafka { .. }), "{err:?}");
+        assert_eq!(p.truncate_to_leader(0, 0, 3).expect("truncate"), 3);
+        assert_eq!(p.log_end_offset(), 3);
+        assert_eq!(p.truncation_needed(), None);
+        // The dropped batches' producer state is gone with them (rebuilt from the log).
+        assert_eq!(p.log.latest_epoch(), Some(0));
+    }
+}

@@ -573,3 +573,65 @@ async fn sigterm_of_a_leader_hands_over_without_producer_errors() {
     wait_replicas_converged(&cluster, PARTITIONS).await;
     verify(&mut cluster, PARTITIONS, &report);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_follower_leaves_the_isr_after_the_lag_time_and_rejoins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let controller = ControllerConfig {
+        replica_lag_time_max_ms: 1_000,
+        ..common::long_sessions()
+    };
+    let mut cluster = cluster(dir.path(), controller).await;
+    create_topic(&cluster, 1).await;
+    let ps = partitions(&cluster).await.expect("partitions");
+    let leader = leader_of(&ps[0]);
+    let stalled = cluster
+        .broker_ids()
+        .into_iter()
+        .find(|b| *b != leader)
+        .expect("a follower");
+    // Frozen, the follower still accepts connections: only the lag rule can remove it.
+    cluster
+        .signal_broker(stalled, libc::SIGSTOP)
+        .expect("SIGSTOP");
+    let mut conn = kafka::connect(&cluster.kafka_addr(leader)).await;
+    let batch = kafka::batch(&[("k".to_string(), "1".to_string())], None);
+    // acks=all waits for the stalled follower until the leader drops it from the ISR.
+    let r = kafka::produce(&mut conn, TOPIC, 0, batch, -1).await;
+    assert_eq!(r.error_code, 0, "acks=all once the ISR has shrunk");
+    let ps = partitions(&cluster).await.expect("partitions");
+    assert!(
+        !isr(&ps[0]).contains(&i64::from(stalled)),
+        "stalled follower still in the ISR: {:?}",
+        ps[0]
+    );
+    cluster
+        .signal_broker(stalled, libc::SIGCONT)
+        .expect("SIGCONT");
+    wait_partitions(&cluster, "the follower back in the ISR", |ps| {
+        isr(&ps[0]).len() == 3
+    })
+    .await;
+    let (_, _) = cluster
+        .broker_get(leader, "/health")
+        .await
+        .expect("leader up");
+    let metrics = reqwest::get(format!("{}/metrics", cluster.broker_url(leader)))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for (name, at_least) in [
+        ("dmq_topic_isr_shrinks_total", 1),
+        ("dmq_topic_isr_expands_total", 1),
+    ] {
+        let value: u64 = metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains(TOPIC))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(value >= at_least, "{name} = {value}");
+    }
+}
