@@ -581,7 +581,7 @@ async fn a_stalled_follower_leaves_the_isr_after_the_lag_time_and_rejoins() {
         replica_lag_time_max_ms: 1_000,
         ..common::long_sessions()
     };
-    let mut cluster = cluster(dir.path(), controller).await;
+    let cluster = cluster(dir.path(), controller).await;
     create_topic(&cluster, 1).await;
     let ps = partitions(&cluster).await.expect("partitions");
     let leader = leader_of(&ps[0]);
