@@ -5,6 +5,7 @@
 //!   `--metadata` it starts its own quorum in a temporary directory on free loopback ports.
 //! - `failover`: controller failover time — SIGKILL the leader of a 3-process quorum N times and
 //!   time from the kill until another node commits a write.
+//! - `replication`, `broker-failover`: see [`crate::bench_broker`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -43,6 +44,37 @@ pub enum BenchCommand {
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
     },
+    /// Produce throughput and latency for a replication factor and acks setting, on a private
+    /// 3-broker cluster (compare `--replication-factor 3 --acks all` with `1 --acks 1`).
+    Replication {
+        #[arg(long, default_value_t = 2_000_000)]
+        records: u64,
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+        /// Records per Produce request (one batch).
+        #[arg(long, default_value_t = 100)]
+        batch_records: usize,
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+        #[arg(long, default_value_t = 3)]
+        replication_factor: i32,
+        /// 1 or all.
+        #[arg(long, default_value = "all")]
+        acks: String,
+        /// Connections, each with one Produce in flight (spread over the partitions).
+        #[arg(long, default_value_t = 6)]
+        connections: usize,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// Partition leader failover: SIGKILL the leader broker of an RF 3 partition repeatedly and
+    /// time until acks=all produce succeeds again.
+    BrokerFailover {
+        #[arg(long, default_value_t = 10)]
+        kills: usize,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -60,6 +92,31 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<()> {
             output,
         } => bench_metadata(metadata, clients, requests, output).await,
         BenchCommand::Failover { kills, output } => bench_failover(kills, output).await,
+        BenchCommand::Replication {
+            records,
+            record_size,
+            batch_records,
+            partitions,
+            replication_factor,
+            acks,
+            connections,
+            output,
+        } => {
+            crate::bench_broker::bench_replication(crate::bench_broker::ReplicationBench {
+                records,
+                record_size,
+                batch_records,
+                partitions,
+                replication_factor,
+                acks,
+                connections,
+                output,
+            })
+            .await
+        }
+        BenchCommand::BrokerFailover { kills, output } => {
+            crate::bench_broker::bench_broker_failover(kills, output).await
+        }
     }
 }
 
@@ -249,6 +306,15 @@ async fn bench_metadata(
     Ok(())
 }
 
+/// The median of sorted `values` (0 when empty).
+pub(crate) fn median(values: &[f64]) -> f64 {
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 async fn bench_failover(kills: usize, output: Output) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the dmq executable")?;
     let dir = tempfile::tempdir().context("temp dir")?;
@@ -301,13 +367,7 @@ async fn bench_failover(kills: usize, output: Output) -> anyhow::Result<()> {
         cluster.start(leader)?;
     }
     times_ms.sort_by(f64::total_cmp);
-    let median = if times_ms.is_empty() {
-        0.0
-    } else if times_ms.len() % 2 == 1 {
-        times_ms[times_ms.len() / 2]
-    } else {
-        (times_ms[times_ms.len() / 2 - 1] + times_ms[times_ms.len() / 2]) / 2.0
-    };
+    let median = median(&times_ms);
     let report = json!({
         "benchmark": "controller-failover",
         "kills": kills,

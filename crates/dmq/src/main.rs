@@ -5,9 +5,11 @@
 //! dmq broker --broker-id ID     a storage broker (Kafka protocol + HTTP API)
 //! dmq dev                       the whole local cluster in one process
 //! dmq bench metadata|failover   metadata commit throughput/latency, controller failover time
+//! dmq bench replication|broker-failover   produce throughput by RF/acks, partition failover time
 //! ```
 
 mod bench;
+mod bench_broker;
 mod dev;
 
 /// Malformed Kafka frames may claim absurd array lengths; see `dmq_broker::alloc`.
