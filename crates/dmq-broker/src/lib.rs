@@ -9,6 +9,7 @@ pub mod alloc;
 pub mod config;
 pub mod error;
 mod fetcher;
+pub mod group;
 pub mod http;
 pub mod kafka;
 mod membership;

@@ -362,6 +362,91 @@ impl MetaClient {
         .map(|_| ())
     }
 
+    /// Stores a batch of group offset commits (one Raft entry).
+    pub async fn commit_offsets(&self, commits: Vec<Value>) -> Result<()> {
+        self.leader_ok(
+            Method::POST,
+            "/api/v1/metadata/offsets",
+            Some(json!({ "commits": commits })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// A group's committed offsets: `{"topic": {"partition": {"offset", "leaderEpoch",
+    /// "metadata", …}}}` (empty for an unknown group), read through the controller.
+    pub async fn group_offsets(&self, group: &str) -> Result<Value> {
+        let v = self
+            .leader_ok(
+                Method::GET,
+                &format!(
+                    "/api/v1/metadata/groups/{}/offsets?consistent=true",
+                    encode_segment(group)
+                ),
+                None,
+            )
+            .await?;
+        Ok(v.get("offsets").cloned().unwrap_or(Value::Null))
+    }
+
+    /// Ids of every group with committed offsets.
+    pub async fn group_ids(&self) -> Result<Vec<String>> {
+        let v = self
+            .leader_ok(Method::GET, "/api/v1/metadata/groups", None)
+            .await?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g.get("groupId").and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Deletes a group's offsets: all, or the given `(topic, partition)`s. `Ok(false)` when
+    /// the group had none.
+    pub async fn delete_group_offsets(
+        &self,
+        group: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<bool> {
+        let g = encode_segment(group);
+        let reply = match partitions {
+            None => {
+                self.leader_call(
+                    Method::DELETE,
+                    &format!("/api/v1/metadata/groups/{g}"),
+                    None,
+                )
+                .await?
+            }
+            Some(parts) => {
+                let parts: Vec<Value> = parts
+                    .into_iter()
+                    .map(|(t, p)| json!({"topic": t, "partition": p}))
+                    .collect();
+                self.leader_call(
+                    Method::POST,
+                    &format!("/api/v1/metadata/groups/{g}/offsets/delete"),
+                    Some(json!({ "partitions": parts })),
+                )
+                .await?
+            }
+        };
+        if reply.status.is_success() {
+            Ok(true)
+        } else if reply.status == StatusCode::NOT_FOUND {
+            Ok(false)
+        } else {
+            Err(BrokerError::Metadata(format!(
+                "deleting offsets of {group:?}: {} {}",
+                reply.status,
+                reply.message()
+            )))
+        }
+    }
+
     /// A block of producer ids: `(first, count)`.
     pub async fn allocate_producer_ids(&self, id: BrokerId, count: u32) -> Result<(i64, u32)> {
         let v = self
@@ -387,4 +472,17 @@ impl MetaClient {
 pub struct Heartbeat {
     pub version: u64,
     pub controller_id: Option<u64>,
+}
+
+/// Percent-encodes a URL path segment (group ids are arbitrary strings).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -7,6 +7,8 @@
 //!     ├─ Kafka listener    one task per connection (kafka::server)
 //!     ├─ HTTP listener     seeds' storage API, push endpoint, /metrics, /health (http)
 //!     ├─ fetchers          one per leader broker this broker follows (fetcher)
+//!     ├─ group timers      session expiry and rebalance deadlines of coordinated groups
+//!     ├─ offset committer  batches OffsetCommits into the metadata quorum
 //!     ├─ ISR manager       proposes ISR shrinks/expands for partitions it leads (AlterPartition)
 //!     └─ housekeeping      interval flushes and retention
 //!
@@ -42,6 +44,9 @@ pub struct BrokerShared {
     pub replicas: ReplicaManager,
     pub fetchers: FetcherManager,
     pub metrics: Metrics,
+    /// Consumer groups this broker coordinates (membership; offsets are in the quorum).
+    pub groups: crate::group::coordinator::GroupCoordinator,
+    pub offsets: crate::group::offsets::OffsetCommitter,
     producer_ids: AsyncMutex<(i64, i64)>,
     /// Serialises metadata pulls so that images are applied in order.
     refresh_lock: AsyncMutex<()>,
@@ -147,6 +152,7 @@ impl BrokerNode {
         config.kafka_port = kafka_addr.port();
         config.http_port = http_addr.port();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (offsets, commit_queue) = crate::group::offsets::OffsetCommitter::new();
         let shared = Arc::new(BrokerShared {
             meta: MetaClient::new(config.metadata_urls.clone(), config.metadata_timeout)?,
             replicas: ReplicaManager::new(config.broker_id, config.data_dir.clone()),
@@ -154,6 +160,8 @@ impl BrokerNode {
             image: RwLock::new(Arc::new(ClusterImage::default())),
             fetchers: FetcherManager::default(),
             metrics: Metrics::default(),
+            groups: Default::default(),
+            offsets,
             producer_ids: AsyncMutex::new((0, 0)),
             refresh_lock: AsyncMutex::new(()),
             controller_changed: Notify::new(),
@@ -174,6 +182,8 @@ impl BrokerNode {
             tokio::spawn(crate::membership::run(shared.clone())),
             tokio::spawn(housekeeping(shared.clone())),
             tokio::spawn(isr_manager(shared.clone())),
+            tokio::spawn(crate::group::offsets::run(shared.clone(), commit_queue)),
+            tokio::spawn(group_timers(shared.clone())),
         ];
         Ok(BrokerNode {
             shared,
@@ -323,6 +333,16 @@ async fn isr_manager(shared: Arc<BrokerShared>) {
                 part.isr_change_done(result.ok().flatten().as_ref());
             });
         }
+    }
+}
+
+/// Session expiry and rebalance deadlines of the groups this broker coordinates.
+async fn group_timers(shared: Arc<BrokerShared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        shared.groups.tick(std::time::Instant::now());
     }
 }
 

@@ -80,7 +80,7 @@ fn run(shared: &Arc<BrokerShared>, rt: &tokio::runtime::Runtime, frame: Vec<u8>)
     let handle = rt.spawn(async move {
         let _ = tokio::time::timeout(
             Duration::from_secs(5),
-            handle_frame(&shared, Bytes::from(frame)),
+            handle_frame(&shared, Bytes::from(frame), None),
         )
         .await;
     });
@@ -115,7 +115,7 @@ fn absurd_array_lengths_are_errors_not_aborts() {
     flexible.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
     for frame in [produce, metadata, flexible] {
         let shared = node.shared().clone();
-        let out = rt.block_on(handle_frame(&shared, Bytes::from(frame)));
+        let out = rt.block_on(handle_frame(&shared, Bytes::from(frame), None));
         assert!(out.is_err(), "a truncated body must be refused");
     }
 }

@@ -65,6 +65,7 @@ pub fn router(shared: Shared) -> Router {
             "/api/v1/metadata/brokers/{id}/shutdown",
             post(controlled_shutdown),
         )
+        .merge(crate::groups_api::routes())
         .route("/api/v1/raft/status", get(raft_status))
         .route("/api/v1/raft/read-index", get(read_index))
         .route("/api/v1/raft/request-vote", post(raft_vote))
@@ -114,7 +115,7 @@ impl IntoResponse for MetadataError {
 }
 
 /// Parses a JSON body whatever its Content-Type (so `curl -d` works), within the API's limit.
-fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     if body.len() > HTTP_BODY_BYTES_MAX {
         return Err(MetadataError::TooLarge(format!(
             "request body is {} bytes; the limit is {HTTP_BODY_BYTES_MAX}",
@@ -135,7 +136,7 @@ async fn method_not_allowed() -> Response {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct ReadQuery {
+pub(crate) struct ReadQuery {
     #[serde(default)]
     consistent: Option<String>,
 }
@@ -147,7 +148,7 @@ impl ReadQuery {
 }
 
 /// Makes the local state at least as new as what the leader has committed right now.
-async fn ensure_consistent(shared: &NodeShared, query: &ReadQuery) -> ApiResult<()> {
+pub(crate) async fn ensure_consistent(shared: &NodeShared, query: &ReadQuery) -> ApiResult<()> {
     if !query.consistent() {
         return Ok(());
     }
@@ -581,7 +582,9 @@ pub(crate) fn result_error(result: CommandResult) -> MetadataError {
                 code: "INELIGIBLE_REPLICA",
                 message,
             },
-            UnknownTopic | UnknownBroker | UnknownPartition => MetadataError::NotFound(message),
+            UnknownTopic | UnknownBroker | UnknownPartition | UnknownGroup => {
+                MetadataError::NotFound(message)
+            }
             InvalidCommand => MetadataError::InvalidRequest(message),
         },
         other => MetadataError::Unavailable(format!("unexpected command result {other:?}")),

@@ -9,6 +9,7 @@
 mod api;
 pub mod controller;
 mod error;
+mod groups_api;
 pub mod node;
 pub mod raft;
 pub mod state;

@@ -132,7 +132,14 @@ impl NodeShared {
     /// Commits `command` through Raft and returns what applying it produced.
     pub(crate) async fn propose(&self, command: Command) -> Result<CommandResult, MetadataError> {
         // Brokers act on topics, partitions and brokers; producer-id blocks concern only the asker.
-        let brokers_care = !matches!(command, Command::AllocateProducerIds { .. });
+        // Producer ids and group offsets change nothing brokers cache: no push (offset commits
+        // come by the thousand per second).
+        let brokers_care = !matches!(
+            command,
+            Command::AllocateProducerIds { .. }
+                | Command::CommitOffsets { .. }
+                | Command::DeleteGroupOffsets { .. }
+        );
         let fut = self.raft.client_write(command);
         match tokio::time::timeout(Duration::from_millis(PROPOSE_TIMEOUT_MS), fut).await {
             Ok(Ok(resp)) => {

@@ -76,6 +76,14 @@ pub enum Command {
     /// A partition leader shrinks or expands its ISR (Kafka's AlterPartition, KIP-497). Fenced
     /// by the leader and partition epochs the leader acted on; a broker may only join the ISR
     /// while it is ONLINE.
+    /// Consumer-group offset commits, batched across groups by a coordinator (OffsetCommit).
+    CommitOffsets { commits: Vec<OffsetCommit> },
+    /// Deletes a group's committed offsets: all of them (DeleteGroups) or the listed partitions
+    /// (OffsetDelete).
+    DeleteGroupOffsets {
+        group: String,
+        partitions: Option<Vec<TopicPartitionRef>>,
+    },
     AlterPartition {
         broker_id: BrokerId,
         topic: String,
@@ -86,6 +94,47 @@ pub enum Command {
     },
 }
 
+/// One committed consumer-group offset (Kafka's OffsetCommit value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OffsetCommit {
+    pub group_id: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    #[serde(default = "unchecked_epoch")]
+    pub leader_epoch: i32,
+    #[serde(default)]
+    pub metadata: Option<String>,
+    /// Chosen by the coordinator before proposing (apply stays deterministic).
+    pub commit_timestamp: u64,
+}
+
+/// A topic partition named in a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicPartitionRef {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// What the quorum keeps of a consumer group: its committed offsets, by topic and partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupOffsets {
+    pub offsets: BTreeMap<String, BTreeMap<i32, CommittedOffset>>,
+}
+
+/// One partition's committed offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_timestamp: u64,
+}
+
 /// Why a command changed nothing. Stable codes: the HTTP layer maps them to status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -94,6 +143,7 @@ pub enum RejectCode {
     UnknownTopic,
     UnknownBroker,
     UnknownPartition,
+    UnknownGroup,
     StaleLeaderEpoch,
     /// The leader's view of the ISR is older than the committed one (INVALID_UPDATE_VERSION).
     StalePartitionEpoch,
@@ -122,6 +172,12 @@ pub enum CommandResult {
         first: i64,
         count: u32,
     },
+    OffsetsCommitted {
+        count: usize,
+    },
+    GroupOffsetsDeleted {
+        count: usize,
+    },
     /// The partition as an AlterPartition left it.
     Partition {
         topic: String,
@@ -146,6 +202,9 @@ pub struct MetadataState {
     /// The next producer id no broker has been given yet.
     #[serde(default)]
     pub next_producer_id: i64,
+    /// Consumer groups' committed offsets, by group id.
+    #[serde(default)]
+    pub groups: BTreeMap<String, GroupOffsets>,
 }
 
 /// Largest producer-id block one command hands out.
@@ -232,6 +291,68 @@ impl MetadataState {
                     first,
                     count: *count,
                 }
+            }
+            Command::CommitOffsets { commits } => {
+                if let Some(bad) = commits
+                    .iter()
+                    .find(|c| c.group_id.is_empty() || c.offset < -1)
+                {
+                    return reject(
+                        RejectCode::InvalidCommand,
+                        format!("invalid offset commit {bad:?}"),
+                    );
+                }
+                for c in commits {
+                    self.groups
+                        .entry(c.group_id.clone())
+                        .or_default()
+                        .offsets
+                        .entry(c.topic.clone())
+                        .or_default()
+                        .insert(
+                            c.partition,
+                            CommittedOffset {
+                                offset: c.offset,
+                                leader_epoch: c.leader_epoch,
+                                metadata: c.metadata.clone(),
+                                commit_timestamp: c.commit_timestamp,
+                            },
+                        );
+                }
+                CommandResult::OffsetsCommitted {
+                    count: commits.len(),
+                }
+            }
+            Command::DeleteGroupOffsets { group, partitions } => {
+                let Some(g) = self.groups.get_mut(group) else {
+                    return reject(
+                        RejectCode::UnknownGroup,
+                        format!("group {group:?} has no committed offsets"),
+                    );
+                };
+                let count = match partitions {
+                    None => {
+                        let n = g.offsets.values().map(BTreeMap::len).sum();
+                        self.groups.remove(group);
+                        n
+                    }
+                    Some(parts) => {
+                        let mut n = 0;
+                        for tp in parts {
+                            if let Some(t) = g.offsets.get_mut(&tp.topic) {
+                                n += usize::from(t.remove(&tp.partition).is_some());
+                                if t.is_empty() {
+                                    g.offsets.remove(&tp.topic);
+                                }
+                            }
+                        }
+                        if g.offsets.is_empty() {
+                            self.groups.remove(group);
+                        }
+                        n
+                    }
+                };
+                CommandResult::GroupOffsetsDeleted { count }
             }
             Command::AlterPartition {
                 broker_id,
@@ -540,6 +661,92 @@ mod tests {
             CommandResult::Rejected { .. }
         ));
         assert_eq!(state.next_producer_id, 1010);
+    }
+
+    #[test]
+    fn offsets_commit_in_batches_and_delete_by_partition_or_group() {
+        let mut state = MetadataState::default();
+        let commit = |group: &str, topic: &str, partition, offset| OffsetCommit {
+            group_id: group.into(),
+            topic: topic.into(),
+            partition,
+            offset,
+            leader_epoch: 3,
+            metadata: Some("m".into()),
+            commit_timestamp: 42,
+        };
+        let r = state.apply(
+            1,
+            &Command::CommitOffsets {
+                commits: vec![
+                    commit("g1", "t", 0, 10),
+                    commit("g1", "t", 1, 20),
+                    commit("g2", "u", 0, 5),
+                ],
+            },
+        );
+        assert_eq!(r, CommandResult::OffsetsCommitted { count: 3 });
+        state.apply(
+            2,
+            &Command::CommitOffsets {
+                commits: vec![commit("g1", "t", 0, 11)],
+            },
+        );
+        assert_eq!(state.groups["g1"].offsets["t"][&0].offset, 11);
+        assert_eq!(
+            state.groups["g1"].offsets["t"][&1].metadata.as_deref(),
+            Some("m")
+        );
+        // A bad entry rejects the whole batch.
+        let r = state.apply(
+            3,
+            &Command::CommitOffsets {
+                commits: vec![commit("g1", "t", 0, 99), commit("", "t", 0, 1)],
+            },
+        );
+        assert!(matches!(
+            r,
+            CommandResult::Rejected {
+                code: RejectCode::InvalidCommand,
+                ..
+            }
+        ));
+        assert_eq!(state.groups["g1"].offsets["t"][&0].offset, 11);
+        let one = vec![TopicPartitionRef {
+            topic: "t".into(),
+            partition: 1,
+        }];
+        let r = state.apply(
+            4,
+            &Command::DeleteGroupOffsets {
+                group: "g1".into(),
+                partitions: Some(one),
+            },
+        );
+        assert_eq!(r, CommandResult::GroupOffsetsDeleted { count: 1 });
+        let r = state.apply(
+            5,
+            &Command::DeleteGroupOffsets {
+                group: "g2".into(),
+                partitions: None,
+            },
+        );
+        assert_eq!(r, CommandResult::GroupOffsetsDeleted { count: 1 });
+        assert!(!state.groups.contains_key("g2"));
+        let r = state.apply(
+            6,
+            &Command::DeleteGroupOffsets {
+                group: "g2".into(),
+                partitions: None,
+            },
+        );
+        assert!(matches!(
+            r,
+            CommandResult::Rejected {
+                code: RejectCode::UnknownGroup,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct Ctx<'a> {
     pub shared: &'a Arc<BrokerShared>,
     pub header: &'a RequestHeader,
     pub version: i16,
+    /// The client's address (group members' `client_host`).
+    pub peer: Option<std::net::SocketAddr>,
     /// Set when any part of the answer carries an error (for the error counter).
     pub had_error: bool,
 }
@@ -67,11 +69,11 @@ impl Ctx<'_> {
     }
 }
 
-fn s(v: impl Into<String>) -> StrBytes {
+pub(super) fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
-fn topic_name(v: &str) -> TopicName {
+pub(super) fn topic_name(v: &str) -> TopicName {
     TopicName(s(v))
 }
 
@@ -98,6 +100,35 @@ pub async fn handle(ctx: &mut Ctx<'_>, request: RequestKind) -> Option<ResponseK
         }
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs(ctx, r)),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster(ctx, r)),
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(super::groups::find_coordinator(ctx, r))
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(super::groups::join_group(ctx, r).await)
+        }
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(super::groups::sync_group(ctx, r).await)
+        }
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(super::groups::heartbeat(ctx, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(super::groups::leave_group(ctx, r)),
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(super::groups::offset_commit(ctx, r).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(super::groups::offset_fetch(ctx, r).await)
+        }
+        RequestKind::ListGroups(r) => {
+            ResponseKind::ListGroups(super::groups::list_groups(ctx, r).await)
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(super::groups::describe_groups(ctx, r).await)
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(super::groups::delete_groups(ctx, r).await)
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(super::groups::offset_delete(ctx, r).await)
+        }
         other => {
             // The dispatcher only decodes advertised APIs; this is unreachable in practice.
             tracing::warn!("no handler for {other:?}");

@@ -1,5 +1,6 @@
 //! The Kafka wire protocol: the listener and its handlers, and a small client connection.
 
 pub mod client;
+pub mod groups;
 pub mod handlers;
 pub mod server;

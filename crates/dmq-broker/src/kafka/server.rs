@@ -42,6 +42,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The lowest Produce version whose body the codec understands (RecordBatch v2).
@@ -96,7 +107,7 @@ async fn connection(shared: Arc<BrokerShared>, sock: TcpStream, peer: SocketAddr
                 break;
             }
         };
-        match handle_frame(&shared, frame).await {
+        match handle_frame(&shared, frame, Some(peer)).await {
             Ok(Some(out)) => {
                 if let Err(e) = wr.write_all(&out).await {
                     tracing::debug!(%peer, "write failed: {e}");
@@ -117,6 +128,7 @@ async fn connection(shared: Arc<BrokerShared>, sock: TcpStream, peer: SocketAddr
 pub async fn handle_frame(
     shared: &Arc<BrokerShared>,
     mut frame: Bytes,
+    peer: Option<SocketAddr>,
 ) -> Result<Option<BytesMut>> {
     if frame.len() < 8 {
         return Err(BrokerError::Protocol(format!(
@@ -185,6 +197,7 @@ pub async fn handle_frame(
         shared,
         header: &header,
         version,
+        peer,
         had_error: false,
     };
     let response = handlers::handle(&mut ctx, request).await;
@@ -239,6 +252,17 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::InitProducerId => "InitProducerId",
         ApiKey::DescribeConfigs => "DescribeConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
         _ => "Other",
     }
 }

@@ -1,0 +1,267 @@
+//! Consumer-group offsets in the metadata quorum (seed flow 2, SPEC §3 "groups").
+//!
+//! ```text
+//!   coordinator broker ── POST /api/v1/metadata/offsets {"commits":[…]} ──▶ one CommitOffsets entry
+//!                         (many members' commits batched into one Raft entry)
+//!   coordinator broker ── GET  /api/v1/metadata/groups/{g}/offsets     ──▶ OffsetFetch
+//!   operators          ── GET  /api/v1/metadata/groups[/{g}]            ──▶ offsets, log end, lag
+//! ```
+//!
+//! Group membership (generations, members, assignments) lives on the coordinator broker; only
+//! committed offsets are replicated, which is what must survive any single node's loss.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dmq_types::NO_LEADER;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::{ensure_consistent, parse_json, result_error, ReadQuery};
+use crate::error::MetadataError;
+use crate::node::NodeShared;
+use crate::state::{Command, CommandResult, GroupOffsets, OffsetCommit, TopicPartitionRef};
+
+type Shared = Arc<NodeShared>;
+type ApiResult<T> = Result<T, MetadataError>;
+
+/// Largest number of commits one request may carry.
+const COMMITS_PER_REQUEST_MAX: usize = 10_000;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/api/v1/metadata/offsets", post(commit_offsets))
+        .route("/api/v1/metadata/groups", get(list_groups))
+        .route(
+            "/api/v1/metadata/groups/{group}",
+            get(describe_group).delete(delete_group),
+        )
+        .route(
+            "/api/v1/metadata/groups/{group}/offsets",
+            get(group_offsets),
+        )
+        .route(
+            "/api/v1/metadata/groups/{group}/offsets/delete",
+            post(delete_offsets),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CommitRequest {
+    commits: Vec<OffsetCommit>,
+}
+
+/// Internal (coordinator brokers): commits a batch of offsets as one Raft entry.
+async fn commit_offsets(State(shared): State<Shared>, body: Bytes) -> ApiResult<Json<Value>> {
+    let req: CommitRequest = parse_json(&body)?;
+    if req.commits.is_empty() || req.commits.len() > COMMITS_PER_REQUEST_MAX {
+        return Err(MetadataError::InvalidRequest(format!(
+            "a request carries 1..={COMMITS_PER_REQUEST_MAX} commits"
+        )));
+    }
+    shared.require_leader()?;
+    match shared
+        .propose(Command::CommitOffsets {
+            commits: req.commits,
+        })
+        .await?
+    {
+        CommandResult::OffsetsCommitted { count } => Ok(Json(
+            json!({"committed": count, "version": shared.sm.read().state.version}),
+        )),
+        other => Err(result_error(other)),
+    }
+}
+
+fn partition_count(g: &GroupOffsets) -> usize {
+    g.offsets.values().map(BTreeMap::len).sum()
+}
+
+async fn list_groups(
+    State(shared): State<Shared>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<Json<Value>> {
+    ensure_consistent(&shared, &q).await?;
+    let data = shared.sm.read();
+    let groups: Vec<Value> = data
+        .state
+        .groups
+        .iter()
+        .map(|(id, g)| {
+            json!({
+                "groupId": id,
+                "topics": g.offsets.keys().collect::<Vec<_>>(),
+                "partitions": partition_count(g),
+            })
+        })
+        .collect();
+    Ok(Json(json!(groups)))
+}
+
+/// The raw committed offsets (what OffsetFetch needs); an unknown group has none.
+async fn group_offsets(
+    State(shared): State<Shared>,
+    Path(group): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<Json<Value>> {
+    ensure_consistent(&shared, &q).await?;
+    let data = shared.sm.read();
+    let g = data.state.groups.get(&group).cloned().unwrap_or_default();
+    Ok(Json(json!({"groupId": group, "offsets": g.offsets})))
+}
+
+/// Committed offset, log end offset (the leader's high watermark: what consumers can reach)
+/// and lag for every partition the group has committed.
+async fn describe_group(
+    State(shared): State<Shared>,
+    Path(group): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<Json<Value>> {
+    ensure_consistent(&shared, &q).await?;
+    let (offsets, leaders) = {
+        let data = shared.sm.read();
+        let Some(g) = data.state.groups.get(&group).cloned() else {
+            return Err(MetadataError::NotFound(format!(
+                "group {group:?} has no committed offsets"
+            )));
+        };
+        // Leader broker URL per (topic, partition).
+        let mut leaders: BTreeMap<(String, i32), String> = BTreeMap::new();
+        for (topic, parts) in &g.offsets {
+            let Some(t) = data.state.topics.get(topic) else {
+                continue;
+            };
+            for p in parts.keys() {
+                let leader = t
+                    .partitions
+                    .get(*p as usize)
+                    .map_or(NO_LEADER, |x| x.leader);
+                if let Some(b) = data.state.brokers.get(&leader) {
+                    leaders.insert((topic.clone(), *p), format!("http://{}:{}", b.host, b.port));
+                }
+            }
+        }
+        (g, leaders)
+    };
+    let ends = log_ends(&shared, leaders.values().cloned().collect()).await;
+    let mut rows = Vec::new();
+    let mut total_lag = 0i64;
+    for (topic, parts) in &offsets.offsets {
+        for (p, c) in parts {
+            let end = leaders
+                .get(&(topic.clone(), *p))
+                .and_then(|url| ends.get(url))
+                .and_then(|m| m.get(&(topic.clone(), *p)))
+                .copied();
+            let lag = end.map(|e| (e - c.offset).max(0));
+            total_lag += lag.unwrap_or(0);
+            rows.push(json!({
+                "topic": topic,
+                "partition": p,
+                "committedOffset": c.offset,
+                "leaderEpoch": c.leader_epoch,
+                "metadata": c.metadata,
+                "commitTimestamp": c.commit_timestamp,
+                "logEndOffset": end,
+                "lag": lag,
+            }));
+        }
+    }
+    Ok(Json(json!({
+        "groupId": group,
+        "partitions": rows,
+        "totalLag": total_lag,
+    })))
+}
+
+/// `(topic, partition) → high watermark` from each leader broker's replication status, asked
+/// in parallel; a broker that does not answer within a second contributes nothing (lag null).
+async fn log_ends(
+    shared: &NodeShared,
+    urls: Vec<String>,
+) -> BTreeMap<String, BTreeMap<(String, i32), i64>> {
+    let mut urls = urls;
+    urls.sort();
+    urls.dedup();
+    let asks = urls.into_iter().map(|url| async move {
+        let resp = shared
+            .http
+            .get(format!("{url}/api/v1/storage/replication/status"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .ok()?;
+        let v: Value = resp.json().await.ok()?;
+        let mut ends = BTreeMap::new();
+        for p in v["partitions"].as_array()? {
+            if p["role"] != "LEADER" {
+                continue;
+            }
+            if let (Some(t), Some(i), Some(hw)) = (
+                p["topic"].as_str(),
+                p["partition"].as_i64(),
+                p["highWatermark"].as_i64(),
+            ) {
+                ends.insert((t.to_string(), i as i32), hw);
+            }
+        }
+        Some((url, ends))
+    });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+async fn delete_group(
+    State(shared): State<Shared>,
+    Path(group): Path<String>,
+) -> ApiResult<Json<Value>> {
+    shared.require_leader()?;
+    match shared
+        .propose(Command::DeleteGroupOffsets {
+            group: group.clone(),
+            partitions: None,
+        })
+        .await?
+    {
+        CommandResult::GroupOffsetsDeleted { count } => Ok(Json(
+            json!({"groupId": group, "deleted": true, "partitions": count}),
+        )),
+        other => Err(result_error(other)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DeleteOffsetsRequest {
+    partitions: Vec<TopicPartitionRef>,
+}
+
+async fn delete_offsets(
+    State(shared): State<Shared>,
+    Path(group): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: DeleteOffsetsRequest = parse_json(&body)?;
+    shared.require_leader()?;
+    match shared
+        .propose(Command::DeleteGroupOffsets {
+            group: group.clone(),
+            partitions: Some(req.partitions),
+        })
+        .await?
+    {
+        CommandResult::GroupOffsetsDeleted { count } => {
+            Ok(Json(json!({"groupId": group, "deleted": count})))
+        }
+        other => Err(result_error(other)),
+    }
+}
