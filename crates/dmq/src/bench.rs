@@ -6,6 +6,7 @@
 //! - `failover`: controller failover time — SIGKILL the leader of a 3-process quorum N times and
 //!   time from the kill until another node commits a write.
 //! - `replication`, `broker-failover`: see [`crate::bench_broker`].
+//! - `offsets`, `rebalance`: see [`crate::bench_groups`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -67,6 +68,25 @@ pub enum BenchCommand {
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
     },
+    /// Offset commits/s one coordinator sustains with N members committing in a loop.
+    Offsets {
+        #[arg(long, default_value_t = 64)]
+        members: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// Rebalance time: a third member joins a stable group of two, repeatedly.
+    Rebalance {
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// How often the members heartbeat (Kafka clients default to 3000).
+        #[arg(long, default_value_t = 500)]
+        heartbeat_ms: u64,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
     /// Partition leader failover: SIGKILL the leader broker of an RF 3 partition repeatedly and
     /// time until acks=all produce succeeds again.
     BrokerFailover {
@@ -114,6 +134,16 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<()> {
             })
             .await
         }
+        BenchCommand::Offsets {
+            members,
+            seconds,
+            output,
+        } => crate::bench_groups::bench_offsets(members, seconds, output).await,
+        BenchCommand::Rebalance {
+            rounds,
+            heartbeat_ms,
+            output,
+        } => crate::bench_groups::bench_rebalance(rounds, heartbeat_ms, output).await,
         BenchCommand::BrokerFailover { kills, output } => {
             crate::bench_broker::bench_broker_failover(kills, output).await
         }

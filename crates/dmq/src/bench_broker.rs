@@ -29,12 +29,12 @@ use crate::bench::Output;
 const TOPIC: &str = "bench";
 
 /// A private cluster of real processes in a temporary directory.
-struct PrivateCluster {
-    cluster: MetadataCluster,
+pub(crate) struct PrivateCluster {
+    pub(crate) cluster: MetadataCluster,
     _dir: tempfile::TempDir,
 }
 
-async fn private_cluster() -> anyhow::Result<PrivateCluster> {
+pub(crate) async fn private_cluster() -> anyhow::Result<PrivateCluster> {
     let exe = std::env::current_exe().context("locating the dmq executable")?;
     let dir = tempfile::tempdir().context("temp dir")?;
     let mut cluster =
@@ -58,7 +58,18 @@ async fn create_topic(
     rf: i32,
     min_insync: i32,
 ) -> anyhow::Result<()> {
-    let body = json!({"topicName": TOPIC, "numPartitions": partitions, "replicationFactor": rf,
+    create_topic_named(cluster, TOPIC, partitions, rf, min_insync).await
+}
+
+/// Creates `name` and waits until every partition has a leader and a full ISR.
+pub(crate) async fn create_topic_named(
+    cluster: &MetadataCluster,
+    name: &str,
+    partitions: i32,
+    rf: i32,
+    min_insync: i32,
+) -> anyhow::Result<()> {
+    let body = json!({"topicName": name, "numPartitions": partitions, "replicationFactor": rf,
         "config": {"min.insync.replicas": min_insync.to_string()}});
     cluster
         .post_until_created(
@@ -74,7 +85,7 @@ async fn create_topic(
         Duration::from_secs(20),
         "partitions with full ISRs",
         || async {
-            let ps = partitions_of(cluster).await?;
+            let ps = partitions_named(cluster, name).await?;
             ps.iter()
                 .all(|p| p["leader"].as_i64().unwrap_or(-1) >= 0 && isr_len(p) == rf as usize)
                 .then_some(())
@@ -85,11 +96,15 @@ async fn create_topic(
 }
 
 async fn partitions_of(cluster: &MetadataCluster) -> Option<Vec<Value>> {
+    partitions_named(cluster, TOPIC).await
+}
+
+async fn partitions_named(cluster: &MetadataCluster, name: &str) -> Option<Vec<Value>> {
     let leader = cluster.leader().await?;
     let (status, topic) = cluster
         .get(
             leader,
-            &format!("/api/v1/metadata/topics/{TOPIC}?consistent=true"),
+            &format!("/api/v1/metadata/topics/{name}?consistent=true"),
         )
         .await?;
     (status == 200).then(|| topic["partitions"].as_array().cloned())?

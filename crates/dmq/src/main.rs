@@ -6,10 +6,12 @@
 //! dmq dev                       the whole local cluster in one process
 //! dmq bench metadata|failover   metadata commit throughput/latency, controller failover time
 //! dmq bench replication|broker-failover   produce throughput by RF/acks, partition failover time
+//! dmq bench offsets|rebalance   group offset commits/s, rebalance time
 //! ```
 
 mod bench;
 mod bench_broker;
+mod bench_groups;
 mod dev;
 
 /// Malformed Kafka frames may claim absurd array lengths; see `dmq_broker::alloc`.
