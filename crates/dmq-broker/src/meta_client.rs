@@ -392,7 +392,7 @@ impl MetaClient {
     /// Ids of every group with committed offsets.
     pub async fn group_ids(&self) -> Result<Vec<String>> {
         let v = self
-            .leader_ok(Method::GET, "/api/v1/metadata/groups", None)
+            .leader_ok(Method::GET, "/api/v1/metadata/groups?lag=false", None)
             .await?;
         Ok(v.as_array()
             .map(|a| {

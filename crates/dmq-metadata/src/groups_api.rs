@@ -79,62 +79,15 @@ async fn commit_offsets(State(shared): State<Shared>, body: Bytes) -> ApiResult<
     }
 }
 
-fn partition_count(g: &GroupOffsets) -> usize {
-    g.offsets.values().map(BTreeMap::len).sum()
-}
-
-async fn list_groups(
-    State(shared): State<Shared>,
-    Query(q): Query<ReadQuery>,
-) -> ApiResult<Json<Value>> {
-    ensure_consistent(&shared, &q).await?;
-    let data = shared.sm.read();
-    let groups: Vec<Value> = data
-        .state
-        .groups
-        .iter()
-        .map(|(id, g)| {
-            json!({
-                "groupId": id,
-                "topics": g.offsets.keys().collect::<Vec<_>>(),
-                "partitions": partition_count(g),
-            })
-        })
-        .collect();
-    Ok(Json(json!(groups)))
-}
-
-/// The raw committed offsets (what OffsetFetch needs); an unknown group has none.
-async fn group_offsets(
-    State(shared): State<Shared>,
-    Path(group): Path<String>,
-    Query(q): Query<ReadQuery>,
-) -> ApiResult<Json<Value>> {
-    ensure_consistent(&shared, &q).await?;
-    let data = shared.sm.read();
-    let g = data.state.groups.get(&group).cloned().unwrap_or_default();
-    Ok(Json(json!({"groupId": group, "offsets": g.offsets})))
-}
-
-/// Committed offset, log end offset (the leader's high watermark: what consumers can reach)
-/// and lag for every partition the group has committed.
-async fn describe_group(
-    State(shared): State<Shared>,
-    Path(group): Path<String>,
-    Query(q): Query<ReadQuery>,
-) -> ApiResult<Json<Value>> {
-    ensure_consistent(&shared, &q).await?;
-    let (offsets, leaders) = {
-        let data = shared.sm.read();
-        let Some(g) = data.state.groups.get(&group).cloned() else {
-            return Err(MetadataError::NotFound(format!(
-                "group {group:?} has no committed offsets"
-            )));
-        };
-        // Leader broker URL per (topic, partition).
-        let mut leaders: BTreeMap<(String, i32), String> = BTreeMap::new();
+/// Leader broker URL per (topic, partition) of the given groups' committed partitions.
+fn leader_urls<'a>(
+    state: &crate::state::MetadataState,
+    groups: impl Iterator<Item = &'a GroupOffsets>,
+) -> BTreeMap<(String, i32), String> {
+    let mut leaders = BTreeMap::new();
+    for g in groups {
         for (topic, parts) in &g.offsets {
-            let Some(t) = data.state.topics.get(topic) else {
+            let Some(t) = state.topics.get(topic) else {
                 continue;
             };
             for p in parts.keys() {
@@ -142,22 +95,32 @@ async fn describe_group(
                     .partitions
                     .get(*p as usize)
                     .map_or(NO_LEADER, |x| x.leader);
-                if let Some(b) = data.state.brokers.get(&leader) {
+                if let Some(b) = state.brokers.get(&leader) {
                     leaders.insert((topic.clone(), *p), format!("http://{}:{}", b.host, b.port));
                 }
             }
         }
-        (g, leaders)
-    };
-    let ends = log_ends(&shared, leaders.values().cloned().collect()).await;
+    }
+    leaders
+}
+
+/// One group's JSON: committed offset, log end offset (the leader's high watermark: what
+/// consumers can reach) and lag per partition, and the total lag.
+fn group_json(
+    id: &str,
+    g: &GroupOffsets,
+    leaders: &BTreeMap<(String, i32), String>,
+    ends: &BTreeMap<String, BTreeMap<(String, i32), i64>>,
+) -> Value {
     let mut rows = Vec::new();
     let mut total_lag = 0i64;
-    for (topic, parts) in &offsets.offsets {
+    for (topic, parts) in &g.offsets {
         for (p, c) in parts {
+            let key = (topic.clone(), *p);
             let end = leaders
-                .get(&(topic.clone(), *p))
+                .get(&key)
                 .and_then(|url| ends.get(url))
-                .and_then(|m| m.get(&(topic.clone(), *p)))
+                .and_then(|m| m.get(&key))
                 .copied();
             let lag = end.map(|e| (e - c.offset).max(0));
             total_lag += lag.unwrap_or(0);
@@ -173,11 +136,71 @@ async fn describe_group(
             }));
         }
     }
-    Ok(Json(json!({
-        "groupId": group,
-        "partitions": rows,
-        "totalLag": total_lag,
-    })))
+    json!({"groupId": id, "partitions": rows, "totalLag": total_lag})
+}
+
+/// `?lag=false` skips asking the brokers for log end offsets (brokers listing group ids).
+#[derive(Debug, Deserialize)]
+struct LagQuery {
+    lag: Option<bool>,
+}
+
+/// Every group with committed offsets, each as [`group_json`] shows it.
+async fn list_groups(
+    State(shared): State<Shared>,
+    Query(q): Query<ReadQuery>,
+    Query(lag): Query<LagQuery>,
+) -> ApiResult<Json<Value>> {
+    ensure_consistent(&shared, &q).await?;
+    let (groups, leaders) = {
+        let data = shared.sm.read();
+        let groups = data.state.groups.clone();
+        let leaders = leader_urls(&data.state, groups.values());
+        (groups, leaders)
+    };
+    let ends = if lag.lag == Some(false) {
+        BTreeMap::new()
+    } else {
+        log_ends(&shared, leaders.values().cloned().collect()).await
+    };
+    let out: Vec<Value> = groups
+        .iter()
+        .map(|(id, g)| group_json(id, g, &leaders, &ends))
+        .collect();
+    Ok(Json(json!(out)))
+}
+
+/// The raw committed offsets (what OffsetFetch needs); an unknown group has none.
+async fn group_offsets(
+    State(shared): State<Shared>,
+    Path(group): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<Json<Value>> {
+    ensure_consistent(&shared, &q).await?;
+    let data = shared.sm.read();
+    let g = data.state.groups.get(&group).cloned().unwrap_or_default();
+    Ok(Json(json!({"groupId": group, "offsets": g.offsets})))
+}
+
+/// One group: committed offset, log end offset and lag for every committed partition.
+async fn describe_group(
+    State(shared): State<Shared>,
+    Path(group): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<Json<Value>> {
+    ensure_consistent(&shared, &q).await?;
+    let (offsets, leaders) = {
+        let data = shared.sm.read();
+        let Some(g) = data.state.groups.get(&group).cloned() else {
+            return Err(MetadataError::NotFound(format!(
+                "group {group:?} has no committed offsets"
+            )));
+        };
+        let leaders = leader_urls(&data.state, std::iter::once(&g));
+        (g, leaders)
+    };
+    let ends = log_ends(&shared, leaders.values().cloned().collect()).await;
+    Ok(Json(group_json(&group, &offsets, &leaders, &ends)))
 }
 
 /// `(topic, partition) → high watermark` from each leader broker's replication status, asked

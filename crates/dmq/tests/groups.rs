@@ -411,6 +411,25 @@ async fn committed_offsets_survive_killing_the_coordinator_and_the_metadata_lead
     assert_eq!(rows, next.len(), "{v}");
     let lag: i64 = next.values().map(|n| 100 - n).sum();
     assert_eq!(v["totalLag"], lag, "{v}");
+    // The list shows the same group with the same lag, from any node; unknown groups are 404.
+    let any = cluster.ids()[0];
+    let (status, list) = cluster
+        .get(any, "/api/v1/metadata/groups?consistent=true")
+        .await
+        .expect("list");
+    assert_eq!(status, 200);
+    let listed = list
+        .as_array()
+        .and_then(|gs| gs.iter().find(|g| g["groupId"] == "g-resume"))
+        .cloned()
+        .expect("group listed");
+    assert_eq!(listed["totalLag"], lag, "{listed}");
+    let (status, body) = cluster
+        .get(any, "/api/v1/metadata/groups/no-such-group")
+        .await
+        .expect("get");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], "NOT_FOUND");
 
     let coordinator = find_coordinator(&cluster, "g-resume").await;
     cluster.kill_broker(coordinator);
@@ -450,4 +469,125 @@ async fn committed_offsets_survive_killing_the_coordinator_and_the_metadata_lead
         "no record skipped\n{}",
         process_logs(d)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_requests_with_bad_input_get_kafka_errors() {
+    use kafka_protocol::error::ResponseError;
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{GroupId, JoinGroupRequest, OffsetCommitRequest};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, 3).await;
+    create_topic(&cluster, "bad", 1).await;
+    let group = "g-bad";
+    let coordinator = find_coordinator(&cluster, group).await;
+    let other = cluster
+        .broker_ids()
+        .into_iter()
+        .find(|b| *b != coordinator)
+        .expect("another broker");
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let join = |session: i32| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_session_timeout_ms(session)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default().with_name(s("range"))
+            ])
+    };
+    let err = |c: i16| ResponseError::try_from_code(c);
+
+    let mut elsewhere = kafka::connect(&cluster.kafka_addr(other)).await;
+    let r = elsewhere
+        .send(&join(10_000), 5, Duration::from_secs(5))
+        .await
+        .expect("join");
+    assert_eq!(err(r.error_code), Some(ResponseError::NotCoordinator));
+
+    let mut conn = kafka::connect(&cluster.kafka_addr(coordinator)).await;
+    let r = conn
+        .send(&join(10), 5, Duration::from_secs(5))
+        .await
+        .expect("join");
+    assert_eq!(
+        err(r.error_code),
+        Some(ResponseError::InvalidSessionTimeout)
+    );
+    let r = conn
+        .send(
+            &join(10_000).with_protocols(vec![]),
+            5,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("join");
+    assert_eq!(
+        err(r.error_code),
+        Some(ResponseError::InconsistentGroupProtocol)
+    );
+    let r = conn
+        .send(&join(10_000), 5, Duration::from_secs(5))
+        .await
+        .expect("join");
+    assert_eq!(err(r.error_code), Some(ResponseError::MemberIdRequired));
+    assert!(
+        !r.member_id.is_empty(),
+        "MEMBER_ID_REQUIRED carries the id to use"
+    );
+
+    let commit = |generation: i32, member: &str, topic: &str, metadata: usize| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(s(member))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(kafka::name(topic))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(5)
+                    .with_committed_metadata(Some(s(&"m".repeat(metadata))))])])
+    };
+    let code_of = |r: kafka_protocol::messages::OffsetCommitResponse| {
+        err(r.topics[0].partitions[0].error_code)
+    };
+    let r = conn
+        .send(&commit(3, "nobody", "bad", 1), 8, Duration::from_secs(5))
+        .await
+        .expect("commit");
+    assert_eq!(code_of(r), Some(ResponseError::UnknownMemberId));
+    let r = conn
+        .send(
+            &commit(-1, "", "no-such-topic", 1),
+            8,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("commit");
+    assert_eq!(code_of(r), Some(ResponseError::UnknownTopicOrPartition));
+    let r = conn
+        .send(&commit(-1, "", "bad", 5000), 8, Duration::from_secs(5))
+        .await
+        .expect("commit");
+    assert_eq!(code_of(r), Some(ResponseError::OffsetMetadataTooLarge));
+    // Nothing of that was stored; a valid simple commit is.
+    assert!(
+        group_rows(&cluster, group).await.is_none(),
+        "refused commits stored nothing"
+    );
+    let r = conn
+        .send(&commit(-1, "", "bad", 1), 8, Duration::from_secs(5))
+        .await
+        .expect("commit");
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 0,
+        "a generation-less commit to an empty group"
+    );
+    let v = group_rows(&cluster, group).await.expect("stored");
+    assert_eq!(committed_total(&v), 5);
 }
