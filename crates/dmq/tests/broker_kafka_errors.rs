@@ -133,9 +133,16 @@ async fn kafka_errors_for_bad_requests_and_the_broker_survives_malformed_frames(
         (produce_range.min_version, produce_range.max_version),
         (0, 9)
     );
+    // Transactions are not implemented: AddPartitionsToTxn (24) must not be advertised.
     assert!(
-        resp.api_keys.iter().all(|k| k.api_key != 11),
-        "JoinGroup is not implemented and must not be advertised"
+        resp.api_keys.iter().all(|k| k.api_key != 24),
+        "AddPartitionsToTxn is not implemented and must not be advertised"
+    );
+    assert!(
+        resp.api_keys
+            .iter()
+            .any(|k| k.api_key == 11 && k.max_version == 9),
+        "JoinGroup v0-9 is advertised"
     );
 
     let recs = |n: usize, size: usize| -> Vec<(String, String)> {

@@ -81,6 +81,7 @@ async fn create_topic(cluster: &MetadataCluster, topic: &str, partitions: i32) {
     )
     .await
     .expect("topic ready");
+    common::wait_topic_on_brokers(cluster, topic, partitions, 3).await;
 }
 
 /// One `group_consumer.py` process.

@@ -46,6 +46,7 @@ async fn create_topic(cluster: &MetadataCluster, partitions: i32) {
         ps.iter().all(|p| isr(p).len() == 3)
     })
     .await;
+    common::wait_topic_on_brokers(cluster, TOPIC, partitions, 3).await;
 }
 
 /// The topic's partitions as the quorum has committed them.

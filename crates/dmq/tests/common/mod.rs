@@ -303,3 +303,42 @@ pub async fn wait_for_log(cluster: &MetadataCluster, broker: i32, needle: &str, 
         panic!("{e}\n--- broker {broker} log ---\n{text}")
     });
 }
+
+/// Waits (20 s) until every broker hosting `topic` has applied its metadata: each of the
+/// `partitions` is reported by all `replication_factor` replicas, and exactly one of them leads it (so produce and
+/// fetch are served, not answered UNKNOWN_TOPIC_OR_PARTITION by a broker a push behind).
+pub async fn wait_topic_on_brokers(
+    cluster: &MetadataCluster,
+    topic: &str,
+    partitions: i32,
+    replication_factor: usize,
+) {
+    let ids = cluster.broker_ids();
+    let ids = &ids;
+    dmq::procs::wait_until(
+        Duration::from_secs(20),
+        &format!("brokers to serve {topic}"),
+        || async move {
+            let mut leaders = std::collections::BTreeMap::<i64, usize>::new();
+            let mut hosted = 0;
+            for b in ids {
+                let (_, status) = cluster
+                    .broker_get(*b, "/api/v1/storage/replication/status")
+                    .await?;
+                for p in status["partitions"].as_array()? {
+                    if p["topic"] != topic {
+                        continue;
+                    }
+                    hosted += 1;
+                    if p["role"] == "LEADER" {
+                        *leaders.entry(p["partition"].as_i64()?).or_default() += 1;
+                    }
+                }
+            }
+            let all_led = leaders.len() == partitions as usize && leaders.values().all(|n| *n == 1);
+            (all_led && hosted == partitions as usize * replication_factor).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
