@@ -68,6 +68,8 @@ pub struct NodeShared {
     pub(crate) members: BTreeMap<NodeId, String>,
     /// Runs the controller loop's next reconciliation now instead of at the next tick.
     pub(crate) wake: tokio::sync::Notify,
+    /// The newest committed version brokers should hear of; the pusher task coalesces.
+    pub(crate) push_version: watch::Sender<u64>,
 }
 
 impl NodeShared {
@@ -144,13 +146,14 @@ impl NodeShared {
         match tokio::time::timeout(Duration::from_millis(PROPOSE_TIMEOUT_MS), fut).await {
             Ok(Ok(resp)) => {
                 if brokers_care && !matches!(resp.data, CommandResult::Rejected { .. }) {
-                    let body = json!({
-                        "type": "METADATA_UPDATED",
-                        "controllerId": self.node_id,
-                        "version": resp.log_id.index,
-                        "timestamp": now_ms(),
+                    let index = resp.log_id.index;
+                    self.push_version.send_if_modified(|v| {
+                        let newer = index > *v;
+                        if newer {
+                            *v = index;
+                        }
+                        newer
                     });
-                    self.push_to_brokers(&body);
                 }
                 Ok(resp.data)
             }
@@ -170,7 +173,15 @@ impl NodeShared {
     /// Tells every registered broker about a change (`POST /api/v1/storage/metadata/update`),
     /// so that it pulls metadata now instead of at its next heartbeat. Fire and forget: a broker
     /// that misses a push still learns the version from its heartbeat answer.
-    pub(crate) fn push_to_brokers(&self, body: &serde_json::Value) {
+    pub(crate) fn push_to_brokers(self: &Arc<Self>, body: &serde_json::Value) {
+        let shared = self.clone();
+        let body = body.clone();
+        tokio::spawn(async move { shared.push_and_wait(&body).await });
+    }
+
+    /// Sends `body` to every ONLINE broker at once and waits for all answers (bounded by
+    /// the push timeout); failures are logged and ignored.
+    async fn push_and_wait(&self, body: &serde_json::Value) {
         let brokers: Vec<(String, u16)> = self
             .sm
             .read()
@@ -180,22 +191,20 @@ impl NodeShared {
             .filter(|b| b.status == BrokerStatus::Online)
             .map(|b| (b.host.clone(), b.port))
             .collect();
-        for (host, port) in brokers {
+        let sends = brokers.into_iter().map(|(host, port)| async move {
             let url = format!("http://{host}:{port}/api/v1/storage/metadata/update");
-            let http = self.http.clone();
-            let body = body.clone();
-            tokio::spawn(async move {
-                let sent = http
-                    .post(&url)
-                    .timeout(Duration::from_millis(PUSH_TIMEOUT_MS))
-                    .json(&body)
-                    .send()
-                    .await;
-                if let Err(e) = sent {
-                    tracing::debug!(url, "metadata push failed (ignored): {e}");
-                }
-            });
-        }
+            let sent = self
+                .http
+                .post(&url)
+                .timeout(Duration::from_millis(PUSH_TIMEOUT_MS))
+                .json(body)
+                .send()
+                .await;
+            if let Err(e) = sent {
+                tracing::debug!(url, "metadata push failed (ignored): {e}");
+            }
+        });
+        futures::future::join_all(sends).await;
     }
 
     pub(crate) fn record_heartbeat(&self, broker: BrokerId) {
@@ -301,6 +310,7 @@ impl MetadataNode {
             log,
             liveness: Mutex::new(Liveness::default()),
             wake: tokio::sync::Notify::new(),
+            push_version: watch::channel(0).0,
             http,
             members: members.clone(),
         });
@@ -360,7 +370,8 @@ impl MetadataNode {
             data_dir = %options.data_dir.display(),
             "metadata node started"
         );
-        let controller = tokio::spawn(controller_loop(shared.clone(), stop_rx));
+        let controller = tokio::spawn(controller_loop(shared.clone(), stop_rx.clone()));
+        tokio::spawn(metadata_pusher(shared.clone(), stop_rx));
         Ok(Self {
             shared,
             http_addr,
@@ -389,6 +400,30 @@ impl MetadataNode {
         }
         let _ = self.server.await;
         tracing::info!(node = self.shared.node_id, "metadata node stopped");
+    }
+}
+
+/// Pushes `METADATA_UPDATED` for the newest committed version to the ONLINE brokers. One push
+/// round at a time: versions committed while a round is in flight are coalesced into the next,
+/// so a burst of commits (topic creations, ISR changes) costs a few rounds, not one per commit.
+async fn metadata_pusher(shared: Arc<NodeShared>, mut stop: watch::Receiver<bool>) {
+    let mut versions = shared.push_version.subscribe();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            changed = versions.changed() => if changed.is_err() { return },
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let version = *versions.borrow_and_update();
+        let body = json!({
+            "type": "METADATA_UPDATED",
+            "controllerId": shared.node_id,
+            "version": version,
+            "timestamp": now_ms(),
+        });
+        shared.push_and_wait(&body).await;
     }
 }
 

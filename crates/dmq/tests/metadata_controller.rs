@@ -178,6 +178,37 @@ async fn silent_broker_goes_offline_and_its_partitions_move_within_the_isr() {
         Value::from(cluster.url(new)),
         "{push}"
     );
+    // A burst of commits is pushed as METADATA_UPDATED, coalesced: the newest version arrives,
+    // in far fewer pushes than commits.
+    let before = catcher.pushes().len();
+    let mut last_version = 0;
+    for i in 0..20 {
+        let body = serde_json::json!({"topicName": format!("burst-{i}"), "numPartitions": 1, "replicationFactor": 1});
+        let (status, _) = post_leader(&cluster, "/api/v1/metadata/topics", &body).await;
+        assert_eq!(status, 201);
+    }
+    if let Some((200, raft)) = cluster.get(new, "/api/v1/raft/status").await {
+        last_version = raft["lastApplied"].as_u64().unwrap_or(0);
+    }
+    wait_until(
+        Duration::from_secs(3),
+        "METADATA_UPDATED with the newest version",
+        || async move {
+            catcher.pushes().into_iter().find(|p| {
+                p["type"] == "METADATA_UPDATED" && p["version"].as_u64() >= Some(last_version)
+            })
+        },
+    )
+    .await
+    .expect("metadata push");
+    let updates = catcher.pushes()[before..]
+        .iter()
+        .filter(|p| p["type"] == "METADATA_UPDATED")
+        .count();
+    assert!(
+        (1..=20).contains(&updates),
+        "{updates} pushes for 20 commits"
+    );
     let watch_until = Instant::now() + Duration::from_millis(SESSION_MS + 1_000);
     while Instant::now() < watch_until {
         if let Some((200, brokers)) = cluster.get(new, "/api/v1/metadata/brokers").await {
