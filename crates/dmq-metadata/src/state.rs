@@ -265,7 +265,15 @@ impl MetadataState {
                 timestamp_ms,
             } => self.create_topic(name, topic_id, config, assignment, *timestamp_ms),
             Command::DeleteTopic { name } => match self.topics.remove(name) {
-                Some(_) => CommandResult::TopicDeleted { name: name.clone() },
+                Some(_) => {
+                    // Committed offsets of a deleted topic go with it (a topic re-created
+                    // under the same name starts from scratch, as in Kafka).
+                    for g in self.groups.values_mut() {
+                        g.offsets.remove(name);
+                    }
+                    self.groups.retain(|_, g| !g.offsets.is_empty());
+                    CommandResult::TopicDeleted { name: name.clone() }
+                }
                 None => reject(
                     RejectCode::UnknownTopic,
                     format!("topic {name:?} does not exist"),
@@ -747,6 +755,18 @@ mod tests {
                 ..
             }
         ));
+        // Deleting a topic drops its committed offsets, and groups left with none.
+        state.apply(7, &create("t", vec![vec![1]]));
+        state.apply(
+            8,
+            &Command::CommitOffsets {
+                commits: vec![commit("g3", "t", 0, 1), commit("g3", "u", 0, 2)],
+            },
+        );
+        state.apply(9, &Command::DeleteTopic { name: "t".into() });
+        assert!(!state.groups.contains_key("g1"), "g1 only had offsets of t");
+        assert!(!state.groups["g3"].offsets.contains_key("t"));
+        assert_eq!(state.groups["g3"].offsets["u"][&0].offset, 2);
     }
 
     #[test]
