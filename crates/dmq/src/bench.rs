@@ -336,6 +336,34 @@ async fn bench_metadata(
     Ok(())
 }
 
+/// Prints a failover benchmark's result: median, min and max of `times_ms` over `kills`.
+pub(crate) fn report_failover(
+    benchmark: &str,
+    what: &str,
+    kills: usize,
+    mut times_ms: Vec<f64>,
+    output: Output,
+) {
+    times_ms.sort_by(f64::total_cmp);
+    let median = median(&times_ms);
+    let report = json!({
+        "benchmark": benchmark,
+        "kills": kills,
+        "medianMs": median,
+        "minMs": times_ms.first(),
+        "maxMs": times_ms.last(),
+        "allMs": times_ms,
+    });
+    match output {
+        Output::Json => println!("{report}"),
+        Output::Human => println!(
+            "{what} over {kills} SIGKILLs: median {median:.0} ms, min {:.0} ms, max {:.0} ms",
+            times_ms.first().copied().unwrap_or(0.0),
+            times_ms.last().copied().unwrap_or(0.0)
+        ),
+    }
+}
+
 /// The median of sorted `values` (0 when empty).
 pub(crate) fn median(values: &[f64]) -> f64 {
     match values.len() {
@@ -396,23 +424,12 @@ async fn bench_failover(kills: usize, output: Output) -> anyhow::Result<()> {
         times_ms.push(took);
         cluster.start(leader)?;
     }
-    times_ms.sort_by(f64::total_cmp);
-    let median = median(&times_ms);
-    let report = json!({
-        "benchmark": "controller-failover",
-        "kills": kills,
-        "medianMs": median,
-        "minMs": times_ms.first(),
-        "maxMs": times_ms.last(),
-        "allMs": times_ms,
-    });
-    match output {
-        Output::Json => println!("{report}"),
-        Output::Human => println!(
-            "controller failover over {kills} SIGKILLs: median {median:.0} ms, min {:.0} ms, max {:.0} ms",
-            times_ms.first().copied().unwrap_or(0.0),
-            times_ms.last().copied().unwrap_or(0.0)
-        ),
-    }
+    report_failover(
+        "controller-failover",
+        "controller failover",
+        kills,
+        times_ms,
+        output,
+    );
     Ok(())
 }

@@ -324,24 +324,12 @@ pub async fn bench_broker_failover(kills: usize, output: Output) -> anyhow::Resu
         .await
         .map_err(anyhow::Error::msg)?;
     }
-    times_ms.sort_by(f64::total_cmp);
-    let median = crate::bench::median(&times_ms);
-    let report = json!({
-        "benchmark": "broker-failover",
-        "kills": kills,
-        "medianMs": median,
-        "minMs": times_ms.first(),
-        "maxMs": times_ms.last(),
-        "allMs": times_ms,
-    });
-    match output {
-        Output::Json => println!("{report}"),
-        Output::Human => println!(
-            "leader broker failover over {kills} SIGKILLs (until acks=all produce succeeds): \
-             median {median:.0} ms, min {:.0} ms, max {:.0} ms",
-            times_ms.first().copied().unwrap_or(0.0),
-            times_ms.last().copied().unwrap_or(0.0)
-        ),
-    }
+    crate::bench::report_failover(
+        "broker-failover",
+        "leader broker failover (until acks=all produce succeeds)",
+        kills,
+        times_ms,
+        output,
+    );
     Ok(())
 }

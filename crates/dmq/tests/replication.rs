@@ -20,20 +20,9 @@ use serde_json::{json, Value};
 
 const TOPIC: &str = "jepsen";
 
-/// A 3-broker cluster with the given controller timings.
+/// A 3-broker cluster (RF 3 by default) with the given controller timings.
 async fn cluster(dir: &Path, controller: ControllerConfig) -> MetadataCluster {
-    let mut cluster =
-        MetadataCluster::new(Path::new(env!("CARGO_BIN_EXE_dmq")), dir, 3, controller)
-            .with_brokers(3);
-    cluster.config.topic_defaults.default_replication_factor = 3;
-    cluster.start_all().expect("start cluster processes");
-    if let Err(e) = cluster.wait_for_leader(Duration::from_secs(15)).await {
-        panic!("metadata leader: {e}\n{}", process_logs(dir));
-    }
-    if let Err(e) = cluster.wait_for_brokers(Duration::from_secs(30)).await {
-        panic!("brokers up: {e}\n{}", process_logs(dir));
-    }
-    cluster
+    common::start_cluster_with(dir, 3, 3, controller).await
 }
 
 /// Creates `TOPIC` with RF 3 and `min.insync.replicas=2`.

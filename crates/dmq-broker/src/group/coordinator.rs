@@ -239,12 +239,7 @@ impl Group {
             }
         }
         let from_empty = self.state == GroupState::Empty;
-        let timeout = self
-            .members
-            .values()
-            .map(|m| m.rebalance_timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(1));
+        let timeout = self.rebalance_timeout();
         self.state = GroupState::PreparingRebalance;
         self.rebalance_deadline = now + timeout;
         self.not_before = if from_empty {
@@ -292,26 +287,9 @@ impl Group {
                 .map(|(id, _)| id.clone());
         }
         self.state = GroupState::CompletingRebalance;
-        let timeout = self
-            .members
-            .values()
-            .map(|m| m.rebalance_timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(1));
+        let timeout = self.rebalance_timeout();
         self.sync_deadline = now + timeout;
-        let protocol = self.protocol.clone().unwrap_or_default();
-        let mut ordered: Vec<(&String, &Member)> = self.members.iter().collect();
-        ordered.sort_by_key(|(_, m)| m.seq);
-        let all: Vec<(String, Option<String>, Bytes)> = ordered
-            .iter()
-            .map(|(id, m)| {
-                (
-                    (*id).clone(),
-                    m.instance_id.clone(),
-                    m.metadata_for(&protocol),
-                )
-            })
-            .collect();
+        let all = self.member_list();
         let leader = self.leader.clone().unwrap_or_default();
         for (id, m) in self.members.iter_mut() {
             m.assignment = Bytes::new();
@@ -391,16 +369,31 @@ impl Group {
         Ok(())
     }
 
-    fn current_join(&self, member_id: &str) -> JoinOutcome {
+    /// The longest rebalance timeout among the members (Kafka's rebalance deadline).
+    fn rebalance_timeout(&self) -> Duration {
+        self.members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(1))
+    }
+
+    /// What the leader's JoinGroup answer lists: every member in joining order, with its
+    /// instance id and its metadata for the chosen protocol.
+    fn member_list(&self) -> Vec<(String, Option<String>, Bytes)> {
         let protocol = self.protocol.clone().unwrap_or_default();
+        let mut ordered: Vec<(&String, &Member)> = self.members.iter().collect();
+        ordered.sort_by_key(|(_, m)| m.seq);
+        ordered
+            .into_iter()
+            .map(|(id, m)| (id.clone(), m.instance_id.clone(), m.metadata_for(&protocol)))
+            .collect()
+    }
+
+    fn current_join(&self, member_id: &str) -> JoinOutcome {
         let leader = self.leader.clone().unwrap_or_default();
         let members = if leader == member_id {
-            let mut ordered: Vec<(&String, &Member)> = self.members.iter().collect();
-            ordered.sort_by_key(|(_, m)| m.seq);
-            ordered
-                .into_iter()
-                .map(|(id, m)| (id.clone(), m.instance_id.clone(), m.metadata_for(&protocol)))
-                .collect()
+            self.member_list()
         } else {
             Vec::new()
         };

@@ -194,13 +194,19 @@ impl Drop for PushCatcher {
 /// A 3-node quorum plus `brokers` brokers (ids 101…) whose default replication factor is `rf`,
 /// started and waited for: a leader is elected and every broker is registered and UP.
 pub async fn start_cluster(dir: &Path, brokers: i32, rf: i16) -> MetadataCluster {
-    let mut cluster = MetadataCluster::new(
-        Path::new(env!("CARGO_BIN_EXE_dmq")),
-        dir,
-        3,
-        long_sessions(),
-    )
-    .with_brokers(brokers);
+    start_cluster_with(dir, brokers, rf, long_sessions()).await
+}
+
+/// [`start_cluster`] with the given controller timings.
+pub async fn start_cluster_with(
+    dir: &Path,
+    brokers: i32,
+    rf: i16,
+    controller: ControllerConfig,
+) -> MetadataCluster {
+    let mut cluster =
+        MetadataCluster::new(Path::new(env!("CARGO_BIN_EXE_dmq")), dir, 3, controller)
+            .with_brokers(brokers);
     cluster.config.topic_defaults.default_replication_factor = rf;
     cluster.start_all().expect("start cluster processes");
     if let Err(e) = cluster.wait_for_leader(Duration::from_secs(15)).await {
