@@ -48,7 +48,8 @@
 //! * Use one batch per entry (or per group of consecutive entries, since a batch is
 //!   truncated whole: `truncate_to(i)` inside a multi-entry batch drops the whole batch).
 
-pub mod batch;
+/// The RecordBatch v2 format lives in `dmq-records`, shared with the broker and the client.
+pub use dmq_records::batch;
 mod checkpoint;
 pub mod cleaner;
 pub mod epoch_cache;

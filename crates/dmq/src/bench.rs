@@ -23,6 +23,11 @@ use tokio::sync::RwLock;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Producer throughput and latency through dmq-client against a running cluster
+    /// (kafka-producer-perf-test).
+    Produce(crate::bench_client::ProduceBench),
+    /// Consumer throughput against a running cluster (reads a topic from the beginning).
+    Consume(crate::bench_client::ConsumeBench),
     /// Committed metadata writes/s and commit latency with concurrent clients.
     Metadata {
         /// Metadata node URLs (comma-separated). Default: start a private 3-node quorum.
@@ -105,6 +110,8 @@ pub enum Output {
 
 pub async fn run(which: BenchCommand) -> anyhow::Result<()> {
     match which {
+        BenchCommand::Produce(o) => crate::bench_client::produce(o).await,
+        BenchCommand::Consume(o) => crate::bench_client::consume(o).await,
         BenchCommand::Metadata {
             metadata,
             clients,

@@ -7,12 +7,17 @@
 //! dmq bench metadata|failover   metadata commit throughput/latency, controller failover time
 //! dmq bench replication|broker-failover   produce throughput by RF/acks, partition failover time
 //! dmq bench offsets|rebalance   group offset commits/s, rebalance time
+//! dmq bench produce|consume     client throughput and latency against a running cluster
+//! dmq topic create|list|describe|delete, produce, consume, cluster status   (SPEC §7)
 //! ```
 
 mod bench;
 mod bench_broker;
+mod bench_client;
 mod bench_groups;
+mod cli;
 mod dev;
+mod table;
 
 /// Malformed Kafka frames may claim absurd array lengths; see `dmq_broker::alloc`.
 #[global_allocator]
@@ -77,6 +82,34 @@ enum Commands {
         /// services.json to use (default: config/services.json, else the built-in example).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Create, list, describe and delete topics.
+    Topic {
+        #[command(subcommand)]
+        cmd: cli::TopicCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Produce one record per line of stdin.
+    Produce {
+        #[command(flatten)]
+        args: cli::ProduceArgs,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// Print the records of a topic.
+    Consume {
+        #[command(flatten)]
+        args: cli::ConsumeArgs,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// The cluster's health at a glance.
+    Cluster {
+        #[command(subcommand)]
+        cmd: cli::ClusterCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
     },
     /// Measure the cluster.
     Bench {
@@ -146,6 +179,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => run_broker(broker_id, kafka_port, common).await,
         Commands::Dev { data_dir, config } => dev::run(data_dir, config).await,
         Commands::Bench { which } => bench::run(which).await,
+        Commands::Topic { cmd, client } => cli::topic(cmd, client).await,
+        Commands::Produce { args, client } => cli::produce(args, client).await,
+        Commands::Consume { args, client } => cli::consume(args, client).await,
+        Commands::Cluster { cmd, client } => cli::cluster(cmd, client).await,
     }
 }
 

@@ -38,7 +38,7 @@
 //! touches individual records. (The one exception is a LogAppendTime topic, where Kafka also
 //! overwrites `maxTimestamp`, which is inside the CRC; see [`BatchHeaderMut::stamp_log_append_time`].)
 
-use crate::error::BatchDefect;
+use crate::BatchDefect;
 
 /// Size of the fixed RecordBatch v2 header, in bytes.
 pub const BATCH_HEADER_BYTES: usize = 61;
@@ -495,18 +495,22 @@ pub fn records(batch: &[u8]) -> Result<RecordIter<'_>, BatchDefect> {
             codec: header.compression(),
         });
     }
-    Ok(RecordIter {
-        cursor: Cursor {
-            buf: &batch[BATCH_HEADER_BYTES..size],
-            pos: 0,
-        },
+    Ok(records_in(header, &batch[BATCH_HEADER_BYTES..size]))
+}
+
+/// Iterate the records section `body` of the batch whose header is `header` — for a
+/// compressed batch, `body` is the decompressed section (the client decompresses; this crate
+/// does not link any codec).
+pub fn records_in<'a>(header: BatchHeader<'_>, body: &'a [u8]) -> RecordIter<'a> {
+    RecordIter {
+        cursor: Cursor { buf: body, pos: 0 },
         base_offset: header.base_offset(),
         base_timestamp: header.base_timestamp(),
         log_append_time: header.is_log_append_time().then(|| header.max_timestamp()),
         remaining: header.record_count(),
         index: 0,
         failed: false,
-    })
+    }
 }
 
 impl<'a> RecordIter<'a> {
@@ -734,17 +738,34 @@ impl RecordBatchBuilder {
 /// Keeps baseOffset, lastOffsetDelta, timestamps, producer fields and attributes — exactly
 /// what Kafka's cleaner preserves so that offsets and producer state survive compaction —
 /// and fixes batchLength, recordCount and the CRC.
-pub(crate) fn rebuild_with_records(original: &[u8], kept: &[&[u8]]) -> Vec<u8> {
-    let body: usize = kept.iter().map(|r| r.len()).sum();
+pub fn rebuild_with_records(original: &[u8], kept: &[&[u8]]) -> Vec<u8> {
+    let compression = BatchHeader::new(original).map_or(0, |h| h.compression());
+    with_records_section(original, kept, kept.len() as i32, compression)
+}
+
+/// Re-encode `original`'s header around a new records section made of `parts`, holding
+/// `record_count` records and compressed with `compression` (Kafka's codec id, 0 = none);
+/// fixes batchLength, recordCount, the compression bits and the CRC. The producer uses it to
+/// wrap a compressed records section.
+pub fn with_records_section(
+    original: &[u8],
+    parts: &[&[u8]],
+    record_count: i32,
+    compression: u8,
+) -> Vec<u8> {
+    let body: usize = parts.iter().map(|r| r.len()).sum();
     let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + body);
     out.extend_from_slice(&original[..BATCH_HEADER_BYTES]);
-    for r in kept {
+    for r in parts {
         out.extend_from_slice(r);
     }
     let len = out.len();
     out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4]
         .copy_from_slice(&((len - BATCH_LOG_OVERHEAD_BYTES) as i32).to_be_bytes());
-    out[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&(kept.len() as i32).to_be_bytes());
+    out[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&record_count.to_be_bytes());
+    let attributes =
+        (be_i16(&out, ATTRIBUTES_AT) & !COMPRESSION_MASK) | (compression as i16 & COMPRESSION_MASK);
+    out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     let crc = compute_crc(&out);
     out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     out

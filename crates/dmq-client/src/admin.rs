@@ -1,0 +1,260 @@
+//! The admin client: topics, cluster description and offsets, over the Kafka protocol.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::cluster::{BrokerInfo, ClientConfig, Cluster, PartitionInfo};
+use crate::consumer::{list_offsets, TopicPartition};
+use crate::error::{ClientError, Result};
+
+/// A topic to create.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub configs: Vec<(String, String)>,
+}
+
+impl NewTopic {
+    pub fn new(name: impl Into<String>, partitions: i32, replication_factor: i16) -> Self {
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor,
+            configs: Vec::new(),
+        }
+    }
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.configs.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// A topic with its partitions and the configs set on it.
+#[derive(Debug, Clone)]
+pub struct TopicDescription {
+    pub name: String,
+    pub id: uuid::Uuid,
+    pub partitions: Vec<PartitionInfo>,
+    /// Configs set explicitly on the topic (not broker defaults).
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicDescription {
+    pub fn replication_factor(&self) -> usize {
+        self.partitions.first().map_or(0, |p| p.replicas.len())
+    }
+}
+
+/// Brokers and controller as the brokers advertise them.
+#[derive(Debug, Clone)]
+pub struct ClusterDescription {
+    pub cluster_id: Option<String>,
+    pub controller_id: i32,
+    pub brokers: Vec<BrokerInfo>,
+}
+
+/// The admin client.
+pub struct Admin {
+    cluster: Arc<Cluster>,
+}
+
+impl Admin {
+    pub async fn new(config: ClientConfig) -> Result<Admin> {
+        Ok(Admin {
+            cluster: Cluster::connect(config).await?,
+        })
+    }
+
+    pub fn with_cluster(cluster: Arc<Cluster>) -> Admin {
+        Admin { cluster }
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// Creates a topic and waits until every partition has a leader.
+    pub async fn create_topic(&self, topic: NewTopic) -> Result<()> {
+        let timeout = self.cluster.config().request_timeout;
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.name.clone())))
+                .with_num_partitions(topic.partitions)
+                .with_replication_factor(topic.replication_factor)
+                .with_configs(
+                    topic
+                        .configs
+                        .iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(StrBytes::from_string(k.clone()))
+                                .with_value(Some(StrBytes::from_string(v.clone())))
+                        })
+                        .collect(),
+                )]);
+        let conn = self.cluster.controller().await?;
+        let (resp, _) = conn.send(&req, timeout).await?;
+        for t in &resp.topics {
+            if t.error_code != 0 {
+                return Err(ClientError::kafka(
+                    t.error_code,
+                    match &t.error_message {
+                        Some(m) => format!("creating topic {:?}: {m}", topic.name),
+                        None => format!("creating topic {:?}", topic.name),
+                    },
+                ));
+            }
+        }
+        self.wait_for(&topic.name, |p| {
+            p.is_some_and(|ps| {
+                ps.len() == topic.partitions as usize && ps.iter().all(|p| p.leader >= 0)
+            })
+        })
+        .await
+    }
+
+    /// Deletes a topic and waits until the brokers no longer list it.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let timeout = self.cluster.config().request_timeout;
+        let req = DeleteTopicsRequest::default()
+            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_topic_names(vec![TopicName(StrBytes::from_string(name.to_string()))]);
+        let conn = self.cluster.controller().await?;
+        let (resp, _) = conn.send(&req, timeout).await?;
+        for t in &resp.responses {
+            if t.error_code != 0 {
+                return Err(ClientError::kafka(
+                    t.error_code,
+                    format!("deleting topic {name:?}"),
+                ));
+            }
+        }
+        self.wait_for(name, |p| p.is_none()).await
+    }
+
+    async fn wait_for(
+        &self,
+        name: &str,
+        done: impl Fn(Option<&[PartitionInfo]>) -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + self.cluster.config().request_timeout;
+        loop {
+            let meta = self
+                .cluster
+                .refresh(Some(&[name.to_string()]), false)
+                .await?;
+            if done(meta.topic(name).map(|t| t.partitions.as_slice())) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::Timeout(format!(
+                    "topic {name:?} did not reach the expected state in the metadata"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every topic's name, sorted.
+    pub async fn list_topics(&self) -> Result<Vec<String>> {
+        let meta = self.cluster.refresh(None, false).await?;
+        let mut names: Vec<String> = meta
+            .topics
+            .values()
+            .filter(|t| !t.internal)
+            .map(|t| t.name.clone())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// A topic's partitions and explicitly set configs.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let meta = self
+            .cluster
+            .refresh(Some(&[name.to_string()]), false)
+            .await?;
+        let info = meta
+            .topic(name)
+            .cloned()
+            .ok_or_else(|| ClientError::kafka(3, format!("describing topic {name:?}")))?;
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
+                .with_configuration_keys(None),
+        ]);
+        let conn = self.cluster.any_broker().await?;
+        let (resp, _) = conn.send(&req, Duration::ZERO).await?;
+        let mut configs = BTreeMap::new();
+        for r in resp.results {
+            if r.error_code != 0 {
+                return Err(ClientError::kafka(
+                    r.error_code,
+                    format!("describing configs of {name:?}"),
+                ));
+            }
+            for c in r.configs {
+                // 1 = DYNAMIC_TOPIC_CONFIG: set on this topic.
+                if c.config_source == 1 {
+                    if let Some(v) = c.value {
+                        configs.insert(c.name.to_string(), v.to_string());
+                    }
+                }
+            }
+        }
+        Ok(TopicDescription {
+            name: info.name.clone(),
+            id: info.id,
+            partitions: info.partitions.clone(),
+            configs,
+        })
+    }
+
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
+        let meta = self.cluster.refresh(Some(&[]), false).await?;
+        Ok(ClusterDescription {
+            cluster_id: meta.cluster_id.clone(),
+            controller_id: meta.controller_id,
+            brokers: meta.brokers.values().cloned().collect(),
+        })
+    }
+
+    /// Earliest (`timestamp = -2`), latest (`-1`) or by-time offsets of `partitions`.
+    pub async fn list_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        timestamp: i64,
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        let mut topics: Vec<String> = partitions.iter().map(|tp| tp.topic.clone()).collect();
+        topics.sort();
+        topics.dedup();
+        let meta = self.cluster.refresh(Some(&topics), false).await?;
+        let mut by_leader: BTreeMap<i32, Vec<(TopicPartition, i64)>> = BTreeMap::new();
+        for tp in partitions {
+            let leader = meta
+                .leader(&tp.topic, tp.partition)
+                .ok_or_else(|| ClientError::kafka(5, format!("{tp} has no leader")))?;
+            by_leader
+                .entry(leader)
+                .or_default()
+                .push((tp.clone(), timestamp));
+        }
+        let mut out = BTreeMap::new();
+        for (leader, wanted) in by_leader {
+            out.extend(list_offsets(&self.cluster, leader, &wanted).await?);
+        }
+        Ok(out)
+    }
+}

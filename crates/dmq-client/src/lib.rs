@@ -1,0 +1,47 @@
+//! `dmq-client` — a Rust client for DistributedMQ and any Kafka-compatible cluster, speaking
+//! only the Kafka wire protocol.
+//!
+//! * [`Producer`]: batching, compression, murmur2/sticky partitioning, idempotence, retries.
+//! * [`Consumer`]: assign and seek, pipelined fetches, `poll`.
+//! * [`Admin`]: create, delete and describe topics; describe the cluster; list offsets.
+//!
+//! ```no_run
+//! # async fn demo() -> dmq_client::Result<()> {
+//! use std::time::Duration;
+//! use dmq_client::{Admin, ClientConfig, Consumer, ConsumerConfig, NewTopic, Offset,
+//!                  Producer, ProducerConfig, ProducerRecord};
+//!
+//! let admin = Admin::new(ClientConfig::new("localhost:19092")).await?;
+//! admin.create_topic(NewTopic::new("orders", 3, 3)).await?;
+//!
+//! let producer = Producer::new(ProducerConfig::new("localhost:19092")).await?;
+//! producer.send(ProducerRecord::new("orders", "hello").key("customer-7")).await?.await?;
+//!
+//! let mut consumer = Consumer::new(ConsumerConfig::new("localhost:19092")).await?;
+//! consumer.assign_topic("orders").await?;
+//! consumer.seek_all(Offset::Beginning);
+//! for record in consumer.poll(Duration::from_secs(1)).await? {
+//!     println!("{}-{}@{}: {:?}", record.topic, record.partition, record.offset, record.value);
+//! }
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod cluster;
+mod conn;
+mod consumer;
+mod error;
+mod partitioner;
+mod producer;
+mod records;
+
+pub use admin::{Admin, ClusterDescription, NewTopic, TopicDescription};
+pub use cluster::{BrokerInfo, ClientConfig, Cluster, Metadata, PartitionInfo, TopicInfo};
+pub use conn::{read_frame, Connection};
+pub use consumer::{Consumer, ConsumerConfig, Offset, OffsetReset, TopicPartition};
+pub use error::{error_name, ClientError, Result};
+pub use partitioner::{murmur2, partition_for_key};
+pub use producer::{
+    Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+};
+pub use records::{Compression, ConsumerRecord};

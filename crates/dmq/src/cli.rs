@@ -1,0 +1,594 @@
+//! The client commands of SPEC §7: `topic`, `produce`, `consume`, `cluster status`.
+//!
+//! Everything Kafka goes through `dmq-client`; `cluster status` reads the metadata quorum's HTTP
+//! API (Raft state is not part of the Kafka protocol). Human tables by default, `--output json`
+//! for scripts; errors are one line on stderr and exit code 2 (see `main`).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use clap::{Args, Subcommand, ValueEnum};
+use dmq_client::{
+    Admin, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, NewTopic, Offset, Producer,
+    ProducerConfig, ProducerRecord, TopicPartition,
+};
+use serde_json::{json, Value};
+
+use crate::table::Table;
+
+/// The `dmq dev` cluster's Kafka listeners and metadata nodes.
+pub const DEV_BOOTSTRAP: &str = "localhost:19092,localhost:19093,localhost:19094";
+pub const DEV_METADATA: &str = "http://localhost:9091,http://localhost:9092,http://localhost:9093";
+
+/// Where the cluster is, and how to print.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Kafka bootstrap servers, host:port,...
+    #[arg(long, env = "DMQ_BOOTSTRAP", default_value = DEV_BOOTSTRAP, global = true)]
+    pub bootstrap: String,
+    /// Metadata node URLs, comma-separated.
+    #[arg(long, env = "DMQ_METADATA", default_value = DEV_METADATA, global = true)]
+    pub metadata: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, global = true)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+impl ClientArgs {
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new(self.bootstrap.clone());
+        c.client_id = "dmq-cli".into();
+        c.request_timeout = Duration::from_secs(15);
+        c
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+        /// Default: 3, or the number of brokers if fewer.
+        #[arg(long)]
+        replication_factor: Option<i16>,
+        /// Topic config, key=value (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+    },
+    /// List topics.
+    List,
+    /// Show a topic's partitions, leaders, replicas, ISR and configs.
+    Describe { name: String },
+    /// Delete a topic.
+    Delete { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Controller, Raft members, brokers and under-replicated partitions.
+    Status,
+}
+
+/// `dmq produce` options.
+#[derive(Args, Debug)]
+pub struct ProduceArgs {
+    pub topic: String,
+    /// Key of every record.
+    #[arg(long, conflicts_with = "key_separator")]
+    pub key: Option<String>,
+    /// Split each line at the first SEP into key and value.
+    #[arg(long, value_name = "SEP")]
+    pub key_separator: Option<String>,
+    /// Send to this partition instead of the partitioner's choice.
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// 0, 1 or all.
+    #[arg(long, default_value = "all")]
+    pub acks: String,
+    /// none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    pub compression: String,
+}
+
+/// `dmq consume` options.
+#[derive(Args, Debug)]
+pub struct ConsumeArgs {
+    pub topic: String,
+    /// Start at the beginning of each partition (default: only new records).
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Read only this partition.
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// With --partition: start at this offset (a number, "beginning" or "end").
+    #[arg(long, requires = "partition")]
+    pub offset: Option<String>,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub max: Option<u64>,
+    /// Stop when no record arrived for this long.
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// What to print of each record (with --output json: one JSON object per line).
+    #[arg(long, value_enum, default_value_t = PrintFormat::Value)]
+    pub format: PrintFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrintFormat {
+    /// The value.
+    Value,
+    /// key<TAB>value.
+    Kv,
+    /// partition, offset, timestamp, key and value.
+    Full,
+}
+
+pub async fn topic(cmd: TopicCommand, args: ClientArgs) -> anyhow::Result<()> {
+    let admin = Admin::new(args.client())
+        .await
+        .with_context(|| format!("connecting to {}", args.bootstrap))?;
+    match cmd {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            let rf = match replication_factor {
+                Some(rf) => rf,
+                None => admin.describe_cluster().await?.brokers.len().clamp(1, 3) as i16,
+            };
+            let mut topic = NewTopic::new(&name, partitions, rf);
+            for c in configs {
+                let (k, v) = c
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--config {c:?} is not KEY=VALUE"))?;
+                topic = topic.config(k, v);
+            }
+            admin.create_topic(topic).await?;
+            match args.output {
+                OutputFormat::Json => print_json(&json!({
+                    "topic": name, "partitions": partitions, "replicationFactor": rf,
+                })),
+                OutputFormat::Table => println!(
+                    "Created topic {name} ({partitions} partitions, replication factor {rf})."
+                ),
+            }
+        }
+        TopicCommand::List => {
+            let names = admin.list_topics().await?;
+            let meta = admin.cluster().metadata();
+            let rows: Vec<(String, usize, usize)> = names
+                .iter()
+                .filter_map(|n| meta.topic(n))
+                .map(|t| {
+                    let rf = t.partitions.first().map_or(0, |p| p.replicas.len());
+                    (t.name.clone(), t.partitions.len(), rf)
+                })
+                .collect();
+            match args.output {
+                OutputFormat::Json => print_json(&Value::Array(
+                    rows.iter()
+                        .map(|(n, p, rf)| json!({"topic": n, "partitions": p, "replicationFactor": rf}))
+                        .collect(),
+                )),
+                OutputFormat::Table => {
+                    let mut t = Table::new(["TOPIC", "PARTITIONS", "REPLICATION-FACTOR"]);
+                    for (n, p, rf) in &rows {
+                        t.row([n.clone(), p.to_string(), rf.to_string()]);
+                    }
+                    t.print();
+                }
+            }
+        }
+        TopicCommand::Describe { name } => {
+            let d = admin.describe_topic(&name).await?;
+            match args.output {
+                OutputFormat::Json => print_json(&json!({
+                    "topic": d.name,
+                    "topicId": d.id.to_string(),
+                    "partitions": d.partitions.iter().map(|p| json!({
+                        "partition": p.partition, "leader": p.leader, "leaderEpoch": p.leader_epoch,
+                        "replicas": p.replicas, "isr": p.isr,
+                    })).collect::<Vec<_>>(),
+                    "configs": d.configs,
+                })),
+                OutputFormat::Table => {
+                    println!(
+                        "Topic: {}  TopicId: {}  Partitions: {}  ReplicationFactor: {}",
+                        d.name,
+                        d.id,
+                        d.partitions.len(),
+                        d.replication_factor()
+                    );
+                    let configs: Vec<String> =
+                        d.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!(
+                        "Configs: {}",
+                        if configs.is_empty() {
+                            "(defaults)".to_string()
+                        } else {
+                            configs.join(",")
+                        }
+                    );
+                    let mut t = Table::new(["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR"]);
+                    for p in &d.partitions {
+                        t.row([
+                            p.partition.to_string(),
+                            p.leader.to_string(),
+                            p.leader_epoch.to_string(),
+                            join(&p.replicas),
+                            join(&p.isr),
+                        ]);
+                    }
+                    t.print();
+                }
+            }
+        }
+        TopicCommand::Delete { name } => {
+            admin.delete_topic(&name).await?;
+            match args.output {
+                OutputFormat::Json => print_json(&json!({"deleted": name})),
+                OutputFormat::Table => println!("Deleted topic {name}."),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn join(ids: &[i32]) -> String {
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn print_json(v: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+/// One record per stdin line.
+pub async fn produce(a: ProduceArgs, args: ClientArgs) -> anyhow::Result<()> {
+    let mut config = ProducerConfig::new(args.bootstrap.clone());
+    config.client = args.client();
+    config.acks = a.acks.parse()?;
+    config.compression = a.compression.parse()?;
+    config.max_block = Duration::from_secs(15);
+    config.delivery_timeout = Duration::from_secs(30);
+    let producer = Producer::new(config)
+        .await
+        .with_context(|| format!("connecting to {}", args.bootstrap))?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<String>>(1024);
+    // stdin is blocking: read it on its own thread.
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut pending = std::collections::VecDeque::new();
+    let mut partitions = BTreeMap::<i32, u64>::new();
+    let mut count = 0u64;
+    while let Some(line) = rx.recv().await {
+        let line = line.context("reading stdin")?;
+        let (key, value) = match (&a.key, &a.key_separator) {
+            (Some(k), _) => (Some(k.clone()), line),
+            (None, Some(sep)) => match line.split_once(sep.as_str()) {
+                Some((k, v)) => (Some(k.to_string()), v.to_string()),
+                None => bail!("line {} has no key separator {sep:?}", count + 1),
+            },
+            (None, None) => (None, line),
+        };
+        let mut record = ProducerRecord::new(a.topic.clone(), Bytes::from(value));
+        record.key = key.map(Bytes::from);
+        record.partition = a.partition;
+        pending.push_back(producer.send(record).await?);
+        count += 1;
+        // Settle acknowledged records as they come, so memory does not grow with the input.
+        while let Some(r) = pending.front().and_then(|f| f.try_result()) {
+            pending.pop_front();
+            *partitions.entry(r?.partition).or_default() += 1;
+        }
+    }
+    producer.flush().await;
+    for p in pending {
+        let meta = p.await?;
+        *partitions.entry(meta.partition).or_default() += 1;
+    }
+    producer.close().await;
+    match args.output {
+        OutputFormat::Json => print_json(&json!({
+            "topic": a.topic, "records": count,
+            "partitions": partitions.iter().map(|(p, n)| (p.to_string(), *n)).collect::<BTreeMap<_, _>>(),
+        })),
+        OutputFormat::Table => {
+            let list: Vec<String> = partitions.keys().map(|p| p.to_string()).collect();
+            println!(
+                "Produced {count} record{} to {} (partitions: {}).",
+                if count == 1 { "" } else { "s" },
+                a.topic,
+                if list.is_empty() {
+                    "none".to_string()
+                } else {
+                    list.join(", ")
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn consume(a: ConsumeArgs, args: ClientArgs) -> anyhow::Result<()> {
+    let mut config = ConsumerConfig::new(args.bootstrap.clone());
+    config.client = args.client();
+    let mut consumer = Consumer::new(config)
+        .await
+        .with_context(|| format!("connecting to {}", args.bootstrap))?;
+    let info = consumer.cluster().topic(&a.topic, false).await?;
+    match a.partition {
+        Some(p) => {
+            if p < 0 || p as usize >= info.partitions.len() {
+                bail!(
+                    "topic {} has no partition {p} (it has {})",
+                    a.topic,
+                    info.partitions.len()
+                );
+            }
+            let tp = TopicPartition::new(&a.topic, p);
+            consumer.assign([tp.clone()]);
+            let start = match a.offset.as_deref() {
+                None if a.from_beginning => Offset::Beginning,
+                None | Some("end") => Offset::End,
+                Some("beginning") => Offset::Beginning,
+                Some(o) => {
+                    Offset::At(o.parse::<i64>().ok().filter(|o| *o >= 0).ok_or_else(|| {
+                        anyhow!("--offset {o:?} is not a non-negative number, beginning or end")
+                    })?)
+                }
+            };
+            consumer.seek(&tp, start)?;
+        }
+        None => {
+            consumer.assign_topic(&a.topic).await?;
+            consumer.seek_all(if a.from_beginning {
+                Offset::Beginning
+            } else {
+                Offset::End
+            });
+        }
+    }
+    let mut printed = 0u64;
+    let idle = a.timeout_ms.map(Duration::from_millis);
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut last = std::time::Instant::now();
+    loop {
+        if a.max.is_some_and(|m| printed >= m) {
+            break;
+        }
+        let wait = idle
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        let records = consumer.poll(wait).await?;
+        if records.is_empty() {
+            if idle.is_some_and(|t| last.elapsed() >= t) {
+                break;
+            }
+            continue;
+        }
+        last = std::time::Instant::now();
+        for r in records {
+            if a.max.is_some_and(|m| printed >= m) {
+                break;
+            }
+            print_record(&mut stdout, &r, a.format, args.output)?;
+            printed += 1;
+        }
+        stdout.flush()?;
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+fn lossy(b: &Option<Bytes>) -> Option<String> {
+    b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+fn print_record(
+    out: &mut impl Write,
+    r: &ConsumerRecord,
+    format: PrintFormat,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let key = lossy(&r.key);
+    let value = lossy(&r.value);
+    match output {
+        OutputFormat::Json => {
+            let mut v = json!({
+                "topic": r.topic, "partition": r.partition, "offset": r.offset,
+                "timestamp": r.timestamp, "key": key, "value": value,
+            });
+            if !r.headers.is_empty() {
+                v["headers"] = Value::Object(
+                    r.headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), json!(lossy(v))))
+                        .collect(),
+                );
+            }
+            writeln!(out, "{v}")?;
+        }
+        OutputFormat::Table => match format {
+            PrintFormat::Value => writeln!(out, "{}", value.unwrap_or_default())?,
+            PrintFormat::Kv => writeln!(
+                out,
+                "{}\t{}",
+                key.unwrap_or_default(),
+                value.unwrap_or_default()
+            )?,
+            PrintFormat::Full => writeln!(
+                out,
+                "partition={} offset={} timestamp={} key={} value={}",
+                r.partition,
+                r.offset,
+                r.timestamp,
+                key.unwrap_or_else(|| "null".into()),
+                value.unwrap_or_else(|| "null".into())
+            )?,
+        },
+    }
+    Ok(())
+}
+
+/// GETs `path` from the first metadata node that answers.
+async fn metadata_get(
+    http: &reqwest::Client,
+    urls: &[String],
+    path: &str,
+) -> anyhow::Result<Value> {
+    let mut last = None;
+    for u in urls {
+        match http
+            .get(format!("{}{path}", u.trim_end_matches('/')))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => return Ok(r.json().await?),
+            Ok(r) => last = Some(anyhow!("{u}{path}: HTTP {}", r.status())),
+            Err(e) => last = Some(anyhow!("{u}: {e}")),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("no metadata node given")))
+}
+
+pub async fn cluster(cmd: ClusterCommand, args: ClientArgs) -> anyhow::Result<()> {
+    let ClusterCommand::Status = cmd;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let urls: Vec<String> = args
+        .metadata
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let cluster = metadata_get(&http, &urls, "/api/v1/metadata/cluster")
+        .await
+        .with_context(|| format!("reading cluster metadata from {}", args.metadata))?;
+    let empty = Vec::new();
+    let nodes = cluster["activeMetadataNodes"].as_array().unwrap_or(&empty);
+    let mut raft = Vec::new();
+    for n in nodes {
+        let url = n["url"].as_str().unwrap_or_default().to_string();
+        let status = metadata_get(&http, std::slice::from_ref(&url), "/api/v1/raft/status")
+            .await
+            .ok();
+        raft.push((n["nodeId"].clone(), url, status));
+    }
+    let brokers = cluster["brokers"].as_array().unwrap_or(&empty);
+    let mut under = Vec::new();
+    for t in cluster["topics"].as_array().unwrap_or(&empty) {
+        for p in t["partitions"].as_array().unwrap_or(&empty) {
+            let replicas = p["replicas"].as_array().map_or(0, |r| r.len());
+            let isr = p["isr"].as_array().map_or(0, |r| r.len());
+            if isr < replicas || p["leader"].as_i64() == Some(-1) {
+                under.push((t["topicName"].clone(), p.clone()));
+            }
+        }
+    }
+    let ids = |v: &Value| {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    match args.output {
+        OutputFormat::Json => print_json(&json!({
+            "controllerId": cluster["controllerLeaderId"],
+            "metadataVersion": cluster["version"],
+            "metadataNodes": raft.iter().map(|(id, url, s)| json!({
+                "nodeId": id, "url": url,
+                "state": s.as_ref().map_or(json!("UNREACHABLE"), |s| s["state"].clone()),
+                "term": s.as_ref().map(|s| s["currentTerm"].clone()),
+                "commitIndex": s.as_ref().map(|s| s["commitIndex"].clone()),
+                "lastApplied": s.as_ref().map(|s| s["lastApplied"].clone()),
+            })).collect::<Vec<_>>(),
+            "brokers": brokers,
+            "underReplicatedPartitions": under.iter().map(|(t, p)| json!({
+                "topic": t, "partition": p["partitionId"], "leader": p["leader"],
+                "replicas": p["replicas"], "isr": p["isr"],
+            })).collect::<Vec<_>>(),
+        })),
+        OutputFormat::Table => {
+            println!(
+                "Controller: metadata node {}   metadata version {}",
+                cluster["controllerLeaderId"], cluster["version"]
+            );
+            println!();
+            let mut t = Table::new(["NODE", "URL", "STATE", "TERM", "COMMIT", "APPLIED"]);
+            for (id, url, s) in &raft {
+                let field = |k: &str| s.as_ref().map_or("-".to_string(), |s| s[k].to_string());
+                t.row([
+                    id.to_string(),
+                    url.clone(),
+                    s.as_ref().map_or("UNREACHABLE".to_string(), |s| {
+                        s["state"].as_str().unwrap_or("?").to_string()
+                    }),
+                    field("currentTerm"),
+                    field("commitIndex"),
+                    field("lastApplied"),
+                ]);
+            }
+            t.print();
+            println!();
+            let mut t = Table::new(["BROKER", "HOST", "KAFKA-PORT", "HTTP-PORT", "STATUS"]);
+            for b in brokers {
+                t.row([
+                    b["brokerId"].to_string(),
+                    b["host"].as_str().unwrap_or_default().to_string(),
+                    b["kafkaPort"].to_string(),
+                    b["port"].to_string(),
+                    b["status"].as_str().unwrap_or_default().to_string(),
+                ]);
+            }
+            t.print();
+            println!();
+            if under.is_empty() {
+                println!("Under-replicated partitions: none");
+            } else {
+                println!("Under-replicated partitions:");
+                let mut t = Table::new(["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR"]);
+                for (topic, p) in &under {
+                    t.row([
+                        topic.as_str().unwrap_or_default().to_string(),
+                        p["partitionId"].to_string(),
+                        p["leader"].to_string(),
+                        ids(&p["replicas"]),
+                        ids(&p["isr"]),
+                    ]);
+                }
+                t.print();
+            }
+        }
+    }
+    Ok(())
+}
