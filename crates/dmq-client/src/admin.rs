@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, TopicName,
+    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -127,11 +128,23 @@ impl Admin {
     /// Deletes a topic and waits until the brokers no longer list it.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let timeout = self.cluster.config().request_timeout;
-        let req = DeleteTopicsRequest::default()
-            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
-            .with_topic_names(vec![TopicName(StrBytes::from_string(name.to_string()))]);
         let conn = self.cluster.controller().await?;
-        let (resp, _) = conn.send(&req, timeout).await?;
+        let version = conn.version(ApiKey::DeleteTopics)?;
+        let topic = TopicName(StrBytes::from_string(name.to_string()));
+        let req = DeleteTopicsRequest::default()
+            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32);
+        // v6 names topics in `topics` (by name or id), earlier versions in `topic_names`.
+        let req = if version >= 6 {
+            req.with_topics(vec![DeleteTopicState::default().with_name(Some(topic))])
+        } else {
+            req.with_topic_names(vec![topic])
+        };
+        let resp = conn.send_at(&req, version, timeout).await?;
+        if resp.responses.is_empty() {
+            return Err(ClientError::Protocol(format!(
+                "the broker did not answer for topic {name:?}"
+            )));
+        }
         for t in &resp.responses {
             if t.error_code != 0 {
                 return Err(ClientError::kafka(

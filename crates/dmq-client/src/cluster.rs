@@ -159,7 +159,7 @@ impl Cluster {
             }))
             .with_allow_auto_topic_creation(auto_create);
         let mut last_err = None;
-        for conn in self.metadata_candidates().await {
+        for conn in self.metadata_candidates().await? {
             match conn.send(&req, Duration::ZERO).await {
                 Ok((resp, _)) => return Ok(self.merge(resp, topics.is_none())),
                 Err(e) => {
@@ -176,14 +176,19 @@ impl Cluster {
         }))
     }
 
-    /// Connections to try for metadata: known brokers first, then the bootstrap list.
-    async fn metadata_candidates(&self) -> Vec<Arc<Connection>> {
+    /// Connections to try for metadata: known brokers first, then the bootstrap list. When
+    /// none connects, the last connection error.
+    async fn metadata_candidates(&self) -> std::result::Result<Vec<Arc<Connection>>, ClientError> {
         let mut out = Vec::new();
         let known: Vec<i32> = self.metadata().brokers.keys().copied().collect();
+        let mut last = None;
         for id in known {
-            if let Ok(c) = self.broker(id).await {
-                out.push(c);
-                return out;
+            match self.broker(id).await {
+                Ok(c) => {
+                    out.push(c);
+                    return Ok(out);
+                }
+                Err(e) => last = Some(e),
             }
         }
         for addr in &self.bootstrap {
@@ -192,12 +197,15 @@ impl Cluster {
             {
                 Ok(c) => {
                     out.push(Arc::new(c));
-                    return out;
+                    return Ok(out);
                 }
-                Err(e) => tracing::debug!(addr, "bootstrap connection failed: {e}"),
+                Err(e) => {
+                    tracing::debug!(addr, "bootstrap connection failed: {e}");
+                    last = Some(e);
+                }
             }
         }
-        out
+        Err(last.unwrap_or_else(|| ClientError::Config("no bootstrap servers".into())))
     }
 
     fn merge(&self, resp: MetadataResponse, all_topics: bool) -> Arc<Metadata> {
@@ -286,9 +294,11 @@ impl Cluster {
         if let Some(c) = self.pooled(id) {
             return Ok(c);
         }
+        // LEADER_NOT_AVAILABLE (retriable): while the controller moves leaderships away from a
+        // dead broker, partitions may still name it after it left the broker list.
         let info =
             self.metadata().brokers.get(&id).cloned().ok_or_else(|| {
-                ClientError::Protocol(format!("broker {id} is not in the metadata"))
+                ClientError::kafka(5, format!("broker {id} is not in the metadata"))
             })?;
         let conn = Arc::new(
             Connection::connect(
@@ -320,14 +330,11 @@ impl Cluster {
                 Err(e) => last = Some(e),
             }
         }
-        match self.metadata_candidates().await.pop() {
-            Some(c) => Ok(c),
-            None => Err(last.unwrap_or_else(|| {
-                ClientError::io(
-                    "no broker reachable",
-                    std::io::Error::new(std::io::ErrorKind::NotConnected, "no connection"),
-                )
-            })),
+        match self.metadata_candidates().await {
+            Ok(mut c) => c
+                .pop()
+                .ok_or_else(|| ClientError::Config("no broker".into())),
+            Err(e) => Err(last.unwrap_or(e)),
         }
     }
 

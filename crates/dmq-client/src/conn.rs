@@ -190,6 +190,18 @@ impl Connection {
         version: i16,
         extra: Duration,
     ) -> Result<R::Response> {
+        self.start(req, version, extra).await?.await
+    }
+
+    /// Queues `req` on the connection and returns a future of its response. Requests started
+    /// one after the other from one task go on the wire in that order (the producer relies on
+    /// it for the order of a partition's batches).
+    pub async fn start<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        extra: Duration,
+    ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static> {
         let (frame, correlation_id, header_version) = self.encode(req, version)?;
         let (reply, rx) = oneshot::channel();
         let pending = Pending {
@@ -204,23 +216,28 @@ impl Connection {
             })
             .await
             .map_err(|_| self.closed_error())?;
-        let mut body = match tokio::time::timeout(self.timeout + extra, rx).await {
-            Ok(Ok(r)) => r?,
-            Ok(Err(_)) => return Err(self.closed_error()),
-            Err(_) => {
-                // Kafka clients close a connection whose request timed out: whatever answers
-                // arrive later would be matched against the wrong request otherwise.
-                self.close();
-                return Err(ClientError::Timeout(format!(
-                    "{:?} to {} after {:?}",
-                    R::KEY,
-                    self.addr,
-                    self.timeout + extra
-                )));
-            }
-        };
-        R::Response::decode(&mut body, version)
-            .map_err(|e| ClientError::Protocol(format!("cannot decode {} response: {e}", R::KEY)))
+        let wait = self.timeout + extra;
+        let addr = self.addr.clone();
+        let shared = self.shared.clone();
+        let closed = self.closed.clone();
+        Ok(async move {
+            let mut body = match tokio::time::timeout(wait, rx).await {
+                Ok(Ok(r)) => r?,
+                Ok(Err(_)) => return Err(closed_error(&addr)),
+                Err(_) => {
+                    // Kafka clients close a connection whose request timed out: answers that
+                    // arrive later would be matched against the wrong request otherwise.
+                    fail_all(&shared, &closed, "request timed out");
+                    return Err(ClientError::Timeout(format!(
+                        "{:?} to {addr} after {wait:?}",
+                        ApiKey::try_from(R::KEY).unwrap_or(ApiKey::ApiVersions)
+                    )));
+                }
+            };
+            R::Response::decode(&mut body, version).map_err(|e| {
+                ClientError::Protocol(format!("cannot decode {} response: {e}", R::KEY))
+            })
+        })
     }
 
     /// Sends a request that gets no response (a Produce with acks=0).
@@ -268,11 +285,15 @@ impl Connection {
     }
 
     fn closed_error(&self) -> ClientError {
-        ClientError::io(
-            format!("connection to {}", self.addr),
-            std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "connection closed"),
-        )
+        closed_error(&self.addr)
     }
+}
+
+fn closed_error(addr: &str) -> ClientError {
+    ClientError::io(
+        format!("connection to {addr}"),
+        std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "connection closed"),
+    )
 }
 
 fn fail_all(shared: &Mutex<Shared>, closed: &AtomicBool, why: &str) {

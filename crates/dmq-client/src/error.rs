@@ -11,11 +11,10 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// A socket operation failed (connection refused, reset, closed by the broker).
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Io {
         context: String,
-        #[source]
-        source: Arc<std::io::Error>,
+        error: Arc<std::io::Error>,
     },
     /// The broker answered with a Kafka error code.
     #[error("{context}: {} (Kafka error {code})", error_name(*.code))]
@@ -45,7 +44,7 @@ impl ClientError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         ClientError::Io {
             context: context.into(),
-            source: Arc::new(source),
+            error: Arc::new(source),
         }
     }
 

@@ -371,6 +371,25 @@ struct Inner {
     idle: Notify,
     closing: AtomicBool,
     metadata_stale: AtomicBool,
+    /// Batches sent again after a retriable error (Kafka's `record-retry-total`, per batch).
+    retries: std::sync::atomic::AtomicU64,
+    /// The request queue of each broker's [`broker_loop`].
+    brokers: Mutex<HashMap<i32, tokio::sync::mpsc::UnboundedSender<Vec<Sealed>>>>,
+}
+
+impl Inner {
+    fn enqueue(self: &Arc<Self>, broker: i32, batches: Vec<Sealed>) {
+        let mut queues = self.brokers.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = queues.entry(broker).or_insert_with(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(broker_loop(self.clone(), broker, rx));
+            tx
+        });
+        if let Err(returned) = tx.send(batches) {
+            drop(queues);
+            settle(self, broker, returned.0, Err(ClientError::Closed));
+        }
+    }
 }
 
 /// A Kafka producer. `send` is cheap (it appends to a batch); a background task sends.
@@ -416,6 +435,8 @@ impl Producer {
             idle: Notify::new(),
             closing: AtomicBool::new(false),
             metadata_stale: AtomicBool::new(false),
+            brokers: Mutex::new(HashMap::new()),
+            retries: std::sync::atomic::AtomicU64::new(0),
         });
         let sender = tokio::spawn(run_sender(inner.clone()));
         Ok(Producer { inner, sender })
@@ -424,6 +445,11 @@ impl Producer {
     /// The cluster view this producer uses.
     pub fn cluster(&self) -> &Arc<Cluster> {
         &self.inner.cluster
+    }
+
+    /// How many batches were sent again after a retriable error.
+    pub fn retries(&self) -> u64 {
+        self.inner.retries.load(Ordering::Relaxed)
     }
 
     /// The producer id and epoch (`(-1, -1)` without idempotence).
@@ -698,9 +724,15 @@ async fn run_sender(inner: Arc<Inner>) {
             done,
         } = drain(&inner);
         for (broker, batches) in requests {
-            tokio::spawn(send_request(inner.clone(), broker, batches));
+            inner.enqueue(broker, batches);
         }
         if done {
+            // Ends the broker loops (they hold the last references to `inner`).
+            inner
+                .brokers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
             return;
         }
         if inner.metadata_stale.swap(false, Ordering::AcqRel) {
@@ -875,7 +907,36 @@ fn drain(inner: &Inner) -> Drained {
 
 /// Builds (first attempt: stamps producer fields, compresses) and sends one produce request,
 /// then settles every batch in it.
-async fn send_request(inner: Arc<Inner>, broker: i32, mut batches: Vec<Sealed>) {
+/// One task per broker puts that broker's requests on its connection in drain order (so a
+/// partition's batches reach the log in sequence order) and spawns a waiter for each answer.
+async fn broker_loop(
+    inner: Arc<Inner>,
+    broker: i32,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<Sealed>>,
+) {
+    while let Some(batches) = rx.recv().await {
+        match start_request(&inner, broker, batches).await {
+            Ok((batches, answer)) => {
+                let inner = inner.clone();
+                tokio::spawn(async move {
+                    let result = answer.await;
+                    settle(&inner, broker, batches, result);
+                });
+            }
+            Err((batches, e)) => settle(&inner, broker, batches, Err(e)),
+        }
+    }
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<PartitionResults>> + Send>>;
+
+/// Builds the batches (first attempt: stamps producer fields, compresses) and queues the
+/// produce request on the broker's connection.
+async fn start_request(
+    inner: &Inner,
+    broker: i32,
+    mut batches: Vec<Sealed>,
+) -> std::result::Result<(Vec<Sealed>, Answer), (Vec<Sealed>, ClientError)> {
     let cfg = &inner.config;
     let mut build_error = None;
     for b in &mut batches {
@@ -893,10 +954,19 @@ async fn send_request(inner: Arc<Inner>, broker: i32, mut batches: Vec<Sealed>) 
             Err(e) => build_error = Some(e),
         }
     }
-    let result = match build_error {
-        Some(e) => Err(e),
-        None => produce(&inner, broker, &batches).await,
-    };
+    if let Some(e) = build_error {
+        return Err((batches, e));
+    }
+    match produce(inner, broker, &batches).await {
+        Ok(answer) => Ok((batches, answer)),
+        Err(e) => Err((batches, e)),
+    }
+}
+
+/// Settles every batch of one request with its answer: completes it, or puts it back for a
+/// retry.
+fn settle(inner: &Inner, broker: i32, batches: Vec<Sealed>, result: Result<PartitionResults>) {
+    let cfg = &inner.config;
     let mut guard = inner.accum.lock().unwrap_or_else(|p| p.into_inner());
     let acc = &mut *guard;
     if let Some(n) = acc.broker_in_flight.get_mut(&broker) {
@@ -938,9 +1008,10 @@ async fn send_request(inner: Arc<Inner>, broker: i32, mut batches: Vec<Sealed>) 
                     q.in_flight.iter().any(|s| *s >= 0 && *s < seq)
                         || q.ready.iter().any(|r| r.sequence.is_some_and(|s| s < seq))
                 });
-                // OUT_OF_ORDER_SEQUENCE_NUMBER after an earlier batch failed is the broker
-                // telling us about the gap that the retry of that batch will fill.
-                let out_of_order = e.code() == Some(45) && (q.retrying || earlier_unacked);
+                // OUT_OF_ORDER_SEQUENCE_NUMBER while an earlier batch is still unacknowledged is
+                // the broker telling us about the gap that batch's retry will fill. Without one,
+                // the gap is permanent (an earlier batch failed for good) and so is the error.
+                let out_of_order = e.code() == Some(45) && earlier_unacked;
                 (e.is_retriable() || out_of_order) && now < b.created + cfg.delivery_timeout
             }
         };
@@ -959,6 +1030,7 @@ async fn send_request(inner: Arc<Inner>, broker: i32, mut batches: Vec<Sealed>) 
                 q.retrying = true;
             }
             q.backoff_until = Some(now + cfg.retry_backoff);
+            inner.retries.fetch_add(1, Ordering::Relaxed);
             q.requeue(b);
             continue;
         }
@@ -980,7 +1052,7 @@ async fn send_request(inner: Arc<Inner>, broker: i32, mut batches: Vec<Sealed>) 
 
 type PartitionResults = HashMap<(String, i32), Result<(i64, i64)>>;
 
-async fn produce(inner: &Inner, broker: i32, batches: &[Sealed]) -> Result<PartitionResults> {
+async fn produce(inner: &Inner, broker: i32, batches: &[Sealed]) -> Result<Answer> {
     let cfg = &inner.config;
     let mut topics: Vec<TopicProduceData> = Vec::new();
     for b in batches {
@@ -1005,12 +1077,18 @@ async fn produce(inner: &Inner, broker: i32, batches: &[Sealed]) -> Result<Parti
     if cfg.acks == Acks::None {
         let version = conn.version(kafka_protocol::messages::ApiKey::Produce)?;
         conn.send_oneway(&req, version).await?;
-        return Ok(batches
+        let done: PartitionResults = batches
             .iter()
             .map(|b| ((b.tp.0.to_string(), b.tp.1), Ok((-1, -1))))
-            .collect());
+            .collect();
+        return Ok(Box::pin(async move { Ok(done) }));
     }
-    let (resp, _) = conn.send(&req, Duration::ZERO).await?;
+    let version = conn.version(kafka_protocol::messages::ApiKey::Produce)?;
+    let answer = conn.start(&req, version, Duration::ZERO).await?;
+    Ok(Box::pin(async move { read_answer(answer.await?) }))
+}
+
+fn read_answer(resp: kafka_protocol::messages::ProduceResponse) -> Result<PartitionResults> {
     let mut out = HashMap::new();
     for t in resp.responses {
         for p in t.partition_responses {

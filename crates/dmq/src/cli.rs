@@ -136,9 +136,7 @@ pub enum PrintFormat {
 }
 
 pub async fn topic(cmd: TopicCommand, args: ClientArgs) -> anyhow::Result<()> {
-    let admin = Admin::new(args.client())
-        .await
-        .with_context(|| format!("connecting to {}", args.bootstrap))?;
+    let admin = Admin::new(args.client()).await?;
     match cmd {
         TopicCommand::Create {
             name,
@@ -163,7 +161,8 @@ pub async fn topic(cmd: TopicCommand, args: ClientArgs) -> anyhow::Result<()> {
                     "topic": name, "partitions": partitions, "replicationFactor": rf,
                 })),
                 OutputFormat::Table => println!(
-                    "Created topic {name} ({partitions} partitions, replication factor {rf})."
+                    "Created topic {name} ({partitions} partition{}, replication factor {rf}).",
+                    if partitions == 1 { "" } else { "s" }
                 ),
             }
         }
@@ -270,9 +269,7 @@ pub async fn produce(a: ProduceArgs, args: ClientArgs) -> anyhow::Result<()> {
     config.compression = a.compression.parse()?;
     config.max_block = Duration::from_secs(15);
     config.delivery_timeout = Duration::from_secs(30);
-    let producer = Producer::new(config)
-        .await
-        .with_context(|| format!("connecting to {}", args.bootstrap))?;
+    let producer = Producer::new(config).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<String>>(1024);
     // stdin is blocking: read it on its own thread.
     std::thread::spawn(move || {
@@ -337,9 +334,7 @@ pub async fn produce(a: ProduceArgs, args: ClientArgs) -> anyhow::Result<()> {
 pub async fn consume(a: ConsumeArgs, args: ClientArgs) -> anyhow::Result<()> {
     let mut config = ConsumerConfig::new(args.bootstrap.clone());
     config.client = args.client();
-    let mut consumer = Consumer::new(config)
-        .await
-        .with_context(|| format!("connecting to {}", args.bootstrap))?;
+    let mut consumer = Consumer::new(config).await?;
     let info = consumer.cluster().topic(&a.topic, false).await?;
     match a.partition {
         Some(p) => {
@@ -470,7 +465,16 @@ async fn metadata_get(
         {
             Ok(r) if r.status().is_success() => return Ok(r.json().await?),
             Ok(r) => last = Some(anyhow!("{u}{path}: HTTP {}", r.status())),
-            Err(e) => last = Some(anyhow!("{u}: {e}")),
+            Err(e) => {
+                // reqwest keeps the reason (connection refused, …) in the source chain.
+                let mut why = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    why = format!("{why}: {s}");
+                    source = s.source();
+                }
+                last = Some(anyhow!("{why}"));
+            }
         }
     }
     Err(last.unwrap_or_else(|| anyhow!("no metadata node given")))
