@@ -271,3 +271,117 @@ impl Admin {
         Ok(out)
     }
 }
+
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: String,
+}
+
+/// A member of a described group.
+#[derive(Debug, Clone)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub host: String,
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// A group: state, members with their partitions, and committed offsets.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub state: String,
+    pub protocol: String,
+    pub coordinator: i32,
+    pub members: Vec<GroupMember>,
+    pub committed: BTreeMap<TopicPartition, i64>,
+}
+
+impl Admin {
+    /// Every group of every broker (each coordinates its own), sorted by id.
+    pub async fn list_groups(&self) -> Result<Vec<ListedGroup>> {
+        let meta = self.cluster.refresh(Some(&[]), false).await?;
+        let mut out = Vec::new();
+        for id in meta.brokers.keys() {
+            let conn = self.cluster.broker(*id).await?;
+            let (resp, _) = conn
+                .send(
+                    &kafka_protocol::messages::ListGroupsRequest::default(),
+                    Duration::ZERO,
+                )
+                .await?;
+            if resp.error_code != 0 {
+                return Err(ClientError::kafka(
+                    resp.error_code,
+                    format!("listing the groups of broker {id}"),
+                ));
+            }
+            out.extend(resp.groups.into_iter().map(|g| ListedGroup {
+                group_id: g.group_id.0.to_string(),
+                protocol_type: g.protocol_type.to_string(),
+                state: g.group_state.to_string(),
+            }));
+        }
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        out.dedup_by(|a, b| a.group_id == b.group_id);
+        Ok(out)
+    }
+
+    /// A group's state, members and committed offsets (from its coordinator).
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        let coordinator = crate::group::find_coordinator(&self.cluster, group).await?;
+        let conn = self.cluster.broker(coordinator).await?;
+        let req = kafka_protocol::messages::DescribeGroupsRequest::default().with_groups(vec![
+            kafka_protocol::messages::GroupId(StrBytes::from_string(group.to_string())),
+        ]);
+        let (resp, _) = conn.send(&req, Duration::ZERO).await?;
+        let g = resp
+            .groups
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::Protocol(format!("no description of {group:?}")))?;
+        if g.error_code != 0 {
+            return Err(ClientError::kafka(
+                g.error_code,
+                format!("describing group {group:?}"),
+            ));
+        }
+        let members = g
+            .members
+            .into_iter()
+            .map(|m| GroupMember {
+                member_id: m.member_id.to_string(),
+                instance_id: m.group_instance_id.map(|i| i.to_string()),
+                client_id: m.client_id.to_string(),
+                host: m.client_host.to_string(),
+                assignment: crate::group::decode_assignment(m.member_assignment)
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let committed =
+            crate::group::fetch_committed(&self.cluster, coordinator, group, None).await?;
+        Ok(GroupDescription {
+            group_id: group.to_string(),
+            state: g.group_state.to_string(),
+            protocol: g.protocol_data.to_string(),
+            coordinator,
+            members,
+            committed,
+        })
+    }
+
+    /// Overwrites a group's committed offsets. The group must have no active members (Kafka
+    /// refuses commits from outside an active group).
+    pub async fn alter_group_offsets(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<()> {
+        let coordinator = crate::group::find_coordinator(&self.cluster, group).await?;
+        crate::group::commit_offsets(&self.cluster, coordinator, group, -1, "", None, offsets).await
+    }
+}

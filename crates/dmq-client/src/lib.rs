@@ -3,7 +3,8 @@
 //!
 //! * [`Producer`]: batching, compression, murmur2/sticky partitioning, idempotence, retries.
 //! * [`Consumer`]: assign and seek, pipelined fetches, `poll`.
-//! * [`Admin`]: create, delete and describe topics; describe the cluster; list offsets.
+//! * [`GroupConsumer`]: consumer groups (range and cooperative-sticky, auto and manual commit).
+//! * [`Admin`]: topics, the cluster, offsets, and consumer groups (list, describe, reset).
 //!
 //! ```no_run
 //! # async fn demo() -> dmq_client::Result<()> {
@@ -31,15 +32,23 @@ mod cluster;
 mod conn;
 mod consumer;
 mod error;
+mod group;
 mod partitioner;
 mod producer;
 mod records;
 
-pub use admin::{Admin, ClusterDescription, NewTopic, TopicDescription};
+pub use admin::{
+    Admin, ClusterDescription, GroupDescription, GroupMember, ListedGroup, NewTopic,
+    TopicDescription,
+};
 pub use cluster::{BrokerInfo, ClientConfig, Cluster, Metadata, PartitionInfo, TopicInfo};
 pub use conn::{read_frame, Connection};
 pub use consumer::{Consumer, ConsumerConfig, Offset, OffsetReset, TopicPartition};
 pub use error::{error_name, ClientError, Result};
+pub use group::{
+    assign_cooperative_sticky, assign_range, decode_assignment, Assignor, GroupConfig,
+    GroupConsumer, Subscription,
+};
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,

@@ -12,8 +12,8 @@ use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use clap::{Args, Subcommand, ValueEnum};
 use dmq_client::{
-    Admin, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, NewTopic, Offset, Producer,
-    ProducerConfig, ProducerRecord, TopicPartition,
+    Admin, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, GroupConfig, GroupConsumer,
+    NewTopic, Offset, OffsetReset, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
 use serde_json::{json, Value};
 
@@ -123,6 +123,41 @@ pub struct ConsumeArgs {
     /// What to print of each record (with --output json: one JSON object per line).
     #[arg(long, value_enum, default_value_t = PrintFormat::Value)]
     pub format: PrintFormat,
+    /// Consume as a member of this consumer group (offsets committed as records are printed;
+    /// without --from-beginning a new group starts at the end).
+    #[arg(long, conflicts_with_all = ["partition", "offset"])]
+    pub group: Option<String>,
+    /// With --group: range or cooperative-sticky.
+    #[arg(long, default_value = "range", requires = "group")]
+    pub assignor: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// List consumer groups.
+    List,
+    /// A group's state, members, committed offsets, log end offsets and lag.
+    Describe { group: String },
+    /// Move a group's committed offsets (the group must have no active members).
+    ResetOffsets {
+        group: String,
+        /// Topics to reset (repeatable; default: every topic the group has offsets for).
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        #[arg(long, group = "target")]
+        to_earliest: bool,
+        #[arg(long, group = "target")]
+        to_latest: bool,
+        /// Move each committed offset by N (negative: back), within the log.
+        #[arg(long, group = "target", allow_negative_numbers = true)]
+        shift_by: Option<i64>,
+        /// The first offset at or after this time: RFC 3339 (2026-01-31T12:00:00Z) or epoch ms.
+        #[arg(long, group = "target")]
+        to_datetime: Option<String>,
+        /// Show the new offsets without committing them.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -334,6 +369,9 @@ pub async fn produce(a: ProduceArgs, args: ClientArgs) -> anyhow::Result<()> {
 pub async fn consume(a: ConsumeArgs, args: ClientArgs) -> anyhow::Result<()> {
     let mut config = ConsumerConfig::new(args.bootstrap.clone());
     config.client = args.client();
+    if let Some(group) = &a.group {
+        return consume_group(group.clone(), a, config, args.output).await;
+    }
     let mut consumer = Consumer::new(config).await?;
     let info = consumer.cluster().topic(&a.topic, false).await?;
     match a.partition {
@@ -595,4 +633,365 @@ pub async fn cluster(cmd: ClusterCommand, args: ClientArgs) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// `dmq consume --group G`: commits exactly what it printed (the offset after the last printed
+/// record of each partition), every second and on exit, then leaves the group.
+async fn consume_group(
+    group: String,
+    a: ConsumeArgs,
+    mut config: ConsumerConfig,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    config.auto_offset_reset = if a.from_beginning {
+        OffsetReset::Earliest
+    } else {
+        OffsetReset::Latest
+    };
+    let mut gc = GroupConfig::new(group);
+    gc.assignor = a.assignor.parse()?;
+    gc.enable_auto_commit = false;
+    gc.session_timeout = Duration::from_secs(10);
+    gc.heartbeat_interval = Duration::from_secs(1);
+    gc.rebalance_timeout = Duration::from_secs(30);
+    let mut consumer = GroupConsumer::new(config, gc, vec![a.topic.clone()]).await?;
+    let mut printed = 0u64;
+    let mut to_commit: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    let mut last_commit = std::time::Instant::now();
+    let mut last_record = std::time::Instant::now();
+    let idle = a.timeout_ms.map(Duration::from_millis);
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let result: anyhow::Result<()> = async {
+        while a.max.is_none_or(|m| printed < m) {
+            let wait = idle
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            let records = consumer.poll(wait).await?;
+            if records.is_empty() && idle.is_some_and(|t| last_record.elapsed() >= t) {
+                break;
+            }
+            if !records.is_empty() {
+                last_record = std::time::Instant::now();
+            }
+            for r in records {
+                if a.max.is_some_and(|m| printed >= m) {
+                    break;
+                }
+                print_record(&mut stdout, &r, a.format, output)?;
+                to_commit.insert(
+                    TopicPartition::new(r.topic.clone(), r.partition),
+                    r.offset + 1,
+                );
+                printed += 1;
+            }
+            stdout.flush()?;
+            if last_commit.elapsed() >= Duration::from_secs(1) && !to_commit.is_empty() {
+                consumer.commit_offsets(&to_commit).await?;
+                to_commit.clear();
+                last_commit = std::time::Instant::now();
+            }
+        }
+        Ok(())
+    }
+    .await;
+    stdout.flush()?;
+    if !to_commit.is_empty() {
+        consumer.commit_offsets(&to_commit).await?;
+    }
+    consumer.close().await?;
+    result
+}
+
+pub async fn group(cmd: GroupCommand, args: ClientArgs) -> anyhow::Result<()> {
+    let admin = Admin::new(args.client()).await?;
+    match cmd {
+        GroupCommand::List => {
+            let groups = admin.list_groups().await?;
+            match args.output {
+                OutputFormat::Json => print_json(&Value::Array(
+                    groups
+                        .iter()
+                        .map(|g| json!({"group": g.group_id, "state": g.state, "protocolType": g.protocol_type}))
+                        .collect(),
+                )),
+                OutputFormat::Table => {
+                    let mut t = Table::new(["GROUP", "STATE", "PROTOCOL-TYPE"]);
+                    for g in &groups {
+                        t.row([g.group_id.clone(), g.state.clone(), g.protocol_type.clone()]);
+                    }
+                    t.print();
+                }
+            }
+        }
+        GroupCommand::Describe { group } => {
+            let d = admin.describe_group(&group).await?;
+            let mut owner: BTreeMap<TopicPartition, (String, String, String)> = BTreeMap::new();
+            for m in &d.members {
+                for tp in &m.assignment {
+                    owner.insert(
+                        tp.clone(),
+                        (m.member_id.clone(), m.host.clone(), m.client_id.clone()),
+                    );
+                }
+            }
+            let mut tps: Vec<TopicPartition> = d.committed.keys().cloned().collect();
+            tps.extend(owner.keys().cloned());
+            tps.sort();
+            tps.dedup();
+            let ends = if tps.is_empty() {
+                BTreeMap::new()
+            } else {
+                admin.list_offsets(&tps, -1).await?
+            };
+            let rows: Vec<Value> = tps
+                .iter()
+                .map(|tp| {
+                    let current = d.committed.get(tp).copied();
+                    let end = ends.get(tp).copied();
+                    let lag = match (current, end) {
+                        (Some(c), Some(e)) => Some((e - c).max(0)),
+                        _ => None,
+                    };
+                    let who = owner.get(tp);
+                    json!({
+                        "topic": tp.topic, "partition": tp.partition,
+                        "currentOffset": current, "logEndOffset": end, "lag": lag,
+                        "consumerId": who.map(|w| w.0.clone()),
+                        "host": who.map(|w| w.1.clone()),
+                        "clientId": who.map(|w| w.2.clone()),
+                    })
+                })
+                .collect();
+            match args.output {
+                OutputFormat::Json => print_json(&json!({
+                    "group": d.group_id, "state": d.state, "protocol": d.protocol,
+                    "coordinator": d.coordinator, "members": d.members.len(), "partitions": rows,
+                })),
+                OutputFormat::Table => {
+                    println!(
+                        "Group: {}  State: {}  Protocol: {}  Coordinator: broker {}  Members: {}",
+                        d.group_id,
+                        d.state,
+                        if d.protocol.is_empty() {
+                            "-"
+                        } else {
+                            &d.protocol
+                        },
+                        d.coordinator,
+                        d.members.len()
+                    );
+                    let mut t = Table::new([
+                        "TOPIC",
+                        "PARTITION",
+                        "CURRENT-OFFSET",
+                        "LOG-END-OFFSET",
+                        "LAG",
+                        "CONSUMER-ID",
+                        "HOST",
+                        "CLIENT-ID",
+                    ]);
+                    let cell = |v: &Value| match v {
+                        Value::Null => "-".to_string(),
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    for r in &rows {
+                        t.row([
+                            cell(&r["topic"]),
+                            cell(&r["partition"]),
+                            cell(&r["currentOffset"]),
+                            cell(&r["logEndOffset"]),
+                            cell(&r["lag"]),
+                            cell(&r["consumerId"]),
+                            cell(&r["host"]),
+                            cell(&r["clientId"]),
+                        ]);
+                    }
+                    t.print();
+                }
+            }
+        }
+        GroupCommand::ResetOffsets {
+            group,
+            topics,
+            to_earliest,
+            to_latest,
+            shift_by,
+            to_datetime,
+            dry_run,
+        } => {
+            let d = admin.describe_group(&group).await?;
+            let mut tps: Vec<TopicPartition> = if topics.is_empty() {
+                d.committed.keys().cloned().collect()
+            } else {
+                let mut v = Vec::new();
+                for t in &topics {
+                    let info = admin.cluster().topic(t, false).await?;
+                    v.extend(
+                        info.partitions
+                            .iter()
+                            .map(|p| TopicPartition::new(t.clone(), p.partition)),
+                    );
+                }
+                v
+            };
+            tps.sort();
+            if tps.is_empty() {
+                bail!("group {group} has no committed offsets; name the topics with --topic");
+            }
+            let earliest = admin.list_offsets(&tps, -2).await?;
+            let latest = admin.list_offsets(&tps, -1).await?;
+            let target: BTreeMap<TopicPartition, i64> = if to_earliest {
+                earliest.clone()
+            } else if to_latest {
+                latest.clone()
+            } else if let Some(n) = shift_by {
+                tps.iter()
+                    .map(|tp| {
+                        let lo = earliest.get(tp).copied().unwrap_or(0);
+                        let hi = latest.get(tp).copied().unwrap_or(lo);
+                        let from = d.committed.get(tp).copied().unwrap_or(hi);
+                        (tp.clone(), from.saturating_add(n).clamp(lo, hi))
+                    })
+                    .collect()
+            } else if let Some(t) = &to_datetime {
+                admin.list_offsets(&tps, parse_datetime(t)?).await?
+            } else {
+                bail!("say where to: --to-earliest, --to-latest, --shift-by N or --to-datetime T");
+            };
+            if !dry_run {
+                if !d.members.is_empty() {
+                    bail!(
+                        "group {group} has {} active member(s) (state {}); stop them before resetting its offsets",
+                        d.members.len(),
+                        d.state
+                    );
+                }
+                admin.alter_group_offsets(&group, &target).await?;
+            }
+            match args.output {
+                OutputFormat::Json => print_json(&json!({
+                    "group": group, "dryRun": dry_run,
+                    "partitions": target.iter().map(|(tp, o)| json!({
+                        "topic": tp.topic, "partition": tp.partition,
+                        "previousOffset": d.committed.get(tp), "newOffset": o,
+                    })).collect::<Vec<_>>(),
+                })),
+                OutputFormat::Table => {
+                    let mut t = Table::new(["TOPIC", "PARTITION", "PREVIOUS-OFFSET", "NEW-OFFSET"]);
+                    for (tp, o) in &target {
+                        t.row([
+                            tp.topic.clone(),
+                            tp.partition.to_string(),
+                            d.committed
+                                .get(tp)
+                                .map_or("-".to_string(), |c| c.to_string()),
+                            o.to_string(),
+                        ]);
+                    }
+                    t.print();
+                    if dry_run {
+                        println!("(dry run: nothing was committed)");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Epoch milliseconds, or RFC 3339 (`2026-01-31T12:00:00Z`, `…T12:00:00.250+02:00`).
+pub fn parse_datetime(s: &str) -> anyhow::Result<i64> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let bad = || {
+        anyhow!(
+            "--to-datetime {s:?} is neither epoch milliseconds nor RFC 3339 (2026-01-31T12:00:00Z)"
+        )
+    };
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| -> anyhow::Result<i64> {
+        s.get(r).and_then(|x| x.parse::<i64>().ok()).ok_or_else(bad)
+    };
+    let (y, mo, d, h, mi, sec) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return Err(bad());
+    }
+    let mut rest = &s[19..];
+    let mut millis = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if digits.is_empty() {
+            return Err(bad());
+        }
+        let padded = format!("{:0<3}", &digits[..digits.len().min(3)]);
+        millis = padded.parse().map_err(|_| bad())?;
+        rest = &frac[digits.len()..];
+    }
+    let offset_secs = match rest {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
+            let sign = if tz.starts_with('-') { -1 } else { 1 };
+            let oh: i64 = tz[1..3].parse().map_err(|_| bad())?;
+            let om: i64 = tz[4..6].parse().map_err(|_| bad())?;
+            sign * (oh * 3600 + om * 60)
+        }
+        _ => return Err(bad()),
+    };
+    // Days from 1970-01-01 (Howard Hinnant's days_from_civil).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok((days * 86_400 + h * 3600 + mi * 60 + sec - offset_secs) * 1000 + millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_datetime;
+
+    #[test]
+    fn datetimes_parse_as_epoch_millis() {
+        assert_eq!(parse_datetime("1970-01-01T00:00:00Z").ok(), Some(0));
+        assert_eq!(
+            parse_datetime("2026-11-22T08:30:00Z").ok(),
+            Some(1_795_336_200_000)
+        );
+        assert_eq!(
+            parse_datetime("2026-11-22T10:30:00.250+02:00").ok(),
+            Some(1_795_336_200_250)
+        );
+        assert_eq!(
+            parse_datetime("1795336200000").ok(),
+            Some(1_795_336_200_000)
+        );
+        for bad in [
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-11-22T08:30:00",
+            "2026-11-22T08:30:00+0200",
+        ] {
+            assert!(parse_datetime(bad).is_err(), "{bad}");
+        }
+    }
 }

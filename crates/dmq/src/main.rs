@@ -8,7 +8,8 @@
 //! dmq bench replication|broker-failover   produce throughput by RF/acks, partition failover time
 //! dmq bench offsets|rebalance   group offset commits/s, rebalance time
 //! dmq bench produce|consume     client throughput and latency against a running cluster
-//! dmq topic create|list|describe|delete, produce, consume, cluster status   (SPEC §7)
+//! dmq topic create|list|describe|delete, produce, consume [--group], group list|describe|
+//!     reset-offsets, cluster status                                            (SPEC §7)
 //! ```
 
 mod bench;
@@ -104,6 +105,13 @@ enum Commands {
         #[command(flatten)]
         client: cli::ClientArgs,
     },
+    /// Consumer groups: list, describe (offsets and lag), reset offsets.
+    Group {
+        #[command(subcommand)]
+        cmd: cli::GroupCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
     /// The cluster's health at a glance.
     Cluster {
         #[command(subcommand)]
@@ -183,6 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Produce { args, client } => cli::produce(args, client).await,
         Commands::Consume { args, client } => cli::consume(args, client).await,
         Commands::Cluster { cmd, client } => cli::cluster(cmd, client).await,
+        Commands::Group { cmd, client } => cli::group(cmd, client).await,
     }
 }
 
