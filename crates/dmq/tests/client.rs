@@ -1,7 +1,8 @@
 //! `dmq-client` against a real cluster: the idempotent producer keeps every record exactly once
 //! and in order across leader SIGKILLs and controlled shutdowns; keyed records land where
 //! librdkafka's Java-compatible murmur2 partitioner puts them; every compression codec
-//! interoperates with librdkafka (kcat) both ways; seek, reset and high watermark.
+//! interoperates with librdkafka (kcat) both ways; seek, reset and high watermark; group members
+//! that split, rebalance cooperatively, commit and resume, with lag matching the HTTP API.
 
 mod common;
 
@@ -16,8 +17,8 @@ use common::{process_logs, start_cluster, wait_topic_on_brokers};
 use dmq::procs::{wait_until, MetadataCluster};
 use dmq_client::{
     partition_for_key, Acks, Admin, ClientConfig, Compression, Consumer, ConsumerConfig,
-    ConsumerRecord, NewTopic, Offset, OffsetReset, Producer, ProducerConfig, ProducerRecord,
-    TopicPartition,
+    ConsumerRecord, GroupConfig, GroupConsumer, NewTopic, Offset, OffsetReset, Producer,
+    ProducerConfig, ProducerRecord, TopicPartition,
 };
 
 fn producer_config(cluster: &MetadataCluster) -> ProducerConfig {
@@ -414,4 +415,208 @@ async fn consumer_seeks_resets_and_reports_the_high_watermark() {
     assert!(consumer
         .seek(&TopicPartition::new("other", 0), Offset::Beginning)
         .is_err());
+}
+
+/// One group member running in its own task: polls, commits what it read, and reports its
+/// records and assignment until told to stop; then closes (commit + leave).
+struct Member {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    assignment: tokio::sync::watch::Receiver<Vec<TopicPartition>>,
+    task: tokio::task::JoinHandle<Vec<ConsumerRecord>>,
+}
+
+fn start_member(bootstrap: String, group: &str, assignor: &str) -> Member {
+    let mut gc = GroupConfig::new(group);
+    gc.assignor = assignor.parse().expect("assignor");
+    gc.heartbeat_interval = Duration::from_millis(200);
+    gc.session_timeout = Duration::from_secs(6);
+    gc.rebalance_timeout = Duration::from_secs(10);
+    gc.enable_auto_commit = false;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, assignment) = tokio::sync::watch::channel(Vec::new());
+    let flag = stop.clone();
+    let task = tokio::spawn(async move {
+        let mut config = ConsumerConfig::new(bootstrap);
+        config.auto_offset_reset = OffsetReset::Earliest;
+        let mut consumer = GroupConsumer::new(config, gc, vec!["gq".into()])
+            .await
+            .expect("group consumer");
+        let mut got = Vec::new();
+        while !flag.load(std::sync::atomic::Ordering::Acquire) {
+            let records = consumer
+                .poll(Duration::from_millis(200))
+                .await
+                .expect("poll");
+            got.extend(records);
+            consumer.commit().await.expect("commit");
+            let _ = tx.send(consumer.assignment().to_vec());
+        }
+        consumer.close().await.expect("close");
+        got
+    });
+    Member {
+        stop,
+        assignment,
+        task,
+    }
+}
+
+async fn wait_assignments(members: &[&Member], sizes: &[usize]) -> Vec<Vec<TopicPartition>> {
+    wait_until(Duration::from_secs(30), "the group to settle", || async {
+        let now: Vec<Vec<TopicPartition>> = members
+            .iter()
+            .map(|m| m.assignment.borrow().clone())
+            .collect();
+        let lens: Vec<usize> = now.iter().map(Vec::len).collect();
+        (lens == sizes).then_some(now)
+    })
+    .await
+    .expect("assignment")
+}
+
+fn values(records: &[ConsumerRecord]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_members_split_rebalance_cooperatively_and_resume_after_their_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, 1).await;
+    let admin = admin(&cluster).await;
+    admin
+        .create_topic(NewTopic::new("gq", 6, 1))
+        .await
+        .expect("create");
+    wait_topic_on_brokers(&cluster, "gq", 6, 1).await;
+    let producer = Producer::new(producer_config(&cluster))
+        .await
+        .expect("producer");
+    let produce = |from: u32, to: u32| {
+        let producer = &producer;
+        async move {
+            for i in from..to {
+                producer
+                    .send(ProducerRecord::new("gq", format!("{i}")).key(format!("key-{i}")))
+                    .await
+                    .expect("send");
+            }
+            producer.flush().await;
+        }
+    };
+    produce(0, 600).await;
+
+    // cooperative-sticky: A takes all six; when B joins, A keeps three of its own and B gets
+    // the other three — A never gives up the ones it keeps.
+    let a = start_member(cluster.bootstrap(), "gq-group", "cooperative-sticky");
+    let first = wait_assignments(&[&a], &[6]).await;
+    let b = start_member(cluster.bootstrap(), "gq-group", "cooperative-sticky");
+    let split = wait_assignments(&[&a, &b], &[3, 3]).await;
+    assert!(split[0].iter().all(|tp| first[0].contains(tp)), "{split:?}");
+    let disjoint: std::collections::BTreeSet<&TopicPartition> = split.iter().flatten().collect();
+    assert_eq!(disjoint.len(), 6, "{split:?}");
+
+    // Everything produced is read by someone, then both commit and leave.
+    produce(600, 700).await;
+    let group_end = wait_until(Duration::from_secs(30), "all 700 records committed", || {
+        let admin = &admin;
+        async move {
+            let d = admin.describe_group("gq-group").await.ok()?;
+            let total: i64 = d.committed.values().sum();
+            (total == 700).then_some(d)
+        }
+    })
+    .await
+    .expect("commits");
+    assert_eq!(group_end.members.len(), 2);
+    for m in [&a, &b] {
+        m.stop.store(true, std::sync::atomic::Ordering::Release);
+    }
+    let mut read = values(&a.task.await.expect("member a"));
+    read.extend(values(&b.task.await.expect("member b")));
+    read.sort();
+    read.dedup();
+    assert_eq!(read.len(), 700, "some records were never read");
+
+    // Lag from the CLI matches the metadata quorum's HTTP view and log end - committed.
+    produce(700, 710).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_dmq"))
+        .args(["group", "describe", "gq-group", "--output", "json"])
+        .args(["--bootstrap", &cluster.bootstrap()])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("dmq group describe");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let leader = cluster.leader().await.expect("metadata leader");
+    let (_, http) = cluster
+        .get(leader, "/api/v1/metadata/groups/gq-group")
+        .await
+        .expect("HTTP group");
+    let lag_of = |rows: &serde_json::Value, offset_key: &str| -> BTreeMap<i64, (i64, i64, i64)> {
+        rows.as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                (
+                    r["partition"].as_i64().expect("partition"),
+                    (
+                        r[offset_key].as_i64().expect("offset"),
+                        r["logEndOffset"].as_i64().expect("end"),
+                        r["lag"].as_i64().expect("lag"),
+                    ),
+                )
+            })
+            .collect()
+    };
+    let cli_lag = lag_of(&cli["partitions"], "currentOffset");
+    let http_lag = lag_of(&http["partitions"], "committedOffset");
+    assert_eq!(cli_lag, http_lag);
+    assert_eq!(cli_lag.values().map(|l| l.2).sum::<i64>(), 10);
+    for (committed, end, lag) in cli_lag.values() {
+        assert_eq!(*lag, end - committed);
+    }
+
+    // A member that joins later resumes right after the commits: exactly the 10 new records.
+    let c = start_member(cluster.bootstrap(), "gq-group", "range");
+    wait_assignments(&[&c], &[6]).await;
+    wait_until(Duration::from_secs(20), "the new records committed", || {
+        let admin = &admin;
+        async move {
+            let d = admin.describe_group("gq-group").await.ok()?;
+            (d.committed.values().sum::<i64>() == 710).then_some(())
+        }
+    })
+    .await
+    .expect("commits");
+    c.stop.store(true, std::sync::atomic::Ordering::Release);
+    let mut got = values(&c.task.await.expect("member c"));
+    got.sort();
+    let want: Vec<String> = {
+        let mut w: Vec<String> = (700..710).map(|i| i.to_string()).collect();
+        w.sort();
+        w
+    };
+    assert_eq!(got, want, "the late member re-read or skipped records");
+
+    // Resetting offsets needs an empty group; then the next member reads from there.
+    let reset = Command::new(env!("CARGO_BIN_EXE_dmq"))
+        .args(["group", "reset-offsets", "gq-group", "--shift-by", "-1"])
+        .args(["--bootstrap", &cluster.bootstrap()])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("dmq group reset-offsets");
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    let d = admin.describe_group("gq-group").await.expect("describe");
+    assert_eq!(d.committed.values().sum::<i64>(), 710 - 6);
 }
