@@ -158,54 +158,9 @@ impl Cluster {
                     .collect()
             }))
             .with_allow_auto_topic_creation(auto_create);
-        let mut last_err = None;
-        for conn in self.metadata_candidates().await? {
-            match conn.send(&req, Duration::ZERO).await {
-                Ok((resp, _)) => return Ok(self.merge(resp, topics.is_none())),
-                Err(e) => {
-                    tracing::debug!(broker = conn.addr(), "metadata request failed: {e}");
-                    last_err = Some(e);
-                }
-            }
-        }
-        Err(last_err.unwrap_or_else(|| {
-            ClientError::io(
-                format!("no broker of {} reachable", self.bootstrap.join(",")),
-                std::io::Error::new(std::io::ErrorKind::NotConnected, "no connection"),
-            )
-        }))
-    }
-
-    /// Connections to try for metadata: known brokers first, then the bootstrap list. When
-    /// none connects, the last connection error.
-    async fn metadata_candidates(&self) -> std::result::Result<Vec<Arc<Connection>>, ClientError> {
-        let mut out = Vec::new();
-        let known: Vec<i32> = self.metadata().brokers.keys().copied().collect();
-        let mut last = None;
-        for id in known {
-            match self.broker(id).await {
-                Ok(c) => {
-                    out.push(c);
-                    return Ok(out);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        for addr in &self.bootstrap {
-            match Connection::connect(addr, &self.config.client_id, self.config.request_timeout)
-                .await
-            {
-                Ok(c) => {
-                    out.push(Arc::new(c));
-                    return Ok(out);
-                }
-                Err(e) => {
-                    tracing::debug!(addr, "bootstrap connection failed: {e}");
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| ClientError::Config("no bootstrap servers".into())))
+        let conn = self.any_broker().await?;
+        let (resp, _) = conn.send(&req, Duration::ZERO).await?;
+        Ok(self.merge(resp, topics.is_none()))
     }
 
     fn merge(&self, resp: MetadataResponse, all_topics: bool) -> Arc<Metadata> {
@@ -320,22 +275,29 @@ impl Cluster {
         conns.get(&id).filter(|c| !c.is_closed()).cloned()
     }
 
-    /// A connection to any live broker (for requests any broker answers).
+    /// A connection to any live broker (for requests any broker answers): known brokers
+    /// first, then the bootstrap list; when none connects, the last connection error.
     pub async fn any_broker(&self) -> Result<Arc<Connection>> {
-        let ids: Vec<i32> = self.metadata().brokers.keys().copied().collect();
+        let known: Vec<i32> = self.metadata().brokers.keys().copied().collect();
         let mut last = None;
-        for id in ids {
+        for id in known {
             match self.broker(id).await {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
         }
-        match self.metadata_candidates().await {
-            Ok(mut c) => c
-                .pop()
-                .ok_or_else(|| ClientError::Config("no broker".into())),
-            Err(e) => Err(last.unwrap_or(e)),
+        for addr in &self.bootstrap {
+            match Connection::connect(addr, &self.config.client_id, self.config.request_timeout)
+                .await
+            {
+                Ok(c) => return Ok(Arc::new(c)),
+                Err(e) => {
+                    tracing::debug!(addr, "bootstrap connection failed: {e}");
+                    last = Some(e);
+                }
+            }
         }
+        Err(last.unwrap_or_else(|| ClientError::Config("no bootstrap servers".into())))
     }
 
     /// A connection to the controller the brokers advertise (for CreateTopics/DeleteTopics),

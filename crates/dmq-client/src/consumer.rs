@@ -95,8 +95,8 @@ struct PartState {
     position: Option<i64>,
     /// A seek not yet resolved to an offset.
     pending: Option<Offset>,
-    high_watermark: i64,
-    log_start: i64,
+    /// As of the last fetch answer.
+    high_watermark: Option<i64>,
     fetching: bool,
     /// Bumped by every seek, so that answers to fetches sent before it are dropped.
     generation: u64,
@@ -229,13 +229,10 @@ impl Consumer {
 
     /// The high watermark of `tp` as of the last fetch answer (-1 before one).
     pub fn high_watermark(&self, tp: &TopicPartition) -> i64 {
-        self.parts.get(tp).map_or(-1, |s| {
-            if s.high_watermark == 0 && s.position.is_none() {
-                -1
-            } else {
-                s.high_watermark
-            }
-        })
+        self.parts
+            .get(tp)
+            .and_then(|s| s.high_watermark)
+            .unwrap_or(-1)
     }
 
     /// Returns the records available now, waiting up to `timeout` for some to arrive.
@@ -437,8 +434,7 @@ impl Consumer {
                 }
                 match p.error_code {
                     0 => {
-                        state.high_watermark = p.high_watermark;
-                        state.log_start = p.log_start_offset;
+                        state.high_watermark = Some(p.high_watermark);
                         let Some(data) = p.records else {
                             continue;
                         };
@@ -474,6 +470,17 @@ impl Consumer {
     }
 }
 
+/// Groups `(topic, item)` pairs by topic (topics sorted): requests list each topic once.
+pub(crate) fn by_topic<'a, T>(
+    items: impl IntoIterator<Item = (&'a str, T)>,
+) -> BTreeMap<&'a str, Vec<T>> {
+    let mut out: BTreeMap<&str, Vec<T>> = BTreeMap::new();
+    for (topic, item) in items {
+        out.entry(topic).or_default().push(item);
+    }
+    out
+}
+
 fn record_bytes(r: &ConsumerRecord) -> usize {
     r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + 32
 }
@@ -482,8 +489,7 @@ fn fetch_request(
     config: &ConsumerConfig,
     parts: &[(TopicPartition, i64, u64, i32)],
 ) -> FetchRequest {
-    let mut topics: Vec<FetchTopic> = Vec::new();
-    for (tp, offset, _, epoch) in parts {
+    let topics: Vec<FetchTopic> = by_topic(parts.iter().map(|(tp, offset, _, epoch)| {
         let p = FetchPartition::default()
             .with_partition(tp.partition)
             .with_current_leader_epoch(*epoch)
@@ -491,15 +497,15 @@ fn fetch_request(
             .with_last_fetched_epoch(-1)
             .with_log_start_offset(-1)
             .with_partition_max_bytes(config.max_partition_fetch_bytes);
-        match topics.iter_mut().find(|t| *t.topic.0 == *tp.topic) {
-            Some(t) => t.partitions.push(p),
-            None => topics.push(
-                FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(tp.topic.clone())))
-                    .with_partitions(vec![p]),
-            ),
-        }
-    }
+        (tp.topic.as_str(), p)
+    }))
+    .into_iter()
+    .map(|(t, ps)| {
+        FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(t.to_string())))
+            .with_partitions(ps)
+    })
+    .collect();
     FetchRequest::default()
         .with_replica_id((-1).into())
         .with_max_wait_ms(config.fetch_max_wait.as_millis().min(i32::MAX as u128) as i32)
@@ -519,21 +525,20 @@ pub(crate) async fn list_offsets(
     leader: i32,
     wanted: &[(TopicPartition, i64)],
 ) -> Result<Vec<(TopicPartition, i64)>> {
-    let mut topics: Vec<ListOffsetsTopic> = Vec::new();
-    for (tp, ts) in wanted {
+    let topics: Vec<ListOffsetsTopic> = by_topic(wanted.iter().map(|(tp, ts)| {
         let p = ListOffsetsPartition::default()
             .with_partition_index(tp.partition)
             .with_current_leader_epoch(-1)
             .with_timestamp(*ts);
-        match topics.iter_mut().find(|t| *t.name.0 == *tp.topic) {
-            Some(t) => t.partitions.push(p),
-            None => topics.push(
-                ListOffsetsTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(tp.topic.clone())))
-                    .with_partitions(vec![p]),
-            ),
-        }
-    }
+        (tp.topic.as_str(), p)
+    }))
+    .into_iter()
+    .map(|(t, ps)| {
+        ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(t.to_string())))
+            .with_partitions(ps)
+    })
+    .collect();
     let req = ListOffsetsRequest::default()
         .with_replica_id((-1).into())
         .with_isolation_level(0)

@@ -43,7 +43,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::sync::Notify;
 
 use crate::cluster::Cluster;
-use crate::consumer::{Consumer, ConsumerConfig, Offset, TopicPartition};
+use crate::consumer::{by_topic, Consumer, ConsumerConfig, Offset, TopicPartition};
 use crate::error::{ClientError, Result};
 use crate::records::ConsumerRecord;
 
@@ -123,21 +123,31 @@ pub struct Subscription {
     pub owned: Vec<TopicPartition>,
 }
 
+/// Every member, with nothing assigned yet.
+fn empty_plan(members: &[Subscription]) -> BTreeMap<String, Vec<TopicPartition>> {
+    members
+        .iter()
+        .map(|m| (m.member_id.clone(), Vec::new()))
+        .collect()
+}
+
+/// The members subscribed to `topic`.
+fn subscribers<'a>(members: &'a [Subscription], topic: &str) -> Vec<&'a Subscription> {
+    members
+        .iter()
+        .filter(|m| m.topics.iter().any(|t| t == topic))
+        .collect()
+}
+
 /// Kafka's range assignor: per topic, members (ordered by instance id, else member id) get
 /// consecutive ranges; the first `partitions % members` get one more.
 pub fn assign_range(
     members: &[Subscription],
     partitions: &BTreeMap<String, i32>,
 ) -> BTreeMap<String, Vec<TopicPartition>> {
-    let mut out: BTreeMap<String, Vec<TopicPartition>> = members
-        .iter()
-        .map(|m| (m.member_id.clone(), Vec::new()))
-        .collect();
+    let mut out = empty_plan(members);
     for (topic, count) in partitions {
-        let mut subs: Vec<&Subscription> = members
-            .iter()
-            .filter(|m| m.topics.iter().any(|t| t == topic))
-            .collect();
+        let mut subs = subscribers(members, topic);
         if subs.is_empty() {
             continue;
         }
@@ -169,19 +179,13 @@ pub fn assign_cooperative_sticky(
     members: &[Subscription],
     partitions: &BTreeMap<String, i32>,
 ) -> BTreeMap<String, Vec<TopicPartition>> {
-    let mut out: BTreeMap<String, Vec<TopicPartition>> = members
-        .iter()
-        .map(|m| (m.member_id.clone(), Vec::new()))
-        .collect();
+    let mut out = empty_plan(members);
     let owner: BTreeMap<&TopicPartition, &str> = members
         .iter()
         .flat_map(|m| m.owned.iter().map(move |tp| (tp, m.member_id.as_str())))
         .collect();
     for (topic, count) in partitions {
-        let mut subs: Vec<&Subscription> = members
-            .iter()
-            .filter(|m| m.topics.iter().any(|t| t == topic))
-            .collect();
+        let mut subs = subscribers(members, topic);
         if subs.is_empty() {
             continue;
         }
@@ -266,10 +270,7 @@ fn encode_subscription(
     owned: &[TopicPartition],
     generation: i32,
 ) -> Result<Bytes> {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for tp in owned {
-        by_topic.entry(&tp.topic).or_default().push(tp.partition);
-    }
+    let by_topic = by_topic(owned.iter().map(|tp| (tp.topic.as_str(), tp.partition)));
     let sub = ConsumerProtocolSubscription::default()
         .with_topics(
             topics
@@ -327,10 +328,11 @@ fn decode_subscription(
 }
 
 fn encode_assignment(partitions: &[TopicPartition]) -> Result<Bytes> {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for tp in partitions {
-        by_topic.entry(&tp.topic).or_default().push(tp.partition);
-    }
+    let by_topic = by_topic(
+        partitions
+            .iter()
+            .map(|tp| (tp.topic.as_str(), tp.partition)),
+    );
     let a = ConsumerProtocolAssignment::default().with_assigned_partitions(
         by_topic
             .into_iter()
@@ -425,11 +427,7 @@ pub(crate) async fn fetch_committed(
         )));
     }
     let topics = topics.map(|tps| {
-        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for tp in tps {
-            by_topic.entry(&tp.topic).or_default().push(tp.partition);
-        }
-        by_topic
+        by_topic(tps.iter().map(|tp| (tp.topic.as_str(), tp.partition)))
             .into_iter()
             .map(|(t, ps)| {
                 OffsetFetchRequestTopics::default()
@@ -484,16 +482,16 @@ pub(crate) async fn commit_offsets(
     if offsets.is_empty() {
         return Ok(());
     }
-    let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-    for (tp, o) in offsets {
-        by_topic.entry(&tp.topic).or_default().push(
+    let by_topic = by_topic(offsets.iter().map(|(tp, o)| {
+        (
+            tp.topic.as_str(),
             OffsetCommitRequestPartition::default()
                 .with_partition_index(tp.partition)
                 .with_committed_offset(*o)
                 .with_committed_leader_epoch(-1)
                 .with_committed_metadata(Some(s(""))),
-        );
-    }
+        )
+    }));
     let req = OffsetCommitRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_generation_id_or_member_epoch(generation)
@@ -945,7 +943,6 @@ impl GroupConsumer {
                 .iter()
                 .filter_map(|tp| self.consumer.position(tp).map(|o| (tp.clone(), o)))
                 .collect();
-            self.joined = true;
             if let Err(e) = self.commit_offsets(&offsets).await {
                 tracing::debug!("committing revoked partitions failed: {e}");
             }

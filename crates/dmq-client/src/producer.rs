@@ -30,6 +30,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::cluster::{ClientConfig, Cluster};
+use crate::consumer::by_topic;
 use crate::error::{ClientError, Result};
 use crate::partitioner::{partition_for_key, Sticky};
 use crate::records::{compress_batch, Compression};
@@ -406,7 +407,6 @@ impl Inner {
 /// ```
 pub struct Producer {
     inner: Arc<Inner>,
-    sender: tokio::task::JoinHandle<()>,
 }
 
 impl Producer {
@@ -438,8 +438,8 @@ impl Producer {
             brokers: Mutex::new(HashMap::new()),
             retries: std::sync::atomic::AtomicU64::new(0),
         });
-        let sender = tokio::spawn(run_sender(inner.clone()));
-        Ok(Producer { inner, sender })
+        tokio::spawn(run_sender(inner.clone()));
+        Ok(Producer { inner })
     }
 
     /// The cluster view this producer uses.
@@ -673,7 +673,6 @@ impl Drop for Producer {
         // Queued records are still delivered; the sender exits once nothing is outstanding.
         self.inner.closing.store(true, Ordering::Release);
         self.inner.wake.notify_one();
-        let _ = &self.sender;
     }
 }
 
@@ -1054,20 +1053,19 @@ type PartitionResults = HashMap<(String, i32), Result<(i64, i64)>>;
 
 async fn produce(inner: &Inner, broker: i32, batches: &[Sealed]) -> Result<Answer> {
     let cfg = &inner.config;
-    let mut topics: Vec<TopicProduceData> = Vec::new();
-    for b in batches {
+    let topics: Vec<TopicProduceData> = by_topic(batches.iter().map(|b| {
         let data = PartitionProduceData::default()
             .with_index(b.tp.1)
             .with_records(b.bytes.clone());
-        match topics.iter_mut().find(|t| *t.name.0 == *b.tp.0) {
-            Some(t) => t.partition_data.push(data),
-            None => topics.push(
-                TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(b.tp.0.to_string())))
-                    .with_partition_data(vec![data]),
-            ),
-        }
-    }
+        (&*b.tp.0, data)
+    }))
+    .into_iter()
+    .map(|(t, data)| {
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(t.to_string())))
+            .with_partition_data(data)
+    })
+    .collect();
     let timeout_ms = cfg.client.request_timeout.as_millis().min(i32::MAX as u128) as i32;
     let req = ProduceRequest::default()
         .with_acks(cfg.acks.wire())
