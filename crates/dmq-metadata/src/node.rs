@@ -17,7 +17,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::serve::ListenerExt;
 use dmq_types::{BrokerId, NodeId, ServicesConfig};
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -25,7 +24,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::controller::{partition_changes, Liveness};
-use crate::raft::{HttpNetworkFactory, LogStore, Raft, SharedState, StateMachineStore};
+use crate::raft::{
+    HttpNetworkFactory, LogStore, Proposed, Proposer, Raft, SharedState, StateMachineStore,
+};
 use crate::state::{Broker, BrokerStatus, Command, CommandResult};
 use crate::MetadataError;
 
@@ -70,6 +71,8 @@ pub struct NodeShared {
     pub(crate) wake: tokio::sync::Notify,
     /// The newest committed version brokers should hear of; the pusher task coalesces.
     pub(crate) push_version: watch::Sender<u64>,
+    /// Group commit in front of Raft: every write goes through it.
+    pub(crate) proposer: Proposer,
 }
 
 impl NodeShared {
@@ -142,11 +145,10 @@ impl NodeShared {
                 | Command::CommitOffsets { .. }
                 | Command::DeleteGroupOffsets { .. }
         );
-        let fut = self.raft.client_write(command);
-        match tokio::time::timeout(Duration::from_millis(PROPOSE_TIMEOUT_MS), fut).await {
-            Ok(Ok(resp)) => {
-                if brokers_care && !matches!(resp.data, CommandResult::Rejected { .. }) {
-                    let index = resp.log_id.index;
+        let proposed = self.proposer.propose(command);
+        match tokio::time::timeout(Duration::from_millis(PROPOSE_TIMEOUT_MS), proposed).await {
+            Ok(Proposed::Applied { index, result }) => {
+                if brokers_care && !matches!(result, CommandResult::Rejected { .. }) {
                     self.push_version.send_if_modified(|v| {
                         let newer = index > *v;
                         if newer {
@@ -155,15 +157,13 @@ impl NodeShared {
                         newer
                     });
                 }
-                Ok(resp.data)
+                Ok(result)
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(MetadataError::NotLeader {
-                    leader_id: f.leader_id,
-                    leader_url: f.leader_id.and_then(|id| self.member_url(id)),
-                })
-            }
-            Ok(Err(e)) => Err(MetadataError::Unavailable(e.to_string())),
+            Ok(Proposed::NotLeader(leader_id)) => Err(MetadataError::NotLeader {
+                leader_id,
+                leader_url: leader_id.and_then(|id| self.member_url(id)),
+            }),
+            Ok(Proposed::Failed(message)) => Err(MetadataError::Unavailable(message)),
             Err(_) => Err(MetadataError::Unavailable(
                 "the write was not committed in time (no quorum?)".into(),
             )),
@@ -268,7 +268,9 @@ impl MetadataNode {
             install_snapshot_timeout: c.election_timeout_ms.max(2_000),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_interval_entries),
             max_in_snapshot_log_to_keep: c.snapshot_log_entries_kept,
-            purge_batch_size: 256,
+            // Purge after every snapshot (the log keeps at most an interval's worth of entries
+            // plus those kept), in batches of at most 256 entries.
+            purge_batch_size: c.snapshot_interval_entries.clamp(1, 256),
             // Small AppendEntries keep each RPC well inside openraft's per-RPC timeout, which is
             // one heartbeat interval.
             max_payload_entries: 64,
@@ -302,6 +304,7 @@ impl MetadataNode {
         .await
         .map_err(|e| MetadataError::Startup(format!("cannot start Raft: {e}")))?;
 
+        let (stop, stop_rx) = watch::channel(false);
         let shared = Arc::new(NodeShared {
             node_id: options.node_id,
             config: config.clone(),
@@ -313,6 +316,7 @@ impl MetadataNode {
             push_version: watch::channel(0).0,
             http,
             members: members.clone(),
+            proposer: Proposer::start(raft.clone(), stop_rx.clone()),
         });
 
         let bind_host = options.bind_host.unwrap_or_else(|| match me.host.as_str() {
@@ -330,7 +334,6 @@ impl MetadataNode {
         let http_addr = listener
             .local_addr()
             .map_err(|e| MetadataError::Startup(e.to_string()))?;
-        let (stop, stop_rx) = watch::channel(false);
         let app = crate::api::router(shared.clone());
         let mut server_stop = stop_rx.clone();
         let server = tokio::spawn(async move {

@@ -73,9 +73,6 @@ pub enum Command {
     /// Hands a broker a block of producer ids for InitProducerId (Kafka's AllocateProducerIds):
     /// ids are never reused, whichever broker asks and whatever node applies the entry.
     AllocateProducerIds { broker_id: BrokerId, count: u32 },
-    /// A partition leader shrinks or expands its ISR (Kafka's AlterPartition, KIP-497). Fenced
-    /// by the leader and partition epochs the leader acted on; a broker may only join the ISR
-    /// while it is ONLINE.
     /// Consumer-group offset commits, batched across groups by a coordinator (OffsetCommit).
     CommitOffsets { commits: Vec<OffsetCommit> },
     /// Deletes a group's committed offsets: all of them (DeleteGroups) or the listed partitions
@@ -84,6 +81,9 @@ pub enum Command {
         group: String,
         partitions: Option<Vec<TopicPartitionRef>>,
     },
+    /// A partition leader shrinks or expands its ISR (Kafka's AlterPartition, KIP-497). Fenced
+    /// by the leader and partition epochs the leader acted on; a broker may only join the ISR
+    /// while it is ONLINE.
     AlterPartition {
         broker_id: BrokerId,
         topic: String,
@@ -92,6 +92,62 @@ pub enum Command {
         partition_epoch: i32,
         isr: Vec<BrokerId>,
     },
+    /// Independent commands proposed together (group commit), applied in order at one index,
+    /// each with its own result: one rejected command does not affect the others.
+    Batch { commands: Vec<Command> },
+}
+
+impl Command {
+    /// A cheap upper estimate of the command's size in the log (JSON bytes), for bounding
+    /// batches without serializing them.
+    pub fn estimated_bytes(&self) -> usize {
+        const BASE: usize = 256;
+        match self {
+            Command::CreateTopic {
+                name,
+                topic_id,
+                config,
+                assignment,
+                ..
+            } => {
+                let replicas: usize = assignment.iter().map(|r| r.len() * 12 + 4).sum();
+                // JSON escapes a control character as six bytes.
+                let config: usize = config
+                    .iter()
+                    .map(|(k, v)| (k.len() + v.len()) * 6 + 8)
+                    .sum();
+                BASE + name.len() + topic_id.len() + replicas + config
+            }
+            Command::UpdatePartitions { changes } => {
+                BASE + changes
+                    .iter()
+                    .map(|c| 192 + c.topic.len() + c.isr.len() * 12)
+                    .sum::<usize>()
+            }
+            Command::CommitOffsets { commits } => {
+                BASE + commits
+                    .iter()
+                    .map(|c| {
+                        192 + (c.group_id.len() + c.topic.len()) * 6
+                            + c.metadata.as_ref().map_or(0, |m| m.len() * 6)
+                    })
+                    .sum::<usize>()
+            }
+            Command::DeleteGroupOffsets { group, partitions } => {
+                BASE + group.len() * 6
+                    + partitions.as_ref().map_or(0, |ps| {
+                        ps.iter().map(|p| 48 + p.topic.len() * 6).sum::<usize>()
+                    })
+            }
+            Command::Batch { commands } => {
+                BASE + commands.iter().map(Command::estimated_bytes).sum::<usize>()
+            }
+            Command::RegisterBroker { host, .. } => BASE + host.len(),
+            Command::DeleteTopic { name } => BASE + name.len(),
+            Command::AlterPartition { topic, isr, .. } => BASE + topic.len() + isr.len() * 12,
+            Command::UpdateBrokerStatus { .. } | Command::AllocateProducerIds { .. } => BASE,
+        }
+    }
 }
 
 /// One committed consumer-group offset (Kafka's OffsetCommit value).
@@ -187,6 +243,10 @@ pub enum CommandResult {
         code: RejectCode,
         message: String,
     },
+    /// The results of a [`Command::Batch`], one per command, in order.
+    Batch {
+        results: Vec<CommandResult>,
+    },
 }
 
 /// The whole metadata image, as of `version`.
@@ -280,6 +340,9 @@ impl MetadataState {
                 ),
             },
             Command::UpdatePartitions { changes } => self.update_partitions(changes),
+            Command::Batch { commands } => CommandResult::Batch {
+                results: commands.iter().map(|c| self.apply(index, c)).collect(),
+            },
             Command::AllocateProducerIds { broker_id, count } => {
                 if !self.brokers.contains_key(broker_id) {
                     return reject(
@@ -635,6 +698,128 @@ mod tests {
             state.version, 9,
             "a rejected command still advances the version"
         );
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_and_rejects_only_what_does_not_fit() {
+        let mut state = MetadataState::default();
+        register(&mut state, 1, 101);
+        let batch = Command::Batch {
+            commands: vec![
+                create("a", vec![vec![101]]),
+                create("a", vec![vec![101]]),
+                Command::DeleteTopic { name: "b".into() },
+                create("b", vec![vec![101]]),
+                Command::DeleteTopic { name: "b".into() },
+            ],
+        };
+        // What travels in the log reads back as the same command.
+        let json = serde_json::to_string(&batch).expect("encode");
+        let decoded: Command = serde_json::from_str(&json).expect("decode");
+        assert_eq!(decoded, batch);
+
+        let CommandResult::Batch { results } = state.apply(5, &batch) else {
+            panic!("a batch answers with one result per command");
+        };
+        let kinds: Vec<&str> = results
+            .iter()
+            .map(|r| match r {
+                CommandResult::Topic(_) => "topic",
+                CommandResult::TopicDeleted { .. } => "deleted",
+                CommandResult::Rejected {
+                    code: RejectCode::TopicAlreadyExists,
+                    ..
+                } => "duplicate",
+                CommandResult::Rejected {
+                    code: RejectCode::UnknownTopic,
+                    ..
+                } => "unknown",
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, ["topic", "duplicate", "unknown", "topic", "deleted"]);
+        assert_eq!(state.version, 5);
+        assert_eq!(state.topics.keys().collect::<Vec<_>>(), ["a"]);
+
+        // Applying the same commands one by one reaches the same state.
+        let mut one_by_one = MetadataState::default();
+        register(&mut one_by_one, 1, 101);
+        let Command::Batch { commands } = &batch else {
+            unreachable!()
+        };
+        for c in commands {
+            one_by_one.apply(5, c);
+        }
+        assert_eq!(one_by_one, state);
+    }
+
+    #[test]
+    fn estimated_bytes_bound_the_encoded_size() {
+        let mut config = BTreeMap::new();
+        config.insert("retention.ms".to_string(), "86400000".to_string());
+        let commands = vec![
+            Command::CreateTopic {
+                name: "orders".into(),
+                topic_id: uuid_like(),
+                config,
+                assignment: (0..1000).map(|p| vec![p % 7 + 101, 1_000_000]).collect(),
+                timestamp_ms: u64::MAX,
+            },
+            Command::CommitOffsets {
+                commits: (0..100)
+                    .map(|p| OffsetCommit {
+                        group_id: "group-with-a-long-name".into(),
+                        topic: "orders".into(),
+                        partition: p,
+                        offset: i64::MAX,
+                        leader_epoch: i32::MAX,
+                        metadata: Some("\"quoted\" \u{1}".into()),
+                        commit_timestamp: u64::MAX,
+                    })
+                    .collect(),
+            },
+            Command::UpdatePartitions {
+                changes: (0..100)
+                    .map(|p| PartitionChange {
+                        topic: "orders".into(),
+                        partition: p,
+                        expected_leader_epoch: i32::MAX,
+                        expected_partition_epoch: i32::MAX,
+                        leader: 101,
+                        isr: vec![101, 102, 103],
+                        leader_epoch: i32::MAX,
+                    })
+                    .collect(),
+            },
+            Command::AlterPartition {
+                broker_id: 101,
+                topic: "orders".into(),
+                partition: i32::MAX,
+                leader_epoch: i32::MAX,
+                partition_epoch: i32::MAX,
+                isr: vec![101, 102, 103],
+            },
+            Command::UpdateBrokerStatus {
+                broker_id: 101,
+                status: BrokerStatus::Offline,
+                timestamp_ms: u64::MAX,
+            },
+        ];
+        let batch = Command::Batch {
+            commands: commands.clone(),
+        };
+        for c in commands.iter().chain([&batch]) {
+            let encoded = serde_json::to_vec(c).expect("encode").len();
+            assert!(
+                c.estimated_bytes() >= encoded,
+                "estimate {} < {encoded} for {c:?}",
+                c.estimated_bytes()
+            );
+        }
+    }
+
+    fn uuid_like() -> String {
+        "0f8fad5b-d9cb-469f-a165-70867728950e".into()
     }
 
     #[test]

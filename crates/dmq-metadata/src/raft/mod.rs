@@ -1,13 +1,14 @@
 //! The Raft glue: openraft 0.9 wired to our storage, state machine and HTTP transport.
 //!
 //! ```text
-//!   HTTP API ──client_write──▶ openraft core ──append──▶ LogStore (raft.log, fsync per batch)
-//!                                   │  ▲                      vote (checked file, fsync)
-//!               AppendEntries/Vote/ │  │ replies
-//!               InstallSnapshot     ▼  │
-//!                             HttpNetwork ──POST /api/v1/raft/*──▶ peers
-//!                                   │
-//!                        apply ─────▼──────▶ StateMachineStore (MetadataState, snapshot file)
+//!   HTTP API ──▶ Proposer ──client_write──▶ openraft core ──append──▶ LogStore (raft.log, one fsync
+//!               (group commit:                │  ▲                     per append; vote: checked
+//!                one entry per batch)         │  │                     file, fsync)
+//!               AppendEntries/Vote/           │  │ replies
+//!               InstallSnapshot               ▼  │
+//!                                      HttpNetwork ──POST /api/v1/raft/*──▶ peers
+//!                                             │
+//!                                  apply ─────▼──────▶ StateMachineStore (MetadataState, snapshot file)
 //! ```
 
 // openraft's storage traits fix the error type to `StorageError`, which is large; boxing it is
@@ -17,12 +18,14 @@
 mod checked_file;
 mod log_store;
 mod network;
+mod proposer;
 mod state_machine;
 
 use std::io::Cursor;
 
 pub use log_store::LogStore;
 pub use network::HttpNetworkFactory;
+pub use proposer::{Proposed, Proposer};
 pub use state_machine::{SharedState, StateMachineData, StateMachineStore};
 
 use crate::state::{Command, CommandResult};
