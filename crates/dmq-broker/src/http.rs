@@ -112,6 +112,7 @@ fn from_broker_error(shared: &BrokerShared, e: BrokerError) -> ApiError {
         Some(
             ResponseError::NotLeaderOrFollower
             | ResponseError::NotEnoughReplicas
+            | ResponseError::NotEnoughReplicasAfterAppend
             | ResponseError::LeaderNotAvailable,
         ) => StatusCode::SERVICE_UNAVAILABLE,
         Some(ResponseError::RequestTimedOut) => StatusCode::GATEWAY_TIMEOUT,

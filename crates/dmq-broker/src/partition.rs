@@ -665,6 +665,13 @@ impl Partition {
 
     /// Waits until the high watermark passes `last_offset` (acks=all), this replica stops
     /// leading in `epoch`, or `deadline`.
+    ///
+    /// The HW passing the offset is not enough on its own: the ISR may have shrunk while the
+    /// batch waited (followers dropped for lag), and an ISR of one moves the HW by itself. As
+    /// in Kafka, the write is then acknowledged only if the ISR still holds
+    /// `min.insync.replicas` members; otherwise the answer is the retriable
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND (the batch stays in the log, and an idempotent retry is
+    /// recognised as a duplicate).
     pub async fn wait_replicated(
         &self,
         last_offset: i64,
@@ -673,11 +680,22 @@ impl Partition {
     ) -> Result<()> {
         let mut rx = self.hw_tx.subscribe();
         loop {
-            if self.high_watermark() > last_offset {
-                return Ok(());
-            }
             {
                 let st = self.lock();
+                if self.high_watermark() > last_offset {
+                    let leading = st.role == Role::Leader && st.leader_epoch == epoch;
+                    if leading && st.isr.len() < st.settings.min_insync_replicas {
+                        return Err(BrokerError::kafka(
+                            ResponseError::NotEnoughReplicasAfterAppend,
+                            format!(
+                                "offset {last_offset} was written, but the ISR {:?} is now smaller \
+                                 than min.insync.replicas={}",
+                                st.isr, st.settings.min_insync_replicas
+                            ),
+                        ));
+                    }
+                    return Ok(());
+                }
                 if st.role != Role::Leader || st.leader_epoch != epoch {
                     return Err(BrokerError::NotLeader {
                         topic: self.topic.clone(),

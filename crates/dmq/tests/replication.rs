@@ -479,6 +479,17 @@ async fn two_of_three_down_refuses_acks_all_until_they_return() {
         isr(&ps[0]) == vec![i64::from(leader)]
     })
     .await;
+    // The controller fenced the dead brokers; the leader hears of the smaller ISR from the
+    // next metadata push. Until then it would still take the write (and then answer
+    // NOT_ENOUGH_REPLICAS_AFTER_APPEND: see the next test).
+    let c = &cluster;
+    wait_until(
+        Duration::from_secs(10),
+        "the leader to see the ISR shrink",
+        || async move { (leader_state(c, leader).await?["isr"] == json!([leader])).then_some(()) },
+    )
+    .await
+    .expect("leader's ISR");
     let end_before = leader_end(&cluster, leader).await;
     for v in ["1", "2", "3"] {
         let r = kafka::produce(&mut conn, TOPIC, 0, one(v), -1).await;
@@ -509,15 +520,76 @@ async fn two_of_three_down_refuses_acks_all_until_they_return() {
     );
 }
 
-/// The leader's log end offset for `TOPIC`-0.
-async fn leader_end(cluster: &MetadataCluster, leader: i32) -> i64 {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_is_refused_after_append_when_the_isr_falls_below_min_insync_meanwhile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let controller = ControllerConfig {
+        replica_lag_time_max_ms: 1_000,
+        ..common::long_sessions()
+    };
+    let cluster = cluster(dir.path(), controller).await;
+    create_topic(&cluster, 1).await;
+    let ps = partitions(&cluster).await.expect("partitions");
+    let leader = leader_of(&ps[0]);
+    let others: Vec<i32> = cluster
+        .broker_ids()
+        .into_iter()
+        .filter(|b| *b != leader)
+        .collect();
+    // Frozen followers keep their sessions and accept connections: the leader still counts
+    // them in the ISR when the write arrives, and drops them only by the lag rule.
+    for b in &others {
+        cluster.signal_broker(*b, libc::SIGSTOP).expect("SIGSTOP");
+    }
+    let mut conn = kafka::connect(&cluster.kafka_addr(leader)).await;
+    let one = |v: &str| kafka::batch(&[("k".to_string(), v.to_string())], None);
+    let r = kafka::produce(&mut conn, TOPIC, 0, one("alone"), -1).await;
+    // The ISR shrank to the leader alone while the write waited: its HW moved past the write,
+    // but one copy is not what acks=all with min.insync.replicas=2 promises.
+    assert_eq!(
+        ResponseError::try_from_code(r.error_code),
+        Some(ResponseError::NotEnoughReplicasAfterAppend),
+        "acks=all whose ISR fell to one while it waited"
+    );
+    let state = leader_state(&cluster, leader).await.expect("leader state");
+    assert_eq!(state["isr"], json!([leader]), "{state}");
+    assert_eq!(state["logEndOffset"], 1, "the batch was appended: {state}");
+
+    for b in &others {
+        cluster.signal_broker(*b, libc::SIGCONT).expect("SIGCONT");
+    }
+    let c = &cluster;
+    wait_until(
+        Duration::from_secs(15),
+        "the followers back in the leader's ISR",
+        || async move {
+            let isr = leader_state(c, leader).await?["isr"].as_array()?.len();
+            (isr == 3).then_some(())
+        },
+    )
+    .await
+    .expect("ISR restored");
+    let r = kafka::produce(&mut conn, TOPIC, 0, one("replicated"), -1).await;
+    assert_eq!(r.error_code, 0, "acks=all with the ISR whole again");
+    assert_eq!(r.base_offset, 1);
+}
+
+/// The leader's replication status of `TOPIC`-0 (`/api/v1/storage/replication/status`).
+async fn leader_state(cluster: &MetadataCluster, leader: i32) -> Option<Value> {
     let (_, status) = cluster
         .broker_get(leader, "/api/v1/storage/replication/status")
-        .await
-        .expect("replication status");
+        .await?;
     status["partitions"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["topic"] == TOPIC))
+        .as_array()?
+        .iter()
+        .find(|p| p["topic"] == TOPIC)
+        .cloned()
+}
+
+/// The leader's log end offset for `TOPIC`-0.
+async fn leader_end(cluster: &MetadataCluster, leader: i32) -> i64 {
+    leader_state(cluster, leader)
+        .await
         .and_then(|p| p["logEndOffset"].as_i64())
         .expect("log end offset")
 }
