@@ -54,6 +54,10 @@ pub fn router(shared: Shared) -> Router {
             get(get_topic).delete(delete_topic),
         )
         .route(
+            "/api/v1/metadata/topics/{name}/partitions",
+            post(create_partitions),
+        )
+        .route(
             "/api/v1/metadata/brokers",
             get(list_brokers).post(register_broker),
         )
@@ -293,6 +297,32 @@ async fn create_topic(State(shared): State<Shared>, body: Bytes) -> ApiResult<Re
         )
         .await?;
     Ok((StatusCode::CREATED, Json(topic)).into_response())
+}
+
+/// Body of `POST /api/v1/metadata/topics/{name}/partitions` (Kafka's CreatePartitions).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreatePartitionsRequest {
+    /// The new total, larger than the current count.
+    num_partitions: i64,
+    /// Replica lists (leader first) of the new partitions; placed by the controller if absent.
+    assignment: Option<Vec<Vec<BrokerId>>>,
+    /// Check everything, change nothing.
+    #[serde(default)]
+    validate_only: bool,
+}
+
+async fn create_partitions(
+    State(shared): State<Shared>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Topic>> {
+    let req: CreatePartitionsRequest = parse_json(&body)?;
+    shared.require_leader()?;
+    let topic = shared
+        .create_partitions(&name, req.num_partitions, req.assignment, req.validate_only)
+        .await?;
+    Ok(Json(topic))
 }
 
 async fn delete_topic(
@@ -816,6 +846,112 @@ impl NodeShared {
         match self.propose(command).await? {
             CommandResult::Topic(topic) => {
                 tracing::info!(topic = %topic.topic_name, partitions, rf, "topic created");
+                Ok(topic)
+            }
+            other => Err(result_error(other)),
+        }
+    }
+
+    /// Grows `name` to `total` partitions (Kafka's CreatePartitions). Without an `assignment`
+    /// the new partitions continue the topic's round-robin over the ONLINE brokers, as Kafka
+    /// places them (the start is where partition 0's leader sits). A given assignment names
+    /// registered brokers, `replicationFactor` distinct ones per new partition.
+    pub(crate) async fn create_partitions(
+        &self,
+        name: &str,
+        total: i64,
+        assignment: Option<Vec<Vec<BrokerId>>>,
+        validate_only: bool,
+    ) -> ApiResult<Topic> {
+        let (current, rf, online, registered, first_leader) = {
+            let data = self.sm.read();
+            let topic =
+                data.state.topics.get(name).ok_or_else(|| {
+                    MetadataError::NotFound(format!("topic {name:?} does not exist"))
+                })?;
+            (
+                topic.partitions.len() as i64,
+                topic.replication_factor as usize,
+                data.state.online_brokers(),
+                data.state.brokers.keys().copied().collect::<Vec<_>>(),
+                topic
+                    .partitions
+                    .first()
+                    .and_then(|p| p.replicas.first().copied()),
+            )
+        };
+        if total <= current {
+            return Err(MetadataError::InvalidRequest(format!(
+                "numPartitions must be larger than the current {current} partitions of {name:?} \
+                 (partitions cannot be removed), got {total}"
+            )));
+        }
+        if total > i64::from(TOPIC_PARTITIONS_MAX) {
+            return Err(MetadataError::InvalidRequest(format!(
+                "numPartitions must be within 1..={TOPIC_PARTITIONS_MAX}, got {total}"
+            )));
+        }
+        let added = (total - current) as usize;
+        let assignment = match assignment {
+            Some(given) => {
+                if given.len() != added {
+                    return Err(MetadataError::InvalidRequest(format!(
+                        "replica assignment lists {} partitions, but {added} are being added",
+                        given.len()
+                    )));
+                }
+                for (i, replicas) in given.iter().enumerate() {
+                    let mut distinct = replicas.clone();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    if replicas.len() != rf || distinct.len() != rf {
+                        return Err(MetadataError::InvalidRequest(format!(
+                            "replica assignment of new partition {}: {replicas:?} must name \
+                             {rf} distinct brokers (the topic's replication factor)",
+                            current as usize + i
+                        )));
+                    }
+                    if let Some(b) = replicas.iter().find(|b| !registered.contains(b)) {
+                        return Err(MetadataError::InvalidRequest(format!(
+                            "replica assignment of new partition {}: broker {b} is not registered",
+                            current as usize + i
+                        )));
+                    }
+                }
+                given
+            }
+            None => {
+                if rf > online.len() {
+                    return Err(MetadataError::InvalidRequest(format!(
+                        "replicationFactor {rf} of {name:?} is larger than the number of ONLINE \
+                         brokers ({})",
+                        online.len()
+                    )));
+                }
+                let start = first_leader
+                    .and_then(|l| online.iter().position(|b| *b == l))
+                    .unwrap_or(0);
+                assign_replicas(&online, total as usize, rf, start).split_off(current as usize)
+            }
+        };
+        let command = Command::CreatePartitions {
+            name: name.to_string(),
+            assignment,
+        };
+        if validate_only {
+            // The same apply on a copy of the topic: what the change would produce.
+            let mut scratch = crate::state::MetadataState::default();
+            if let Some(t) = self.sm.read().state.topics.get(name) {
+                scratch.topics.insert(name.to_string(), t.clone());
+            }
+            return match scratch.apply(0, &command) {
+                CommandResult::Topic(topic) => Ok(topic),
+                other => Err(result_error(other)),
+            };
+        }
+        match self.propose(command).await? {
+            CommandResult::Topic(topic) => {
+                tracing::info!(topic = %topic.topic_name, from = current, to = total, "partitions added");
                 Ok(topic)
             }
             other => Err(result_error(other)),

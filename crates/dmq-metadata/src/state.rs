@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 pub use dmq_types::model::{Broker, BrokerStatus, Partition, Topic};
-use dmq_types::{BrokerId, LeaderEpoch, NO_LEADER};
+use dmq_types::{BrokerId, LeaderEpoch, NO_LEADER, TOPIC_PARTITIONS_MAX};
 use serde::{Deserialize, Serialize};
 
 /// One partition's new leadership, fenced by the leader epoch the controller based it on.
@@ -68,6 +68,12 @@ pub enum Command {
     },
     /// Removes a topic; brokers delete its data when they see it gone.
     DeleteTopic { name: String },
+    /// Adds partitions to a topic (Kafka's CreatePartitions): one replica list per new
+    /// partition, leader first, numbered after the existing ones.
+    CreatePartitions {
+        name: String,
+        assignment: Vec<Vec<BrokerId>>,
+    },
     /// UpdatePartition for one or more partitions, applied atomically (leader, ISR, epoch).
     UpdatePartitions { changes: Vec<PartitionChange> },
     /// Hands a broker a block of producer ids for InitProducerId (Kafka's AllocateProducerIds):
@@ -141,6 +147,9 @@ impl Command {
             }
             Command::Batch { commands } => {
                 BASE + commands.iter().map(Command::estimated_bytes).sum::<usize>()
+            }
+            Command::CreatePartitions { name, assignment } => {
+                BASE + name.len() + assignment.iter().map(|r| r.len() * 12 + 4).sum::<usize>()
             }
             Command::RegisterBroker { host, .. } => BASE + host.len(),
             Command::DeleteTopic { name } => BASE + name.len(),
@@ -340,6 +349,9 @@ impl MetadataState {
                 ),
             },
             Command::UpdatePartitions { changes } => self.update_partitions(changes),
+            Command::CreatePartitions { name, assignment } => {
+                self.create_partitions(name, assignment)
+            }
             Command::Batch { commands } => CommandResult::Batch {
                 results: commands.iter().map(|c| self.apply(index, c)).collect(),
             },
@@ -491,6 +503,45 @@ impl MetadataState {
         self.topics.insert(name.to_string(), topic.clone());
         self.topics_created += 1;
         CommandResult::Topic(topic)
+    }
+
+    fn create_partitions(&mut self, name: &str, assignment: &[Vec<BrokerId>]) -> CommandResult {
+        let Some(topic) = self.topics.get_mut(name) else {
+            return reject(
+                RejectCode::UnknownTopic,
+                format!("topic {name:?} does not exist"),
+            );
+        };
+        let rf = topic.replication_factor as usize;
+        let total = topic.partitions.len() + assignment.len();
+        if assignment.is_empty() || total > TOPIC_PARTITIONS_MAX as usize {
+            return reject(
+                RejectCode::InvalidCommand,
+                format!(
+                    "a topic grows to {}..={TOPIC_PARTITIONS_MAX} partitions; {total} asked",
+                    topic.partitions.len() + 1
+                ),
+            );
+        }
+        if assignment.iter().any(|r| r.len() != rf) {
+            return reject(
+                RejectCode::InvalidCommand,
+                format!("every new partition needs {rf} replicas, the topic's replication factor"),
+            );
+        }
+        let first = topic.partitions.len();
+        for (i, replicas) in assignment.iter().enumerate() {
+            topic.partitions.push(Partition {
+                partition_epoch: 0,
+                partition_id: (first + i) as i32,
+                leader: replicas[0],
+                replicas: replicas.clone(),
+                isr: replicas.clone(),
+                leader_epoch: 0,
+            });
+        }
+        topic.num_partitions = topic.partitions.len() as i32;
+        CommandResult::Topic(topic.clone())
     }
 
     /// All-or-nothing: one stale or unknown partition rejects the whole batch, so the controller
@@ -754,6 +805,66 @@ mod tests {
     }
 
     #[test]
+    fn create_partitions_appends_numbered_partitions_with_the_topic_rf() {
+        let mut state = MetadataState::default();
+        register(&mut state, 1, 101);
+        register(&mut state, 2, 102);
+        state.apply(3, &create("t", vec![vec![101, 102], vec![102, 101]]));
+        let add = |assignment: Vec<Vec<BrokerId>>| Command::CreatePartitions {
+            name: "t".into(),
+            assignment,
+        };
+        let rejected = |r: CommandResult| match r {
+            CommandResult::Rejected { code, .. } => code,
+            other => panic!("accepted: {other:?}"),
+        };
+        let before = state.clone();
+        assert_eq!(
+            rejected(state.apply(4, &add(vec![vec![101]]))),
+            RejectCode::InvalidCommand,
+            "RF 1 for an RF 2 topic"
+        );
+        assert_eq!(
+            rejected(state.apply(5, &add(vec![]))),
+            RejectCode::InvalidCommand
+        );
+        assert_eq!(
+            rejected(state.apply(6, &add(vec![vec![101, 102]; 9_999]))),
+            RejectCode::InvalidCommand,
+            "past {TOPIC_PARTITIONS_MAX}"
+        );
+        assert_eq!(
+            rejected(state.apply(
+                7,
+                &Command::CreatePartitions {
+                    name: "nope".into(),
+                    assignment: vec![vec![101, 102]]
+                }
+            )),
+            RejectCode::UnknownTopic
+        );
+        assert_eq!(
+            MetadataState {
+                version: before.version,
+                ..state.clone()
+            },
+            before,
+            "rejections change nothing"
+        );
+
+        let CommandResult::Topic(t) = state.apply(8, &add(vec![vec![101, 102], vec![102, 101]]))
+        else {
+            panic!("not applied");
+        };
+        assert_eq!(t.num_partitions, 4);
+        let ids: Vec<i32> = t.partitions.iter().map(|p| p.partition_id).collect();
+        assert_eq!(ids, [0, 1, 2, 3]);
+        assert_eq!(t.partitions[3].leader, 102);
+        assert_eq!(t.partitions[3].isr, vec![102, 101]);
+        assert_eq!(state.topics["t"], t);
+    }
+
+    #[test]
     fn estimated_bytes_bound_the_encoded_size() {
         let mut config = BTreeMap::new();
         config.insert("retention.ms".to_string(), "86400000".to_string());
@@ -790,6 +901,10 @@ mod tests {
                         leader_epoch: i32::MAX,
                     })
                     .collect(),
+            },
+            Command::CreatePartitions {
+                name: "orders".into(),
+                assignment: vec![vec![1_000_000, 1_000_001, 1_000_002]; 100],
             },
             Command::AlterPartition {
                 broker_id: 101,

@@ -178,8 +178,74 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         assert_eq!(status, 400, "{body}: {json}");
     }
 
+    // Growing a topic (CreatePartitions): "dup" has 1 partition, RF 1, on broker 101.
+    let grow = [
+        (
+            "dup",
+            json!({"numPartitions": 1}),
+            400,
+            "larger than the current 1",
+        ),
+        (
+            "dup",
+            json!({"numPartitions": 0}),
+            400,
+            "larger than the current",
+        ),
+        ("dup", json!({"numPartitions": 10001}), 400, "1..=10000"),
+        ("dup", json!({"numPartitions": "2"}), 400, "expected i64"),
+        (
+            "dup",
+            json!({"numPartitions": 2, "assignment": [[101], [101]]}),
+            400,
+            "lists 2 partitions, but 1",
+        ),
+        (
+            "dup",
+            json!({"numPartitions": 2, "assignment": [[101, 101]]}),
+            400,
+            "1 distinct brokers",
+        ),
+        (
+            "dup",
+            json!({"numPartitions": 2, "assignment": [[999]]}),
+            400,
+            "broker 999 is not registered",
+        ),
+        (
+            "dup",
+            json!({"numPartitions": 2, "extra": 1}),
+            400,
+            "unknown field",
+        ),
+        ("nope", json!({"numPartitions": 2}), 404, "does not exist"),
+    ];
+    for (topic, body, status, says) in grow {
+        let path = format!("/api/v1/metadata/topics/{topic}/partitions");
+        let (got, _, json) = cluster.post(leader, &path, &body).await.expect("answer");
+        assert_eq!(got, status, "{body}: {json}");
+        let message = json["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    // validateOnly answers what the topic would become, and changes nothing.
+    let (got, _, preview) = cluster
+        .post(
+            leader,
+            "/api/v1/metadata/topics/dup/partitions",
+            &json!({"numPartitions": 3, "validateOnly": true}),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(got, 200, "{preview}");
+    assert_eq!(preview["numPartitions"], 3, "{preview}");
+
     let after = cluster.status(leader).await.expect("status")["lastApplied"].clone();
     assert_eq!(before, after, "bad input committed nothing");
+    let (_, dup) = cluster
+        .get(leader, "/api/v1/metadata/topics/dup")
+        .await
+        .expect("topic");
+    assert_eq!(dup["numPartitions"], 1, "{dup}");
     let (_, topics) = cluster
         .get(leader, "/api/v1/metadata/topics")
         .await
