@@ -293,6 +293,16 @@ impl MetaClient {
             .await
     }
 
+    /// Kafka's CreatePartitions: `POST /api/v1/metadata/topics/{name}/partitions`.
+    pub async fn create_partitions(&self, name: &str, body: Value) -> Result<ApiReply> {
+        self.leader_call(
+            Method::POST,
+            &format!("/api/v1/metadata/topics/{name}/partitions"),
+            Some(body),
+        )
+        .await
+    }
+
     pub async fn delete_topic(&self, name: &str) -> Result<ApiReply> {
         self.leader_call(
             Method::DELETE,

@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, TopicName,
+    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -121,6 +123,42 @@ impl Admin {
             p.is_some_and(|ps| {
                 ps.len() == topic.partitions as usize && ps.iter().all(|p| p.leader >= 0)
             })
+        })
+        .await
+    }
+
+    /// Grows a topic to `total` partitions (Kafka's CreatePartitions; partitions are never
+    /// removed) and waits until every partition has a leader. Keyed records map to partitions
+    /// by the partition count, so growing a topic moves keys, as in Kafka.
+    pub async fn create_partitions(&self, name: &str, total: i32) -> Result<()> {
+        let timeout = self.cluster.config().request_timeout;
+        let req = CreatePartitionsRequest::default()
+            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                .with_count(total)
+                // Null, not empty: the controller places the new partitions.
+                .with_assignments(None)]);
+        let conn = self.cluster.controller().await?;
+        let (resp, _) = conn.send(&req, timeout).await?;
+        if resp.results.is_empty() {
+            return Err(ClientError::Protocol(format!(
+                "the broker did not answer for topic {name:?}"
+            )));
+        }
+        for t in &resp.results {
+            if t.error_code != 0 {
+                return Err(ClientError::kafka(
+                    t.error_code,
+                    match &t.error_message {
+                        Some(m) => format!("adding partitions to {name:?}: {m}"),
+                        None => format!("adding partitions to {name:?}"),
+                    },
+                ));
+            }
+        }
+        self.wait_for(name, |p| {
+            p.is_some_and(|ps| ps.len() == total as usize && ps.iter().all(|p| p.leader >= 0))
         })
         .await
     }

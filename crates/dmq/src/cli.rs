@@ -70,6 +70,12 @@ pub enum TopicCommand {
     List,
     /// Show a topic's partitions, leaders, replicas, ISR and configs.
     Describe { name: String },
+    /// Add partitions to a topic (kafka-topics --alter --partitions): the new total.
+    Alter {
+        name: String,
+        #[arg(long)]
+        partitions: i32,
+    },
     /// Delete a topic.
     Delete { name: String },
 }
@@ -269,6 +275,13 @@ pub async fn topic(cmd: TopicCommand, args: ClientArgs) -> anyhow::Result<()> {
                     }
                     t.print();
                 }
+            }
+        }
+        TopicCommand::Alter { name, partitions } => {
+            admin.create_partitions(&name, partitions).await?;
+            match args.output {
+                OutputFormat::Json => print_json(&json!({"topic": name, "partitions": partitions})),
+                OutputFormat::Table => println!("Topic {name} now has {partitions} partitions."),
             }
         }
         TopicCommand::Delete { name } => {

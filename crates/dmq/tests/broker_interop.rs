@@ -60,3 +60,36 @@ async fn kafka_python_produces_and_consumes_with_auto_created_topics() {
         assert!(out.contains("OK kafka-python"), "{out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_and_kafka_python_grow_a_topic_with_create_partitions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, 3).await;
+    let mut cmd = Command::new(venv_python());
+    cmd.arg("tests/interop/create_partitions.py")
+        .arg("--bootstrap")
+        .arg(cluster.bootstrap());
+    let out = run_interop(cmd).await;
+    assert!(out.contains("OK create-partitions"), "{out}");
+    // Every broker hosts its share of the six partitions (RF 3 on 3 brokers: all of them).
+    for id in cluster.broker_ids() {
+        let c = &cluster;
+        dmq::procs::wait_until(
+            std::time::Duration::from_secs(10),
+            "the broker to host all six partitions",
+            || async move {
+                let (_, status) = c
+                    .broker_get(id, "/api/v1/storage/replication/status")
+                    .await?;
+                let hosted = status["partitions"]
+                    .as_array()?
+                    .iter()
+                    .filter(|p| p["topic"] == "grow")
+                    .count();
+                (hosted == 6).then_some(())
+            },
+        )
+        .await
+        .expect("partitions on disk");
+    }
+}

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use dmq_types::{validate_topic_name, BrokerId};
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -28,12 +29,13 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    fetch_request, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, FetchRequest, FetchResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
-    ProduceRequest, ProduceResponse, RequestHeader, RequestKind, ResponseKind, TopicName,
+    fetch_request, ApiVersionsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::{json, Value};
@@ -95,6 +97,9 @@ pub async fn handle(ctx: &mut Ctx<'_>, request: RequestKind) -> Option<ResponseK
         }
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics(ctx, r).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics(ctx, r).await),
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions(ctx, r).await)
+        }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id(ctx, r).await)
         }
@@ -629,7 +634,7 @@ fn offset_for_leader_epoch(
 }
 
 // ---------------------------------------------------------------------------------------
-// CreateTopics, DeleteTopics (forwarded to the controller)
+// CreateTopics, CreatePartitions, DeleteTopics (forwarded to the controller)
 // ---------------------------------------------------------------------------------------
 
 fn metadata_error(status: u16, message: &str) -> ResponseError {
@@ -637,6 +642,7 @@ fn metadata_error(status: u16, message: &str) -> ResponseError {
     match status {
         409 => ResponseError::TopicAlreadyExists,
         404 => ResponseError::UnknownTopicOrPartition,
+        400 if m.contains("assignment") => ResponseError::InvalidReplicaAssignment,
         400 if m.contains("replication") => ResponseError::InvalidReplicationFactor,
         400 if m.contains("partition") => ResponseError::InvalidPartitions,
         400 if m.contains("name") => ResponseError::InvalidTopicException,
@@ -758,6 +764,82 @@ async fn create_topics(ctx: &mut Ctx<'_>, r: CreateTopicsRequest) -> CreateTopic
             .await;
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// Kafka's CreatePartitions: each topic grows to `count` partitions through the controller; the
+/// answer waits (up to the request timeout) until this broker's metadata shows them.
+async fn create_partitions(
+    ctx: &mut Ctx<'_>,
+    r: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let shared = ctx.shared;
+    let mut results = Vec::new();
+    let mut grown: Vec<(String, usize)> = Vec::new();
+    let mut seen = BTreeMap::new();
+    for t in &r.topics {
+        *seen.entry(t.name.0.to_string()).or_insert(0) += 1;
+    }
+    for t in r.topics {
+        let name = t.name.0.to_string();
+        let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        let fail = |e: ResponseError, msg: String| {
+            result
+                .clone()
+                .with_error_code(e.code())
+                .with_error_message(Some(s(msg)))
+        };
+        if seen.get(&name).copied().unwrap_or(0) > 1 {
+            ctx.had_error = true;
+            results.push(fail(
+                ResponseError::InvalidRequest,
+                format!("topic {name:?} is named more than once in the request"),
+            ));
+            continue;
+        }
+        if let Err(e) = validate_topic_name(&name) {
+            ctx.had_error = true;
+            results.push(fail(ResponseError::InvalidTopicException, e.to_string()));
+            continue;
+        }
+        let mut body = json!({"numPartitions": t.count, "validateOnly": r.validate_only});
+        if let Some(assignments) = &t.assignments {
+            let lists: Vec<Vec<i32>> = assignments
+                .iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect();
+            body["assignment"] = json!(lists);
+        }
+        match shared.meta.create_partitions(&name, body).await {
+            Ok(reply) if reply.status.is_success() => {
+                if !r.validate_only {
+                    grown.push((name, t.count.max(0) as usize));
+                }
+                results.push(result);
+            }
+            Ok(reply) => {
+                ctx.had_error = true;
+                let msg = reply.message();
+                results.push(fail(metadata_error(reply.status.as_u16(), &msg), msg));
+            }
+            Err(e) => {
+                ctx.had_error = true;
+                results.push(fail(ResponseError::RequestTimedOut, e.to_string()));
+            }
+        }
+    }
+    if !grown.is_empty() {
+        let wait = Duration::from_millis(r.timeout_ms.clamp(0, 30_000) as u64);
+        shared
+            .wait_for_metadata(wait, |img| {
+                grown.iter().all(|(n, count)| {
+                    img.topics
+                        .get(n)
+                        .is_some_and(|t| t.partitions.len() >= *count)
+                })
+            })
+            .await;
+    }
+    CreatePartitionsResponse::default().with_results(results)
 }
 
 async fn delete_topics(ctx: &mut Ctx<'_>, r: DeleteTopicsRequest) -> DeleteTopicsResponse {
