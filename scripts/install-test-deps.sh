@@ -2,7 +2,7 @@
 # Installs what the Kafka-client interop tests (tests/interop/) need:
 #   - Debian's kcat (librdkafka 2.0.2 on bookworm), via apt-get, only if `kcat` is not on PATH;
 #   - a Python venv at ${DMQ_VENV:-<repo>/target/interop-venv} holding the pinned clients of
-#     tests/interop/requirements.txt (confluent-kafka, kafka-python and its codecs).
+#     tests/interop/requirements.txt (confluent-kafka, kafka-python and its codecs, aiokafka).
 # Idempotent and fast when everything is there: the venv is rebuilt only when the hash of the
 # requirements file plus the interpreter version differs from the marker file written after the
 # last successful install. Concurrent runs serialise on a lock file beside the venv.
@@ -49,7 +49,7 @@ WANT="$( { cat "$REQS"; echo "python=$PYVER"; } | sha256sum | cut -d' ' -f1)"
 
 venv_ok() {
     [ -f "$MARKER" ] && [ "$(cat "$MARKER")" = "$WANT" ] && [ -x "$VENV/bin/python" ] \
-        && "$VENV/bin/python" -c 'import confluent_kafka, kafka' >/dev/null 2>&1
+        && "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka' >/dev/null 2>&1
 }
 
 if venv_ok; then
@@ -67,15 +67,16 @@ else
         "$PY" -m venv "$VENV"
         "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q \
             --only-binary=:all: -r "$REQS"
-        "$VENV/bin/python" -c 'import confluent_kafka, kafka, lz4.frame, snappy, zstandard' \
+        "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka, lz4.frame, snappy, zstandard' \
             || die "venv built but the clients do not import"
         echo "$WANT" >"$MARKER"
     fi
     flock -u 9
 fi
 "$VENV/bin/python" - <<'EOF' >&2
-import confluent_kafka, kafka
-print("install-test-deps: confluent-kafka %s (librdkafka %s), kafka-python %s"
-      % (confluent_kafka.version(), confluent_kafka.libversion()[0], kafka.__version__))
+import aiokafka, confluent_kafka, kafka
+print("install-test-deps: confluent-kafka %s (librdkafka %s), kafka-python %s, aiokafka %s"
+      % (confluent_kafka.version(), confluent_kafka.libversion()[0], kafka.__version__,
+         aiokafka.__version__))
 EOF
 echo "$VENV"

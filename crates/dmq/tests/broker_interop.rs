@@ -1,5 +1,5 @@
 //! Real Kafka clients against a real cluster (3 metadata nodes, 3 brokers, RF 3): Debian's kcat
-//! (librdkafka 2.0.2), confluent-kafka (librdkafka 2.16) and kafka-python, installed by
+//! (librdkafka 2.0.2), confluent-kafka (librdkafka 2.16), kafka-python and aiokafka, installed by
 //! `scripts/test.sh`. Each script checks byte-identity, order and completeness itself.
 
 mod common;
@@ -92,4 +92,16 @@ async fn confluent_kafka_and_kafka_python_grow_a_topic_with_create_partitions() 
         .await
         .expect("partitions on disk");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiokafka_produces_idempotently_and_consumes_in_a_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, 3).await;
+    let mut cmd = Command::new(venv_python());
+    cmd.arg("tests/interop/aiokafka_roundtrip.py")
+        .arg("--bootstrap")
+        .arg(cluster.bootstrap());
+    let out = run_interop(cmd).await;
+    assert!(out.contains("OK aiokafka"), "{out}");
 }
