@@ -108,17 +108,12 @@ impl Admin {
                 )]);
         let conn = self.cluster.controller().await?;
         let (resp, _) = conn.send(&req, timeout).await?;
-        for t in &resp.topics {
-            if t.error_code != 0 {
-                return Err(ClientError::kafka(
-                    t.error_code,
-                    match &t.error_message {
-                        Some(m) => format!("creating topic {:?}: {m}", topic.name),
-                        None => format!("creating topic {:?}", topic.name),
-                    },
-                ));
-            }
-        }
+        topic_results(
+            resp.topics
+                .iter()
+                .map(|t| (t.error_code, t.error_message.as_ref())),
+            &format!("creating topic {:?}", topic.name),
+        )?;
         self.wait_for(&topic.name, |p| {
             p.is_some_and(|ps| {
                 ps.len() == topic.partitions as usize && ps.iter().all(|p| p.leader >= 0)
@@ -141,22 +136,12 @@ impl Admin {
                 .with_assignments(None)]);
         let conn = self.cluster.controller().await?;
         let (resp, _) = conn.send(&req, timeout).await?;
-        if resp.results.is_empty() {
-            return Err(ClientError::Protocol(format!(
-                "the broker did not answer for topic {name:?}"
-            )));
-        }
-        for t in &resp.results {
-            if t.error_code != 0 {
-                return Err(ClientError::kafka(
-                    t.error_code,
-                    match &t.error_message {
-                        Some(m) => format!("adding partitions to {name:?}: {m}"),
-                        None => format!("adding partitions to {name:?}"),
-                    },
-                ));
-            }
-        }
+        topic_results(
+            resp.results
+                .iter()
+                .map(|t| (t.error_code, t.error_message.as_ref())),
+            &format!("adding partitions to {name:?}"),
+        )?;
         self.wait_for(name, |p| {
             p.is_some_and(|ps| ps.len() == total as usize && ps.iter().all(|p| p.leader >= 0))
         })
@@ -178,19 +163,12 @@ impl Admin {
             req.with_topic_names(vec![topic])
         };
         let resp = conn.send_at(&req, version, timeout).await?;
-        if resp.responses.is_empty() {
-            return Err(ClientError::Protocol(format!(
-                "the broker did not answer for topic {name:?}"
-            )));
-        }
-        for t in &resp.responses {
-            if t.error_code != 0 {
-                return Err(ClientError::kafka(
-                    t.error_code,
-                    format!("deleting topic {name:?}"),
-                ));
-            }
-        }
+        topic_results(
+            resp.responses
+                .iter()
+                .map(|t| (t.error_code, t.error_message.as_ref())),
+            &format!("deleting topic {name:?}"),
+        )?;
         self.wait_for(name, |p| p.is_none()).await
     }
 
@@ -422,4 +400,31 @@ impl Admin {
         let coordinator = crate::group::find_coordinator(&self.cluster, group).await?;
         crate::group::commit_offsets(&self.cluster, coordinator, group, -1, "", None, offsets).await
     }
+}
+
+/// The per-topic answers of a topic admin request (`what` names it in errors): the first
+/// error, with the broker's message, or a protocol error when the broker named no topic.
+fn topic_results<'a>(
+    results: impl Iterator<Item = (i16, Option<&'a StrBytes>)>,
+    what: &str,
+) -> Result<()> {
+    let mut answered = false;
+    for (code, message) in results {
+        answered = true;
+        if code != 0 {
+            return Err(ClientError::kafka(
+                code,
+                match message {
+                    Some(m) => format!("{what}: {m}"),
+                    None => what.to_string(),
+                },
+            ));
+        }
+    }
+    if !answered {
+        return Err(ClientError::Protocol(format!(
+            "{what}: the broker answered for no topic"
+        )));
+    }
+    Ok(())
 }

@@ -65,11 +65,7 @@ async fn kafka_python_produces_and_consumes_with_auto_created_topics() {
 async fn confluent_kafka_and_kafka_python_grow_a_topic_with_create_partitions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = start_cluster(dir.path(), 3, 3).await;
-    let mut cmd = Command::new(venv_python());
-    cmd.arg("tests/interop/create_partitions.py")
-        .arg("--bootstrap")
-        .arg(cluster.bootstrap());
-    let out = run_interop(cmd).await;
+    let out = run_python(&cluster, "create_partitions.py").await;
     assert!(out.contains("OK create-partitions"), "{out}");
     // Every broker hosts its share of the six partitions (RF 3 on 3 brokers: all of them).
     for id in cluster.broker_ids() {
@@ -98,10 +94,15 @@ async fn confluent_kafka_and_kafka_python_grow_a_topic_with_create_partitions() 
 async fn aiokafka_produces_idempotently_and_consumes_in_a_group() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = start_cluster(dir.path(), 3, 3).await;
+    let out = run_python(&cluster, "aiokafka_roundtrip.py").await;
+    assert!(out.contains("OK aiokafka"), "{out}");
+}
+
+/// Runs `tests/interop/<script>` with the venv's Python against the cluster's brokers.
+async fn run_python(cluster: &dmq::procs::MetadataCluster, script: &str) -> String {
     let mut cmd = Command::new(venv_python());
-    cmd.arg("tests/interop/aiokafka_roundtrip.py")
+    cmd.arg(format!("tests/interop/{script}"))
         .arg("--bootstrap")
         .arg(cluster.bootstrap());
-    let out = run_interop(cmd).await;
-    assert!(out.contains("OK aiokafka"), "{out}");
+    run_interop(cmd).await
 }

@@ -467,11 +467,7 @@ async fn two_of_three_down_refuses_acks_all_until_they_return() {
     let r = kafka::produce(&mut conn, TOPIC, 0, one("0"), -1).await;
     assert_eq!(r.error_code, 0);
 
-    let others: Vec<i32> = cluster
-        .broker_ids()
-        .into_iter()
-        .filter(|b| *b != leader)
-        .collect();
+    let others = followers(&cluster, leader);
     for b in &others {
         cluster.kill_broker(*b);
     }
@@ -523,19 +519,8 @@ async fn two_of_three_down_refuses_acks_all_until_they_return() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_all_is_refused_after_append_when_the_isr_falls_below_min_insync_meanwhile() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let controller = ControllerConfig {
-        replica_lag_time_max_ms: 1_000,
-        ..common::long_sessions()
-    };
-    let cluster = cluster(dir.path(), controller).await;
-    create_topic(&cluster, 1).await;
-    let ps = partitions(&cluster).await.expect("partitions");
-    let leader = leader_of(&ps[0]);
-    let others: Vec<i32> = cluster
-        .broker_ids()
-        .into_iter()
-        .filter(|b| *b != leader)
-        .collect();
+    let (cluster, leader) = quick_lag_cluster(dir.path()).await;
+    let others = followers(&cluster, leader);
     // Frozen followers keep their sessions and accept connections: the leader still counts
     // them in the ISR when the write arrives, and drops them only by the lag rule.
     for b in &others {
@@ -572,6 +557,29 @@ async fn acks_all_is_refused_after_append_when_the_isr_falls_below_min_insync_me
     let r = kafka::produce(&mut conn, TOPIC, 0, one("replicated"), -1).await;
     assert_eq!(r.error_code, 0, "acks=all with the ISR whole again");
     assert_eq!(r.base_offset, 1);
+}
+
+/// A cluster whose leaders drop a follower after 1 s without catching up, with `TOPIC` (one
+/// partition, RF 3, every replica in the ISR); returns the partition's leader.
+async fn quick_lag_cluster(dir: &Path) -> (MetadataCluster, i32) {
+    let controller = ControllerConfig {
+        replica_lag_time_max_ms: 1_000,
+        ..common::long_sessions()
+    };
+    let cluster = cluster(dir, controller).await;
+    create_topic(&cluster, 1).await;
+    let ps = partitions(&cluster).await.expect("partitions");
+    let leader = leader_of(&ps[0]);
+    (cluster, leader)
+}
+
+/// Every broker but `leader`.
+fn followers(cluster: &MetadataCluster, leader: i32) -> Vec<i32> {
+    cluster
+        .broker_ids()
+        .into_iter()
+        .filter(|b| *b != leader)
+        .collect()
 }
 
 /// The leader's replication status of `TOPIC`-0 (`/api/v1/storage/replication/status`).
@@ -639,19 +647,8 @@ async fn sigterm_of_a_leader_hands_over_without_producer_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_follower_leaves_the_isr_after_the_lag_time_and_rejoins() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let controller = ControllerConfig {
-        replica_lag_time_max_ms: 1_000,
-        ..common::long_sessions()
-    };
-    let cluster = cluster(dir.path(), controller).await;
-    create_topic(&cluster, 1).await;
-    let ps = partitions(&cluster).await.expect("partitions");
-    let leader = leader_of(&ps[0]);
-    let stalled = cluster
-        .broker_ids()
-        .into_iter()
-        .find(|b| *b != leader)
-        .expect("a follower");
+    let (cluster, leader) = quick_lag_cluster(dir.path()).await;
+    let stalled = followers(&cluster, leader)[0];
     // Frozen, the follower still accepts connections: only the lag rule can remove it.
     cluster
         .signal_broker(stalled, libc::SIGSTOP)
