@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
@@ -46,6 +46,8 @@ pub struct TopicInfo {
     pub id: uuid::Uuid,
     pub internal: bool,
     pub partitions: Vec<PartitionInfo>,
+    /// When a broker described the topic like this.
+    pub fetched_at: Instant,
 }
 
 /// A snapshot of the cluster metadata.
@@ -77,6 +79,9 @@ pub struct ClientConfig {
     pub client_id: String,
     /// How long a request may wait for its response (Kafka's `request.timeout.ms`).
     pub request_timeout: Duration,
+    /// Cached topic metadata older than this is fetched again before use, so producers and
+    /// group leaders see partitions added to a topic (Kafka's `metadata.max.age.ms`, 5 min).
+    pub metadata_max_age: Duration,
 }
 
 impl ClientConfig {
@@ -85,6 +90,7 @@ impl ClientConfig {
             bootstrap: bootstrap.into(),
             client_id: "dmq-client".into(),
             request_timeout: Duration::from_secs(30),
+            metadata_max_age: Duration::from_secs(300),
         }
     }
 }
@@ -213,6 +219,7 @@ impl Cluster {
                     id: uuid::Uuid::from_bytes(*t.topic_id.as_bytes()),
                     internal: t.is_internal,
                     partitions,
+                    fetched_at: Instant::now(),
                 }),
             );
         }
@@ -227,17 +234,28 @@ impl Cluster {
         next
     }
 
-    /// Metadata for `topic`, fetched (and auto-created when `auto_create`) if not cached.
-    pub async fn topic(&self, topic: &str, auto_create: bool) -> Result<Arc<TopicInfo>> {
-        if let Some(t) = self.metadata().topic(topic) {
-            return Ok(t.clone());
-        }
-        let meta = self
-            .refresh(Some(&[topic.to_string()]), auto_create)
-            .await?;
-        meta.topic(topic)
+    /// The cached metadata of `topic` while it is younger than `metadata_max_age`.
+    pub fn fresh_topic(&self, topic: &str) -> Option<Arc<TopicInfo>> {
+        self.metadata()
+            .topic(topic)
+            .filter(|t| t.fetched_at.elapsed() < self.config.metadata_max_age)
             .cloned()
-            .ok_or_else(|| ClientError::kafka(3, format!("topic {topic}")))
+    }
+
+    /// Metadata for `topic`: the cache while fresh, else fetched (and auto-created when
+    /// `auto_create`). When a refresh of stale metadata fails, the stale copy serves.
+    pub async fn topic(&self, topic: &str, auto_create: bool) -> Result<Arc<TopicInfo>> {
+        if let Some(t) = self.fresh_topic(topic) {
+            return Ok(t);
+        }
+        let stale = self.metadata().topic(topic).cloned();
+        match self.refresh(Some(&[topic.to_string()]), auto_create).await {
+            Ok(meta) => meta
+                .topic(topic)
+                .cloned()
+                .ok_or_else(|| ClientError::kafka(3, format!("topic {topic}"))),
+            Err(e) => stale.ok_or(e),
+        }
     }
 
     /// The pooled connection to broker `id`, opened (or re-opened after a failure) on demand.

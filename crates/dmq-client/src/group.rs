@@ -561,6 +561,9 @@ pub struct GroupConsumer {
     heartbeat: Option<tokio::task::JoinHandle<()>>,
     last_commit: Instant,
     joined: bool,
+    /// As the group's leader: the partition counts the last assignment was computed from, and
+    /// when they were last compared with the metadata.
+    led: std::sync::Mutex<Option<(BTreeMap<String, i32>, Instant)>>,
 }
 
 impl Drop for GroupConsumer {
@@ -606,7 +609,41 @@ impl GroupConsumer {
             heartbeat: None,
             last_commit: Instant::now(),
             joined: false,
+            led: std::sync::Mutex::new(None),
         })
+    }
+
+    /// As the leader, every `metadata_max_age`: if a subscribed topic gained partitions since
+    /// the last assignment, rebalance so that they get owners (Kafka's leader does the same).
+    async fn check_partition_counts(&self) {
+        let due = {
+            let led = self.led.lock().unwrap_or_else(|p| p.into_inner());
+            match &*led {
+                Some((counts, checked)) => (checked.elapsed()
+                    >= self.consumer.cluster().config().metadata_max_age)
+                    .then(|| counts.clone()),
+                None => None,
+            }
+        };
+        let Some(counts) = due else { return };
+        let topics: Vec<String> = counts.keys().cloned().collect();
+        let Ok(meta) = self.consumer.cluster().refresh(Some(&topics), false).await else {
+            return;
+        };
+        let now: BTreeMap<String, i32> = topics
+            .iter()
+            .filter_map(|t| {
+                meta.topic(t)
+                    .map(|i| (t.clone(), i.partitions.len() as i32))
+            })
+            .collect();
+        if now != counts {
+            tracing::info!(group = %self.config.group_id, ?counts, ?now, "partition counts changed; rebalancing");
+            self.request_rejoin();
+        }
+        if let Some((_, checked)) = &mut *self.led.lock().unwrap_or_else(|p| p.into_inner()) {
+            *checked = Instant::now();
+        }
     }
 
     pub fn cluster(&self) -> &Arc<Cluster> {
@@ -634,6 +671,7 @@ impl GroupConsumer {
             if self.membership.rejoin.load(Ordering::Acquire) {
                 self.join().await?;
             }
+            self.check_partition_counts().await;
             if self.config.enable_auto_commit
                 && self.last_commit.elapsed() >= self.config.auto_commit_interval
             {
@@ -750,6 +788,8 @@ impl GroupConsumer {
         if let Some(h) = self.heartbeat.take() {
             h.abort();
         }
+        // Set again by `lead` if this member leads the next generation.
+        *self.led.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let eager = self.config.assignor == Assignor::Range;
         if eager && !self.assigned.is_empty() {
             // Eager protocol: give everything up (committing it) before rejoining.
@@ -913,6 +953,8 @@ impl GroupConsumer {
                     .map(|i| (t.clone(), i.partitions.len() as i32))
             })
             .collect();
+        *self.led.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((partitions.clone(), Instant::now()));
         let plan = match assignor {
             Assignor::Range => assign_range(&subs, &partitions),
             Assignor::CooperativeSticky => assign_cooperative_sticky(&subs, &partitions),

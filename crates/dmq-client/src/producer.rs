@@ -598,8 +598,20 @@ impl Producer {
     }
 
     async fn partition_count(&self, topic: &str, deadline: Instant) -> Result<i32> {
+        // Stale metadata is refreshed (partitions may have been added), but serves while the
+        // refresh fails: a metadata hiccup must not stop sends to a known topic.
+        let stale = match self.inner.cluster.fresh_topic(topic) {
+            Some(t) if !t.partitions.is_empty() => return Ok(t.partitions.len() as i32),
+            _ => self
+                .inner
+                .cluster
+                .metadata()
+                .topic(topic)
+                .map(|t| t.partitions.len() as i32)
+                .filter(|n| *n > 0),
+        };
         loop {
-            if let Some(t) = self.inner.cluster.metadata().topic(topic) {
+            if let Some(t) = self.inner.cluster.fresh_topic(topic) {
                 if !t.partitions.is_empty() {
                     return Ok(t.partitions.len() as i32);
                 }
@@ -609,12 +621,16 @@ impl Producer {
                 .cluster
                 .refresh(Some(&[topic.to_string()]), true)
                 .await;
-            if let Ok(meta) = &refreshed {
-                if let Some(t) = meta.topic(topic) {
-                    if !t.partitions.is_empty() {
-                        return Ok(t.partitions.len() as i32);
+            match (&refreshed, stale) {
+                (Ok(meta), _) => {
+                    if let Some(t) = meta.topic(topic) {
+                        if !t.partitions.is_empty() {
+                            return Ok(t.partitions.len() as i32);
+                        }
                     }
                 }
+                (Err(_), Some(n)) => return Ok(n),
+                (Err(_), None) => {}
             }
             if Instant::now() + self.inner.config.retry_backoff >= deadline {
                 return Err(match refreshed {

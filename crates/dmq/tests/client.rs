@@ -2,7 +2,8 @@
 //! and in order across leader SIGKILLs and controlled shutdowns; keyed records land where
 //! librdkafka's Java-compatible murmur2 partitioner puts them; every compression codec
 //! interoperates with librdkafka (kcat) both ways; seek, reset and high watermark; group members
-//! that split, rebalance cooperatively, commit and resume, with lag matching the HTTP API.
+//! that split, rebalance cooperatively, commit and resume, with lag matching the HTTP API;
+//! partitions added to a topic reach a running producer and group.
 
 mod common;
 
@@ -426,6 +427,11 @@ struct Member {
 }
 
 fn start_member(bootstrap: String, group: &str, assignor: &str) -> Member {
+    start_member_of(bootstrap, "gq", group, assignor)
+}
+
+fn start_member_of(bootstrap: String, topic: &str, group: &str, assignor: &str) -> Member {
+    let topic = topic.to_string();
     let mut gc = GroupConfig::new(group);
     gc.assignor = assignor.parse().expect("assignor");
     gc.heartbeat_interval = Duration::from_millis(200);
@@ -438,7 +444,9 @@ fn start_member(bootstrap: String, group: &str, assignor: &str) -> Member {
     let task = tokio::spawn(async move {
         let mut config = ConsumerConfig::new(bootstrap);
         config.auto_offset_reset = OffsetReset::Earliest;
-        let mut consumer = GroupConsumer::new(config, gc, vec!["gq".into()])
+        // A leader notices added partitions at its next metadata refresh.
+        config.client.metadata_max_age = Duration::from_millis(300);
+        let mut consumer = GroupConsumer::new(config, gc, vec![topic])
             .await
             .expect("group consumer");
         let mut got = Vec::new();
@@ -619,4 +627,88 @@ async fn group_members_split_rebalance_cooperatively_and_resume_after_their_comm
     );
     let d = admin.describe_group("gq-group").await.expect("describe");
     assert_eq!(d.committed.values().sum::<i64>(), 710 - 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_added_to_a_topic_reach_a_running_producer_and_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, 1).await;
+    let admin = admin(&cluster).await;
+    admin
+        .create_topic(NewTopic::new("grown", 2, 1))
+        .await
+        .expect("create");
+    wait_topic_on_brokers(&cluster, "grown", 2, 1).await;
+    let mut config = producer_config(&cluster);
+    config.client.metadata_max_age = Duration::from_millis(300);
+    let producer = Producer::new(config).await.expect("producer");
+    // A key that murmur2 puts on partition 2 or 3 once the topic has four partitions.
+    let key = (0..)
+        .map(|i| format!("key-{i}"))
+        .find(|k| {
+            partition_for_key(k.as_bytes(), 4) >= 2 && partition_for_key(k.as_bytes(), 2) == 0
+        })
+        .expect("a key");
+    let before = producer
+        .send(ProducerRecord::new("grown", "before").key(key.clone()))
+        .await
+        .expect("send")
+        .wait()
+        .await
+        .expect("delivered");
+    assert_eq!(before.partition, 0);
+
+    let member = start_member_of(cluster.bootstrap(), "grown", "grown-group", "range");
+    wait_assignments(&[&member], &[2]).await;
+
+    admin.create_partitions("grown", 4).await.expect("grow");
+    wait_topic_on_brokers(&cluster, "grown", 4, 1).await;
+    // The running producer sees four partitions once its cached metadata ages out.
+    let after = wait_until(
+        Duration::from_secs(20),
+        "the producer to hash onto the new partitions",
+        || async {
+            let d = producer
+                .send(ProducerRecord::new("grown", "after").key(key.clone()))
+                .await
+                .ok()?
+                .wait()
+                .await
+                .ok()?;
+            (d.partition >= 2).then_some(d)
+        },
+    )
+    .await
+    .expect("new partition used");
+    assert_eq!(after.partition, partition_for_key(key.as_bytes(), 4));
+    // The group's leader notices the new partitions and rebalances; the member then owns all
+    // four and reads the record on the new one.
+    wait_assignments(&[&member], &[4]).await;
+    // It commits after every poll: wait until the commit covers the record.
+    let tp = TopicPartition::new("grown", after.partition);
+    let admin = &admin;
+    let tp = &tp;
+    wait_until(
+        Duration::from_secs(20),
+        "the group to commit past the record on the new partition",
+        || async move {
+            let g = admin.describe_group("grown-group").await.ok()?;
+            (g.committed.get(tp).copied()? > after.offset).then_some(())
+        },
+    )
+    .await
+    .expect("committed");
+    member
+        .stop
+        .store(true, std::sync::atomic::Ordering::Release);
+    let got = member.task.await.expect("member");
+    assert!(
+        got.iter()
+            .any(|r| r.partition == after.partition && r.offset == after.offset),
+        "the record on partition {} was not read: {:?}",
+        after.partition,
+        got.iter()
+            .map(|r| (r.partition, r.offset))
+            .collect::<Vec<_>>()
+    );
 }
