@@ -10,11 +10,11 @@ use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{
     ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, TopicName,
+    DescribeConfigsRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::cluster::{BrokerInfo, ClientConfig, Cluster, PartitionInfo};
+use crate::cluster::{topic_name, BrokerInfo, ClientConfig, Cluster, PartitionInfo};
 use crate::consumer::{list_offsets, TopicPartition};
 use crate::error::{ClientError, Result};
 
@@ -92,7 +92,7 @@ impl Admin {
         let req = CreateTopicsRequest::default()
             .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
             .with_topics(vec![CreatableTopic::default()
-                .with_name(TopicName(StrBytes::from_string(topic.name.clone())))
+                .with_name(topic_name(&topic.name))
                 .with_num_partitions(topic.partitions)
                 .with_replication_factor(topic.replication_factor)
                 .with_configs(
@@ -130,7 +130,7 @@ impl Admin {
         let req = CreatePartitionsRequest::default()
             .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
             .with_topics(vec![CreatePartitionsTopic::default()
-                .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                .with_name(topic_name(name))
                 .with_count(total)
                 // Null, not empty: the controller places the new partitions.
                 .with_assignments(None)]);
@@ -153,7 +153,7 @@ impl Admin {
         let timeout = self.cluster.config().request_timeout;
         let conn = self.cluster.controller().await?;
         let version = conn.version(ApiKey::DeleteTopics)?;
-        let topic = TopicName(StrBytes::from_string(name.to_string()));
+        let topic = topic_name(name);
         let req = DeleteTopicsRequest::default()
             .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32);
         // v6 names topics in `topics` (by name or id), earlier versions in `topic_names`.

@@ -95,6 +95,11 @@ impl ClientConfig {
     }
 }
 
+/// A topic name as the protocol carries it.
+pub(crate) fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
 /// The metadata cache and the connection pool. Shared (`Arc`) by everything one client runs.
 pub struct Cluster {
     config: ClientConfig,
@@ -157,10 +162,7 @@ impl Cluster {
         let req = MetadataRequest::default()
             .with_topics(topics.map(|ts| {
                 ts.iter()
-                    .map(|t| {
-                        MetadataRequestTopic::default()
-                            .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
-                    })
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(topic_name(t))))
                     .collect()
             }))
             .with_allow_auto_topic_creation(auto_create);

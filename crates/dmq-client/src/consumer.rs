@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ListOffsetsRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ListOffsetsRequest};
 use tokio::sync::mpsc;
 
-use crate::cluster::{ClientConfig, Cluster};
+use crate::cluster::{topic_name, ClientConfig, Cluster};
 use crate::error::{ClientError, Result};
 use crate::records::{decode_fetched, ConsumerRecord};
 
@@ -502,7 +501,7 @@ fn fetch_request(
     .into_iter()
     .map(|(t, ps)| {
         FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(t.to_string())))
+            .with_topic(topic_name(t))
             .with_partitions(ps)
     })
     .collect();
@@ -535,7 +534,7 @@ pub(crate) async fn list_offsets(
     .into_iter()
     .map(|(t, ps)| {
         ListOffsetsTopic::default()
-            .with_name(TopicName(StrBytes::from_string(t.to_string())))
+            .with_name(topic_name(t))
             .with_partitions(ps)
     })
     .collect();

@@ -42,7 +42,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::sync::Notify;
 
-use crate::cluster::Cluster;
+use crate::cluster::{topic_name, Cluster};
 use crate::consumer::{by_topic, Consumer, ConsumerConfig, Offset, TopicPartition};
 use crate::error::{ClientError, Result};
 use crate::records::ConsumerRecord;
@@ -283,7 +283,7 @@ fn encode_subscription(
                 .into_iter()
                 .map(|(t, ps)| {
                     OwnedTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_topic(topic_name(t))
                         .with_partitions(ps)
                 })
                 .collect(),
@@ -338,7 +338,7 @@ fn encode_assignment(partitions: &[TopicPartition]) -> Result<Bytes> {
             .into_iter()
             .map(|(t, ps)| {
                 AssignedTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(t.to_string())))
+                    .with_topic(topic_name(t))
                     .with_partitions(ps)
             })
             .collect(),

@@ -25,11 +25,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dmq_records::RecordBatchBuilder;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::cluster::{ClientConfig, Cluster};
+use crate::cluster::{topic_name, ClientConfig, Cluster};
 use crate::consumer::by_topic;
 use crate::error::{ClientError, Result};
 use crate::partitioner::{partition_for_key, Sticky};
@@ -598,48 +597,22 @@ impl Producer {
     }
 
     async fn partition_count(&self, topic: &str, deadline: Instant) -> Result<i32> {
-        // Stale metadata is refreshed (partitions may have been added), but serves while the
-        // refresh fails: a metadata hiccup must not stop sends to a known topic.
-        let stale = match self.inner.cluster.fresh_topic(topic) {
-            Some(t) if !t.partitions.is_empty() => return Ok(t.partitions.len() as i32),
-            _ => self
-                .inner
-                .cluster
-                .metadata()
-                .topic(topic)
-                .map(|t| t.partitions.len() as i32)
-                .filter(|n| *n > 0),
-        };
         loop {
-            if let Some(t) = self.inner.cluster.fresh_topic(topic) {
-                if !t.partitions.is_empty() {
-                    return Ok(t.partitions.len() as i32);
-                }
-            }
-            let refreshed = self
-                .inner
-                .cluster
-                .refresh(Some(&[topic.to_string()]), true)
-                .await;
-            match (&refreshed, stale) {
-                (Ok(meta), _) => {
-                    if let Some(t) = meta.topic(topic) {
-                        if !t.partitions.is_empty() {
-                            return Ok(t.partitions.len() as i32);
-                        }
-                    }
-                }
-                (Err(_), Some(n)) => return Ok(n),
-                (Err(_), None) => {}
-            }
+            // Fresh metadata, else refreshed (partitions may have been added), else the stale
+            // copy while refreshes fail: a metadata hiccup must not stop sends to a known topic.
+            let failure = match self.inner.cluster.topic(topic, true).await {
+                Ok(t) if !t.partitions.is_empty() => return Ok(t.partitions.len() as i32),
+                // Not (yet) in the metadata: auto-creation may still be under way.
+                Ok(_) | Err(ClientError::Kafka { code: 3, .. }) => None,
+                Err(e) => Some(e),
+            };
             if Instant::now() + self.inner.config.retry_backoff >= deadline {
-                return Err(match refreshed {
-                    Err(e) => e,
-                    Ok(_) => ClientError::Timeout(format!(
+                return Err(failure.unwrap_or_else(|| {
+                    ClientError::Timeout(format!(
                         "topic {topic:?} not in the metadata after {:?}",
                         self.inner.config.max_block
-                    )),
-                });
+                    ))
+                }));
             }
             tokio::time::sleep(self.inner.config.retry_backoff).await;
         }
@@ -1078,7 +1051,7 @@ async fn produce(inner: &Inner, broker: i32, batches: &[Sealed]) -> Result<Answe
     .into_iter()
     .map(|(t, data)| {
         TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(t.to_string())))
+            .with_name(topic_name(t))
             .with_partition_data(data)
     })
     .collect();
