@@ -55,6 +55,15 @@ pub struct ApiReply {
     pub body: Value,
 }
 
+/// The quorum's answer to a batch of offset commits.
+#[derive(Debug, Clone)]
+pub enum OffsetsCommitted {
+    /// Per commit, in order: `None` when stored, else why it was refused.
+    Done(Vec<Option<String>>),
+    /// The whole request was refused (`client_error`: a 4xx, something in the request itself).
+    Refused { client_error: bool, message: String },
+}
+
 impl ApiReply {
     pub fn message(&self) -> String {
         self.body
@@ -373,14 +382,36 @@ impl MetaClient {
     }
 
     /// Stores a batch of group offset commits (one Raft entry).
-    pub async fn commit_offsets(&self, commits: Vec<Value>) -> Result<()> {
-        self.leader_ok(
-            Method::POST,
-            "/api/v1/metadata/offsets",
-            Some(json!({ "commits": commits })),
-        )
-        .await
-        .map(|_| ())
+    pub async fn commit_offsets(&self, commits: Vec<Value>) -> Result<OffsetsCommitted> {
+        let count = commits.len();
+        let reply = self
+            .leader_call(
+                Method::POST,
+                "/api/v1/metadata/offsets",
+                Some(json!({ "commits": commits })),
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Ok(OffsetsCommitted::Refused {
+                client_error: reply.status.is_client_error(),
+                message: format!(
+                    "{} {} {}",
+                    reply.status,
+                    reply.error_code(),
+                    reply.message()
+                ),
+            });
+        }
+        let mut results = vec![None; count];
+        if let Some(rejected) = reply.body["rejected"].as_array() {
+            for r in rejected {
+                let index = r["index"].as_u64().unwrap_or(u64::MAX) as usize;
+                if let Some(slot) = results.get_mut(index) {
+                    *slot = Some(r["reason"].as_str().unwrap_or("refused").to_string());
+                }
+            }
+        }
+        Ok(OffsetsCommitted::Done(results))
     }
 
     /// A group's committed offsets: `{"topic": {"partition": {"offset", "leaderEpoch",

@@ -283,6 +283,10 @@ struct CreateTopicRequest {
     replication_factor: Option<i64>,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    /// Check everything against the controller's state, change nothing (answers 200 with the
+    /// topic as it would be created).
+    #[serde(default)]
+    validate_only: bool,
 }
 
 async fn create_topic(State(shared): State<Shared>, body: Bytes) -> ApiResult<Response> {
@@ -294,9 +298,15 @@ async fn create_topic(State(shared): State<Shared>, body: Bytes) -> ApiResult<Re
             req.num_partitions,
             req.replication_factor,
             req.config,
+            req.validate_only,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(topic)).into_response())
+    let status = if req.validate_only {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(topic)).into_response())
 }
 
 /// Body of `POST /api/v1/metadata/topics/{name}/partitions` (Kafka's CreatePartitions).
@@ -791,13 +801,15 @@ async fn metrics(State(shared): State<Shared>) -> Response {
 }
 
 impl NodeShared {
-    /// Validates a topic request, places its replicas on ONLINE brokers and commits it.
+    /// Validates a topic request, places its replicas on ONLINE brokers and commits it (or,
+    /// with `validate_only`, answers the topic it would create).
     pub(crate) async fn create_topic(
         &self,
         name: &str,
         num_partitions: Option<i64>,
         replication_factor: Option<i64>,
         config: BTreeMap<String, String>,
+        validate_only: bool,
     ) -> ApiResult<Topic> {
         validate_topic_name(name).map_err(|e| MetadataError::InvalidRequest(e.to_string()))?;
         let defaults = &self.config.topic_defaults;
@@ -836,6 +848,15 @@ impl NodeShared {
             )));
         }
         let assignment = assign_replicas(&online, partitions as usize, rf as usize, start);
+        if validate_only {
+            let id = uuid::Uuid::new_v4().to_string();
+            return self
+                .sm
+                .read()
+                .state
+                .new_topic(name, &id, &config, &assignment, now_ms())
+                .map_err(result_error);
+        }
         let command = Command::CreateTopic {
             name: name.to_string(),
             topic_id: uuid::Uuid::new_v4().to_string(),

@@ -57,7 +57,9 @@ struct CommitRequest {
     commits: Vec<OffsetCommit>,
 }
 
-/// Internal (coordinator brokers): commits a batch of offsets as one Raft entry.
+/// Internal (coordinator brokers): commits a batch of offsets as one Raft entry. Each commit is
+/// stored or refused on its own: the answer lists the refused ones as
+/// `"rejected": [{"index", "reason"}]` (unknown topic or partition, no group id, metadata too long).
 async fn commit_offsets(State(shared): State<Shared>, body: Bytes) -> ApiResult<Json<Value>> {
     let req: CommitRequest = parse_json(&body)?;
     if req.commits.is_empty() || req.commits.len() > COMMITS_PER_REQUEST_MAX {
@@ -72,9 +74,11 @@ async fn commit_offsets(State(shared): State<Shared>, body: Bytes) -> ApiResult<
         })
         .await?
     {
-        CommandResult::OffsetsCommitted { count } => Ok(Json(
-            json!({"committed": count, "version": shared.sm.read().state.version}),
-        )),
+        CommandResult::OffsetsCommitted { count, rejected } => Ok(Json(json!({
+            "committed": count,
+            "rejected": rejected,
+            "version": shared.sm.read().state.version,
+        }))),
         other => Err(result_error(other)),
     }
 }

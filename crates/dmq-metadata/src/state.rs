@@ -200,6 +200,17 @@ pub struct CommittedOffset {
     pub commit_timestamp: u64,
 }
 
+/// One offset commit of a [`Command::CommitOffsets`] that was not stored, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedCommit {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// Longest metadata string an offset commit may carry (Kafka's `offset.metadata.max.bytes`).
+pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+
 /// Why a command changed nothing. Stable codes: the HTTP layer maps them to status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -239,6 +250,9 @@ pub enum CommandResult {
     },
     OffsetsCommitted {
         count: usize,
+        /// The commits that were not stored, by their index in the command.
+        #[serde(default)]
+        rejected: Vec<RejectedCommit>,
     },
     GroupOffsetsDeleted {
         count: usize,
@@ -376,16 +390,15 @@ impl MetadataState {
                 }
             }
             Command::CommitOffsets { commits } => {
-                if let Some(bad) = commits
-                    .iter()
-                    .find(|c| c.group_id.is_empty() || c.offset < -1)
-                {
-                    return reject(
-                        RejectCode::InvalidCommand,
-                        format!("invalid offset commit {bad:?}"),
-                    );
-                }
-                for c in commits {
+                // Each commit stands alone: commits of many groups share an entry, and one
+                // invalid commit must never fail another group's (Kafka stores any offset
+                // value, including the negative markers clients commit).
+                let mut rejected = Vec::new();
+                for (index, c) in commits.iter().enumerate() {
+                    if let Err(reason) = self.check_offset_commit(c) {
+                        rejected.push(RejectedCommit { index, reason });
+                        continue;
+                    }
                     self.groups
                         .entry(c.group_id.clone())
                         .or_default()
@@ -403,7 +416,8 @@ impl MetadataState {
                         );
                 }
                 CommandResult::OffsetsCommitted {
-                    count: commits.len(),
+                    count: commits.len() - rejected.len(),
+                    rejected,
                 }
             }
             Command::DeleteGroupOffsets { group, partitions } => {
@@ -455,6 +469,32 @@ impl MetadataState {
         }
     }
 
+    /// Why one offset commit cannot be stored, if it cannot: no group id, a topic or partition
+    /// that does not exist (any more), or metadata over [`OFFSET_METADATA_MAX_BYTES`].
+    fn check_offset_commit(&self, c: &OffsetCommit) -> Result<(), String> {
+        if c.group_id.is_empty() {
+            return Err("the group id is empty".into());
+        }
+        let Some(topic) = self.topics.get(&c.topic) else {
+            return Err(format!("topic {:?} does not exist", c.topic));
+        };
+        if c.partition < 0 || c.partition >= topic.num_partitions {
+            return Err(format!(
+                "partition {} of {:?} does not exist ({} partitions)",
+                c.partition, c.topic, topic.num_partitions
+            ));
+        }
+        if c.metadata
+            .as_ref()
+            .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
+        {
+            return Err(format!(
+                "metadata is longer than {OFFSET_METADATA_MAX_BYTES} bytes"
+            ));
+        }
+        Ok(())
+    }
+
     fn create_topic(
         &mut self,
         name: &str,
@@ -463,21 +503,41 @@ impl MetadataState {
         assignment: &[Vec<BrokerId>],
         timestamp_ms: u64,
     ) -> CommandResult {
+        match self.new_topic(name, topic_id, config, assignment, timestamp_ms) {
+            Ok(topic) => {
+                self.topics.insert(name.to_string(), topic.clone());
+                self.topics_created += 1;
+                CommandResult::Topic(topic)
+            }
+            Err(rejected) => rejected,
+        }
+    }
+
+    /// The topic a [`Command::CreateTopic`] would create, or why it would be rejected; changes
+    /// nothing (validate-only requests use it as it is).
+    pub fn new_topic(
+        &self,
+        name: &str,
+        topic_id: &str,
+        config: &BTreeMap<String, String>,
+        assignment: &[Vec<BrokerId>],
+        timestamp_ms: u64,
+    ) -> Result<Topic, CommandResult> {
         if self.topics.contains_key(name) {
-            return reject(
+            return Err(reject(
                 RejectCode::TopicAlreadyExists,
                 format!("topic {name:?} already exists"),
-            );
+            ));
         }
         let replication_factor = assignment.first().map_or(0, Vec::len);
         if assignment.is_empty()
             || replication_factor == 0
             || assignment.iter().any(|r| r.len() != replication_factor)
         {
-            return reject(
+            return Err(reject(
                 RejectCode::InvalidCommand,
                 "every partition needs the same, non-zero number of replicas",
-            );
+            ));
         }
         let partitions = assignment
             .iter()
@@ -500,9 +560,7 @@ impl MetadataState {
             partitions,
             created_at: timestamp_ms,
         };
-        self.topics.insert(name.to_string(), topic.clone());
-        self.topics_created += 1;
-        CommandResult::Topic(topic)
+        Ok(topic)
     }
 
     fn create_partitions(&mut self, name: &str, assignment: &[Vec<BrokerId>]) -> CommandResult {
@@ -974,6 +1032,8 @@ mod tests {
     #[test]
     fn offsets_commit_in_batches_and_delete_by_partition_or_group() {
         let mut state = MetadataState::default();
+        state.apply(1, &create("t", vec![vec![1], vec![1]]));
+        state.apply(1, &create("u", vec![vec![1]]));
         let commit = |group: &str, topic: &str, partition, offset| OffsetCommit {
             group_id: group.into(),
             topic: topic.into(),
@@ -993,7 +1053,13 @@ mod tests {
                 ],
             },
         );
-        assert_eq!(r, CommandResult::OffsetsCommitted { count: 3 });
+        assert_eq!(
+            r,
+            CommandResult::OffsetsCommitted {
+                count: 3,
+                rejected: vec![]
+            }
+        );
         state.apply(
             2,
             &Command::CommitOffsets {
@@ -1005,21 +1071,42 @@ mod tests {
             state.groups["g1"].offsets["t"][&1].metadata.as_deref(),
             Some("m")
         );
-        // A bad entry rejects the whole batch.
+        // Bad entries fail alone; every good one in the same entry is stored, and any offset
+        // value (the -1/-2 reset markers, or below) is a good one, as in Kafka.
+        let mut long = commit("g4", "t", 0, 1);
+        long.metadata = Some("x".repeat(OFFSET_METADATA_MAX_BYTES + 1));
         let r = state.apply(
             3,
             &Command::CommitOffsets {
-                commits: vec![commit("g1", "t", 0, 99), commit("", "t", 0, 1)],
+                commits: vec![
+                    commit("", "t", 0, 1),
+                    commit("g1", "t", 0, -2),
+                    commit("g5", "nope", 0, 1),
+                    commit("g5", "t", 2, 1),
+                    commit("g5", "t", -1, 1),
+                    long,
+                    commit("g6", "u", 0, -7),
+                ],
             },
         );
-        assert!(matches!(
-            r,
-            CommandResult::Rejected {
-                code: RejectCode::InvalidCommand,
-                ..
-            }
-        ));
-        assert_eq!(state.groups["g1"].offsets["t"][&0].offset, 11);
+        let CommandResult::OffsetsCommitted { count, rejected } = r else {
+            panic!("{r:?}");
+        };
+        assert_eq!(count, 2);
+        let indexes: Vec<usize> = rejected.iter().map(|r| r.index).collect();
+        assert_eq!(indexes, vec![0, 2, 3, 4, 5]);
+        assert!(rejected[1].reason.contains("nope"), "{rejected:?}");
+        assert_eq!(state.groups["g1"].offsets["t"][&0].offset, -2);
+        assert_eq!(state.groups["g6"].offsets["u"][&0].offset, -7);
+        assert!(!state.groups.contains_key("g4") && !state.groups.contains_key("g5"));
+        assert!(!state.groups.contains_key(""));
+        state.apply(
+            3,
+            &Command::CommitOffsets {
+                commits: vec![commit("g1", "t", 0, 11)],
+            },
+        );
+        state.groups.remove("g6");
         let one = vec![TopicPartitionRef {
             topic: "t".into(),
             partition: 1,
@@ -1056,7 +1143,6 @@ mod tests {
             }
         ));
         // Deleting a topic drops its committed offsets, and groups left with none.
-        state.apply(7, &create("t", vec![vec![1]]));
         state.apply(
             8,
             &Command::CommitOffsets {

@@ -131,7 +131,8 @@ async fn kafka_errors_for_bad_requests_and_the_broker_survives_malformed_frames(
         .expect("Produce advertised");
     assert_eq!(
         (produce_range.min_version, produce_range.max_version),
-        (0, 9)
+        (3, 9),
+        "Produce starts at v3 (RecordBatch v2), as in Kafka 4"
     );
     // Transactions are not implemented: AddPartitionsToTxn (24) must not be advertised.
     assert!(

@@ -71,6 +71,10 @@ fn client_host(ctx: &Ctx<'_>) -> String {
     ctx.peer.map(|p| format!("/{}", p.ip())).unwrap_or_default()
 }
 
+/// FindCoordinator key types (KIP-98): consumer groups and transactional ids.
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
 pub fn find_coordinator(ctx: &mut Ctx<'_>, r: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let keys: Vec<String> = if ctx.version >= 4 {
         r.coordinator_keys.iter().map(|k| k.to_string()).collect()
@@ -80,10 +84,17 @@ pub fn find_coordinator(ctx: &mut Ctx<'_>, r: FindCoordinatorRequest) -> FindCoo
     let image = ctx.shared.image();
     let mut coordinators = Vec::new();
     for key in keys {
-        let found = if r.key_type != 0 {
+        let found = if r.key_type == KEY_TYPE_TRANSACTION {
+            // Until transactions land: the non-retriable code InitProducerId answers a
+            // transactional id with, so clients fail at once instead of retrying for seconds.
             Err((
-                ResponseError::CoordinatorNotAvailable,
+                ResponseError::TransactionalIdAuthorizationFailed,
                 "transactions are not supported",
+            ))
+        } else if r.key_type != KEY_TYPE_GROUP {
+            Err((
+                ResponseError::InvalidRequest,
+                "unknown coordinator key type",
             ))
         } else {
             coordinator_for(&image, &key)
@@ -116,9 +127,15 @@ pub fn find_coordinator(ctx: &mut Ctx<'_>, r: FindCoordinatorRequest) -> FindCoo
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let c = coordinators.into_iter().next().unwrap_or_default();
+    // v0 has no error message field.
+    let message = if ctx.version >= 1 {
+        c.error_message
+    } else {
+        None
+    };
     FindCoordinatorResponse::default()
         .with_error_code(c.error_code)
-        .with_error_message(c.error_message)
+        .with_error_message(message)
         .with_node_id(c.node_id)
         .with_host(c.host)
         .with_port(c.port)
@@ -357,10 +374,21 @@ pub async fn offset_commit(ctx: &mut Ctx<'_>, r: OffsetCommitRequest) -> OffsetC
         results.push((name, parts));
     }
     if !commits.is_empty() {
-        if let Err(e) = ctx.shared.offsets.commit(commits).await {
-            tracing::warn!(group = %group, "offset commit failed: {e}");
-            for (ti, pi) in stored {
-                results[ti].1[pi].1 = code(ResponseError::CoordinatorNotAvailable);
+        match ctx.shared.offsets.commit(commits).await {
+            Ok(outcomes) => {
+                for ((ti, pi), outcome) in stored.into_iter().zip(outcomes) {
+                    if let Some(reason) = outcome {
+                        // Only a topic or partition deleted since the check above gets here.
+                        tracing::debug!(group = %group, "offset commit refused: {reason}");
+                        results[ti].1[pi].1 = code(ResponseError::UnknownTopicOrPartition);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(group = %group, "offset commit failed: {e}");
+                for (ti, pi) in stored {
+                    results[ti].1[pi].1 = code(ResponseError::CoordinatorNotAvailable);
+                }
             }
         }
     }

@@ -581,7 +581,9 @@ fn list_offsets(ctx: &mut Ctx<'_>, r: ListOffsetsRequest) -> ListOffsetsResponse
                     .with_partition_index(p.partition_index)
                     .with_offset(offset)
                     .with_timestamp(ts)
-                    .with_leader_epoch(epoch),
+                    // The leader epoch exists from v4 on (KIP-320); a field a version lacks
+                    // must keep its default or the response cannot be encoded.
+                    .with_leader_epoch(if ctx.version >= 4 { epoch } else { -1 }),
                 Err(e) => ListOffsetsPartitionResponse::default()
                     .with_partition_index(p.partition_index)
                     .with_error_code(ctx.code(&e))
@@ -722,8 +724,9 @@ async fn create_topics(ctx: &mut Ctx<'_>, r: CreateTopicsRequest) -> CreateTopic
             continue;
         }
         if r.validate_only {
-            results.push(result);
-            continue;
+            // The controller checks everything (existing topic, replication factor against
+            // its ONLINE brokers) and changes nothing.
+            body["validateOnly"] = json!(true);
         }
         match shared.meta.create_topic(body).await {
             Ok(reply) if reply.status.is_success() => {
@@ -737,7 +740,9 @@ async fn create_topics(ctx: &mut Ctx<'_>, r: CreateTopicsRequest) -> CreateTopic
                 if let Some(n) = b.get("replicationFactor").and_then(Value::as_i64) {
                     result = result.with_replication_factor(n as i16);
                 }
-                created.push(name.clone());
+                if !r.validate_only {
+                    created.push(name.clone());
+                }
                 results.push(result);
             }
             Ok(reply) => {

@@ -28,10 +28,11 @@ use crate::node::BrokerShared;
 /// What this broker implements: API key → (min, max) version. ApiVersions advertises exactly
 /// this table.
 ///
-/// Produce advertises v0 as Kafka does (librdkafka derives features from the ranges), but
-/// v0–v2 carry the pre-0.11 message format, which is refused with UNSUPPORTED_VERSION.
+/// Produce starts at v3, as in Kafka 4 (KIP-896): v0–v2 carry the pre-0.11 message format,
+/// which dmq does not store. librdkafka's features that need Produce v0–v2 also need Fetch
+/// v0–v3, which was never advertised, so no client loses a feature by it.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 0, 9),
+    (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 6),
     (ApiKey::Metadata, 0, 12),
@@ -55,9 +56,6 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
 ];
-
-/// The lowest Produce version whose body the codec understands (RecordBatch v2).
-const PRODUCE_MIN_DECODABLE: i16 = 3;
 
 pub fn supported(key: i16) -> Option<(ApiKey, i16, i16)> {
     SUPPORTED.iter().copied().find(|(k, _, _)| *k as i16 == key)
@@ -166,13 +164,6 @@ pub async fn handle_frame(
             ResponseError::UnsupportedVersion,
         )));
     }
-    if api == ApiKey::Produce && version < PRODUCE_MIN_DECODABLE {
-        tracing::debug!(version, "Produce with the pre-0.11 message format refused");
-        return Ok(Some(bare_error(
-            correlation_id,
-            ResponseError::UnsupportedVersion,
-        )));
-    }
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(|e| BrokerError::Protocol(format!("bad {api:?} v{version} header: {e}")))?;
     // The codec returns errors for malformed input; the unwind guard is defence in depth so a
@@ -205,10 +196,66 @@ pub async fn handle_frame(
     shared
         .metrics
         .observe(api_name(api), started.elapsed(), ctx.had_error);
-    match response {
-        Some(r) => encode_response(correlation_id, api, version, &r).map(Some),
-        None => Ok(None),
+    let Some(response) = response else {
+        return Ok(None);
+    };
+    match encode_response(correlation_id, api, version, &response) {
+        Ok(out) => Ok(Some(out)),
+        Err(e) => {
+            // A handler set a field this version lacks: our bug, never the client's. Answer
+            // with UNKNOWN_SERVER_ERROR where the response has a top-level error code.
+            tracing::error!(?api, version, "cannot encode a response: {e}");
+            shared
+                .metrics
+                .observe(api_name(api), started.elapsed(), true);
+            match server_error_response(api) {
+                Some(fallback) => {
+                    encode_response(correlation_id, api, version, &fallback).map(Some)
+                }
+                None => Err(e),
+            }
+        }
     }
+}
+
+/// An empty response of `api` whose top-level error code is UNKNOWN_SERVER_ERROR, for the APIs
+/// that have one in every version we advertise.
+fn server_error_response(api: ApiKey) -> Option<ResponseKind> {
+    use kafka_protocol::messages::*;
+    let code = ResponseError::UnknownServerError.code();
+    Some(match api {
+        ApiKey::ApiVersions => {
+            ResponseKind::ApiVersions(ApiVersionsResponse::default().with_error_code(code))
+        }
+        ApiKey::InitProducerId => ResponseKind::InitProducerId(
+            InitProducerIdResponse::default()
+                .with_error_code(code)
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        ),
+        ApiKey::DescribeCluster => {
+            ResponseKind::DescribeCluster(DescribeClusterResponse::default().with_error_code(code))
+        }
+        ApiKey::JoinGroup => {
+            ResponseKind::JoinGroup(JoinGroupResponse::default().with_error_code(code))
+        }
+        ApiKey::SyncGroup => {
+            ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(code))
+        }
+        ApiKey::Heartbeat => {
+            ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(code))
+        }
+        ApiKey::LeaveGroup => {
+            ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(code))
+        }
+        ApiKey::ListGroups => {
+            ResponseKind::ListGroups(ListGroupsResponse::default().with_error_code(code))
+        }
+        ApiKey::OffsetDelete => {
+            ResponseKind::OffsetDelete(OffsetDeleteResponse::default().with_error_code(code))
+        }
+        _ => return None,
+    })
 }
 
 fn encode_response(

@@ -1,0 +1,869 @@
+//! Protocol conformance: every (API, version) the broker advertises in ApiVersions is answered
+//! with a response that decodes at that version, consumes the whole frame and carries the
+//! fields that matter (error codes, offsets, epochs where the version has them).
+//!
+//! The requests are built with `kafka-protocol` at each version, as a client of that version
+//! would send them. An API the broker advertises without a case here fails the test, so a new
+//! API cannot be advertised untested.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use common::kafka::{batch, connect, name, produce};
+use common::{post_leader, start_cluster, wait_topic_on_brokers};
+use dmq::procs::MetadataCluster;
+use dmq_broker::kafka::client::KafkaConnection;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Request, StrBytes};
+use serde_json::json;
+
+const TOPIC: &str = "conformance";
+/// Records produced before the cases run (offsets 0..RECORDS).
+const RECORDS: i64 = 5;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn group(v: &str) -> GroupId {
+    GroupId(s(v))
+}
+
+/// Sends `req` at `version` on a fresh connection to `addr` and decodes the response at that
+/// version; the response must fill its frame exactly.
+async fn call<R: Request>(addr: &str, req: &R, version: i16) -> R::Response {
+    let mut conn: KafkaConnection = connect(addr).await;
+    let what = format!("{:?} v{version}", ApiKey::try_from(R::KEY).expect("key"));
+    let mut body: Bytes = conn
+        .send_raw(
+            R::KEY,
+            version,
+            |buf| req.encode(buf, version),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{what}: no answer (the broker closed or failed): {e}"));
+    let resp = R::Response::decode(&mut body, version)
+        .unwrap_or_else(|e| panic!("{what}: response does not decode: {e}"));
+    assert!(
+        !body.has_remaining(),
+        "{what}: {} bytes left after the response",
+        body.remaining()
+    );
+    resp
+}
+
+fn ok(code: i16, what: &str) {
+    assert_eq!(
+        code,
+        0,
+        "{what}: error {:?}",
+        ResponseError::try_from_code(code)
+    );
+}
+
+struct Ctx<'a> {
+    cluster: &'a MetadataCluster,
+    /// The leader of partition 0 of [`TOPIC`].
+    leader: String,
+    /// Any broker.
+    any: String,
+    bootstrap: Vec<String>,
+}
+
+impl Ctx<'_> {
+    /// The coordinator's address for `group_id` (FindCoordinator v1 on any broker).
+    async fn coordinator(&self, group_id: &str) -> String {
+        let resp = call(
+            &self.any,
+            &FindCoordinatorRequest::default().with_key(s(group_id)),
+            1,
+        )
+        .await;
+        ok(resp.error_code, "FindCoordinator");
+        format!("{}:{}", resp.host, resp.port)
+    }
+
+    /// Joins `group_id` as its only member (JoinGroup v5 with the member id round of KIP-394
+    /// and SyncGroup v3); returns the coordinator, member id and generation.
+    async fn stable_member(&self, group_id: &str) -> (String, String, i32) {
+        let coord = self.coordinator(group_id).await;
+        let mut req = JoinGroupRequest::default()
+            .with_group_id(group(group_id))
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]))]);
+        let mut resp = call(&coord, &req, 5).await;
+        if resp.error_code == ResponseError::MemberIdRequired.code() {
+            req = req.with_member_id(resp.member_id.clone());
+            resp = call(&coord, &req, 5).await;
+        }
+        ok(resp.error_code, "JoinGroup v5");
+        let member = resp.member_id.to_string();
+        let generation = resp.generation_id;
+        let sync = SyncGroupRequest::default()
+            .with_group_id(group(group_id))
+            .with_generation_id(generation)
+            .with_member_id(s(&member))
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(s(&member))
+                .with_assignment(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]))]);
+        ok(call(&coord, &sync, 3).await.error_code, "SyncGroup v3");
+        (coord, member, generation)
+    }
+}
+
+/// One conformance case: API `key` at `version`.
+async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
+    let what = format!("{key:?} v{v}");
+    match key {
+        ApiKey::ApiVersions => {
+            let mut req = ApiVersionsRequest::default();
+            if v >= 3 {
+                req = req
+                    .with_client_software_name(s("dmq-conformance"))
+                    .with_client_software_version(s("1.0"));
+            }
+            let resp = call(&ctx.any, &req, v).await;
+            ok(resp.error_code, &what);
+            assert!(
+                resp.api_keys
+                    .iter()
+                    .any(|k| k.api_key == ApiKey::Fetch as i16),
+                "{what}: Fetch missing"
+            );
+        }
+        ApiKey::Metadata => {
+            let topics = Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name(TOPIC)))
+            ]);
+            let mut req = MetadataRequest::default().with_topics(topics);
+            if v >= 4 {
+                req = req.with_allow_auto_topic_creation(false);
+            }
+            if (8..=10).contains(&v) {
+                req = req.with_include_cluster_authorized_operations(true);
+            }
+            if v >= 8 {
+                req = req.with_include_topic_authorized_operations(true);
+            }
+            let resp = call(&ctx.any, &req, v).await;
+            assert_eq!(resp.brokers.len(), ctx.bootstrap.len(), "{what}: brokers");
+            let t = resp.topics.first().expect("one topic");
+            ok(t.error_code, &what);
+            let p = t.partitions.first().expect("partition 0");
+            assert!(p.leader_id.0 >= 0, "{what}: leader");
+            assert_eq!(p.replica_nodes.len(), 3, "{what}: replicas");
+            if v >= 7 {
+                assert!(p.leader_epoch >= 0, "{what}: leader epoch");
+            } else {
+                assert_eq!(p.leader_epoch, -1, "{what}: no leader epoch before v7");
+            }
+            if v >= 1 {
+                assert!(resp.controller_id.0 >= 0, "{what}: controller id");
+            }
+            if v >= 10 {
+                assert!(!t.topic_id.is_nil(), "{what}: topic id");
+            }
+        }
+        ApiKey::Produce => {
+            let records = batch(&[("k".into(), format!("produce-v{v}"))], None);
+            let req = ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(name(TOPIC))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(Bytes::from(records)))])]);
+            let resp = call(&ctx.leader, &req, v).await;
+            let p = &resp.responses[0].partition_responses[0];
+            ok(p.error_code, &what);
+            assert!(
+                p.base_offset >= RECORDS,
+                "{what}: base offset {}",
+                p.base_offset
+            );
+            if v >= 5 {
+                assert_eq!(p.log_start_offset, 0, "{what}: log start");
+            }
+        }
+        ApiKey::Fetch => {
+            let mut fp = FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20);
+            if v >= 9 {
+                fp = fp.with_current_leader_epoch(-1);
+            }
+            if v >= 5 {
+                fp = fp.with_log_start_offset(-1);
+            }
+            let mut req = FetchRequest::default()
+                .with_replica_id((-1).into())
+                .with_max_wait_ms(100)
+                .with_min_bytes(1)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(name(TOPIC))
+                    .with_partitions(vec![fp])]);
+            if v >= 3 {
+                req = req.with_max_bytes(4 << 20);
+            }
+            if v >= 7 {
+                req = req.with_session_epoch(-1);
+            }
+            let resp = call(&ctx.leader, &req, v).await;
+            ok(resp.error_code, &what);
+            let p = &resp.responses[0].partitions[0];
+            ok(p.error_code, &what);
+            assert!(
+                p.high_watermark >= RECORDS,
+                "{what}: HW {}",
+                p.high_watermark
+            );
+            if v >= 5 {
+                assert_eq!(p.log_start_offset, 0, "{what}: log start");
+            }
+            if v >= 4 {
+                assert!(p.last_stable_offset >= RECORDS, "{what}: LSO");
+            }
+            assert!(
+                p.records.as_ref().is_some_and(|r| !r.is_empty()),
+                "{what}: records"
+            );
+        }
+        ApiKey::ListOffsets => {
+            for (ts, want) in [(-1i64, None), (-2, Some(0i64)), (0, Some(0))] {
+                let mut lp = ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(ts);
+                if v >= 4 {
+                    lp = lp.with_current_leader_epoch(-1);
+                }
+                let mut req = ListOffsetsRequest::default()
+                    .with_replica_id((-1).into())
+                    .with_topics(vec![ListOffsetsTopic::default()
+                        .with_name(name(TOPIC))
+                        .with_partitions(vec![lp])]);
+                if v >= 2 {
+                    req = req.with_isolation_level(0);
+                }
+                let resp = call(&ctx.leader, &req, v).await;
+                let p = &resp.topics[0].partitions[0];
+                ok(p.error_code, &format!("{what} timestamp {ts}"));
+                match want {
+                    Some(o) => assert_eq!(p.offset, o, "{what} timestamp {ts}"),
+                    None => assert!(p.offset >= RECORDS, "{what} latest: {}", p.offset),
+                }
+                if v >= 4 && ts == -1 {
+                    assert!(p.leader_epoch >= 0, "{what}: leader epoch of latest");
+                }
+            }
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let mut op = OffsetForLeaderPartition::default()
+                .with_partition(0)
+                .with_leader_epoch(0);
+            if v >= 2 {
+                op = op.with_current_leader_epoch(-1);
+            }
+            let mut req = OffsetForLeaderEpochRequest::default().with_topics(vec![
+                OffsetForLeaderTopic::default()
+                    .with_topic(name(TOPIC))
+                    .with_partitions(vec![op]),
+            ]);
+            if v >= 3 {
+                req = req.with_replica_id((-1).into());
+            }
+            let resp = call(&ctx.leader, &req, v).await;
+            let p = &resp.topics[0].partitions[0];
+            ok(p.error_code, &what);
+            assert!(
+                p.end_offset >= RECORDS,
+                "{what}: end offset {}",
+                p.end_offset
+            );
+            if v >= 1 {
+                assert!(p.leader_epoch >= 0, "{what}: leader epoch");
+            }
+        }
+        ApiKey::CreateTopics => {
+            let t = format!("conf-create-{v}");
+            let mut topic = CreatableTopic::default()
+                .with_name(name(&t))
+                .with_num_partitions(2)
+                .with_replication_factor(3);
+            topic.configs = vec![CreatableTopicConfig::default()
+                .with_name(s("retention.ms"))
+                .with_value(Some(s("3600000")))];
+            let req = CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![topic.clone()]);
+            let resp = call(&ctx.any, &req, v).await;
+            let r = &resp.topics[0];
+            ok(r.error_code, &what);
+            if v >= 5 {
+                assert_eq!(r.num_partitions, 2, "{what}: partitions");
+                assert_eq!(r.replication_factor, 3, "{what}: RF");
+            }
+            if v >= 7 {
+                assert!(!r.topic_id.is_nil(), "{what}: topic id");
+            }
+            // Again: TOPIC_ALREADY_EXISTS, also when only validating.
+            let again = call(&ctx.any, &req.clone().with_validate_only(true), v).await;
+            assert_eq!(
+                again.topics[0].error_code,
+                ResponseError::TopicAlreadyExists.code(),
+                "{what}: validate-only of an existing topic"
+            );
+        }
+        ApiKey::DeleteTopics => {
+            let t = format!("conf-delete-{v}");
+            let (status, body) = create_through_http(ctx, &t).await;
+            assert_eq!(status, 201, "{what}: {body}");
+            let mut req = DeleteTopicsRequest::default().with_timeout_ms(10_000);
+            if v >= 6 {
+                req = req.with_topics(vec![DeleteTopicState::default().with_name(Some(name(&t)))]);
+            } else {
+                req = req.with_topic_names(vec![name(&t)]);
+            }
+            let resp = call(&ctx.any, &req, v).await;
+            ok(resp.responses[0].error_code, &what);
+            if v < 6 {
+                assert_eq!(
+                    resp.responses[0].name.as_ref().map(|n| n.0.as_str()),
+                    Some(t.as_str())
+                );
+            }
+        }
+        ApiKey::CreatePartitions => {
+            let t = format!("conf-grow-{v}");
+            let (status, body) = create_through_http(ctx, &t).await;
+            assert_eq!(status, 201, "{what}: {body}");
+            let req = CreatePartitionsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(name(&t))
+                    .with_count(2)
+                    .with_assignments(None)]);
+            let resp = call(&ctx.any, &req, v).await;
+            ok(resp.results[0].error_code, &what);
+        }
+        ApiKey::InitProducerId => {
+            let mut req = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000);
+            if v >= 3 {
+                req = req.with_producer_id((-1).into()).with_producer_epoch(-1);
+            }
+            let resp = call(&ctx.any, &req, v).await;
+            ok(resp.error_code, &what);
+            assert!(resp.producer_id.0 >= 0, "{what}: producer id");
+        }
+        ApiKey::DescribeConfigs => {
+            let mut req = DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(TOPIC))
+                    .with_configuration_keys(None),
+            ]);
+            if v >= 1 {
+                req = req.with_include_synonyms(true);
+            }
+            if v >= 3 {
+                req = req.with_include_documentation(true);
+            }
+            let resp = call(&ctx.any, &req, v).await;
+            let r = &resp.results[0];
+            ok(r.error_code, &what);
+            assert!(
+                r.configs.iter().any(|c| c.name.as_str() == "retention.ms"),
+                "{what}: retention.ms"
+            );
+        }
+        ApiKey::DescribeCluster => {
+            let req =
+                DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+            let resp = call(&ctx.any, &req, v).await;
+            ok(resp.error_code, &what);
+            assert_eq!(resp.brokers.len(), ctx.bootstrap.len(), "{what}: brokers");
+            assert!(resp.controller_id.0 >= 0, "{what}: controller");
+        }
+        ApiKey::FindCoordinator => {
+            let g = format!("conf-find-{v}");
+            if v >= 4 {
+                let req = FindCoordinatorRequest::default()
+                    .with_key_type(0)
+                    .with_coordinator_keys(vec![s(&g)]);
+                let resp = call(&ctx.any, &req, v).await;
+                ok(resp.coordinators[0].error_code, &what);
+                assert!(resp.coordinators[0].node_id.0 >= 0, "{what}: node");
+                assert_eq!(resp.coordinators[0].key.as_str(), g, "{what}: key");
+            } else {
+                let req = FindCoordinatorRequest::default().with_key(s(&g));
+                let resp = call(&ctx.any, &req, v).await;
+                ok(resp.error_code, &what);
+                assert!(resp.node_id.0 >= 0, "{what}: node");
+            }
+        }
+        ApiKey::JoinGroup => {
+            let g = format!("conf-join-{v}");
+            let coord = ctx.coordinator(&g).await;
+            let mut req = JoinGroupRequest::default()
+                .with_group_id(group(&g))
+                .with_session_timeout_ms(30_000)
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(s("range"))
+                    .with_metadata(Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]))]);
+            if v >= 1 {
+                req = req.with_rebalance_timeout_ms(30_000);
+            }
+            let mut resp = call(&coord, &req, v).await;
+            if v >= 4 {
+                assert_eq!(
+                    resp.error_code,
+                    ResponseError::MemberIdRequired.code(),
+                    "{what}: KIP-394 first join"
+                );
+                req = req.with_member_id(resp.member_id.clone());
+                resp = call(&coord, &req, v).await;
+            }
+            ok(resp.error_code, &what);
+            assert_eq!(resp.generation_id, 1, "{what}: generation");
+            assert_eq!(resp.leader, resp.member_id, "{what}: leader");
+            if v >= 7 {
+                assert_eq!(resp.protocol_type.as_deref(), Some("consumer"), "{what}");
+            }
+            assert_eq!(resp.protocol_name.as_deref(), Some("range"), "{what}");
+        }
+        ApiKey::SyncGroup => {
+            let g = format!("conf-sync-{v}");
+            let coord = ctx.coordinator(&g).await;
+            let join = JoinGroupRequest::default()
+                .with_group_id(group(&g))
+                .with_session_timeout_ms(30_000)
+                .with_rebalance_timeout_ms(30_000)
+                .with_member_id(s(""))
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(s("range"))
+                    .with_metadata(Bytes::from_static(&[0, 1]))]);
+            // JoinGroup v3 (before KIP-394) joins in one round.
+            let joined = call(&coord, &join, 3).await;
+            ok(joined.error_code, "JoinGroup v3");
+            let mut req = SyncGroupRequest::default()
+                .with_group_id(group(&g))
+                .with_generation_id(joined.generation_id)
+                .with_member_id(joined.member_id.clone())
+                .with_assignments(vec![SyncGroupRequestAssignment::default()
+                    .with_member_id(joined.member_id.clone())
+                    .with_assignment(Bytes::from_static(&[7, 7]))]);
+            if v >= 5 {
+                req = req
+                    .with_protocol_type(Some(s("consumer")))
+                    .with_protocol_name(Some(s("range")));
+            }
+            let resp = call(&coord, &req, v).await;
+            ok(resp.error_code, &what);
+            assert_eq!(resp.assignment.as_ref(), &[7, 7], "{what}: assignment");
+            if v >= 5 {
+                assert_eq!(resp.protocol_name.as_deref(), Some("range"), "{what}");
+            }
+        }
+        ApiKey::Heartbeat => {
+            let g = format!("conf-hb-{v}");
+            let (coord, member, generation) = ctx.stable_member(&g).await;
+            let req = HeartbeatRequest::default()
+                .with_group_id(group(&g))
+                .with_generation_id(generation)
+                .with_member_id(s(&member));
+            ok(call(&coord, &req, v).await.error_code, &what);
+            let stale = req.with_generation_id(generation + 5);
+            assert_eq!(
+                call(&coord, &stale, v).await.error_code,
+                ResponseError::IllegalGeneration.code(),
+                "{what}: stale generation"
+            );
+        }
+        ApiKey::LeaveGroup => {
+            let g = format!("conf-leave-{v}");
+            let (coord, member, _) = ctx.stable_member(&g).await;
+            let req = if v >= 3 {
+                LeaveGroupRequest::default()
+                    .with_group_id(group(&g))
+                    .with_members(vec![MemberIdentity::default().with_member_id(s(&member))])
+            } else {
+                LeaveGroupRequest::default()
+                    .with_group_id(group(&g))
+                    .with_member_id(s(&member))
+            };
+            let resp = call(&coord, &req, v).await;
+            ok(resp.error_code, &what);
+            if v >= 3 {
+                ok(resp.members[0].error_code, &what);
+                assert_eq!(resp.members[0].member_id.as_str(), member, "{what}");
+            }
+        }
+        ApiKey::OffsetCommit | ApiKey::OffsetFetch => {
+            // A standalone ("simple") group: generation -1, no member.
+            let g = format!("conf-offsets-{key:?}-{v}");
+            let coord = ctx.coordinator(&g).await;
+            let (commit_v, fetch_v) = if key == ApiKey::OffsetCommit {
+                (v, 1)
+            } else {
+                (2, v)
+            };
+            let mut part = OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(3)
+                .with_committed_metadata(Some(s("m")));
+            if commit_v >= 6 {
+                part = part.with_committed_leader_epoch(0);
+            }
+            let mut req = OffsetCommitRequest::default()
+                .with_group_id(group(&g))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(name(TOPIC))
+                    .with_partitions(vec![part])]);
+            if (2..=4).contains(&commit_v) {
+                req = req.with_retention_time_ms(-1);
+            }
+            let resp = call(&coord, &req, commit_v).await;
+            ok(
+                resp.topics[0].partitions[0].error_code,
+                &format!("OffsetCommit v{commit_v}"),
+            );
+            let fetched = if fetch_v >= 8 {
+                let req = OffsetFetchRequest::default().with_groups(vec![
+                    OffsetFetchRequestGroup::default()
+                        .with_group_id(group(&g))
+                        .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                            .with_name(name(TOPIC))
+                            .with_partition_indexes(vec![0])])),
+                ]);
+                let resp = call(&coord, &req, fetch_v).await;
+                let gr = &resp.groups[0];
+                ok(gr.error_code, &what);
+                let p = &gr.topics[0].partitions[0];
+                ok(p.error_code, &what);
+                (
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.metadata.clone(),
+                )
+            } else {
+                let req = OffsetFetchRequest::default()
+                    .with_group_id(group(&g))
+                    .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                        .with_name(name(TOPIC))
+                        .with_partition_indexes(vec![0])]));
+                let resp = call(&coord, &req, fetch_v).await;
+                if fetch_v >= 2 {
+                    ok(resp.error_code, &what);
+                }
+                let p = &resp.topics[0].partitions[0];
+                ok(p.error_code, &what);
+                (
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.metadata.clone(),
+                )
+            };
+            assert_eq!(fetched.0, 3, "{what}: committed offset");
+            assert_eq!(fetched.2.as_deref(), Some("m"), "{what}: metadata");
+            if fetch_v >= 5 && commit_v >= 6 {
+                assert_eq!(fetched.1, 0, "{what}: committed leader epoch");
+            } else {
+                assert_eq!(fetched.1, -1, "{what}: no leader epoch at this version");
+            }
+        }
+        ApiKey::ListGroups => {
+            let g = format!("conf-list-{v}");
+            let _member = ctx.stable_member(&g).await;
+            let mut req = ListGroupsRequest::default();
+            if v >= 4 {
+                req = req.with_states_filter(vec![s("Stable")]);
+            }
+            let mut found = false;
+            for b in &ctx.bootstrap {
+                let resp = call(b, &req, v).await;
+                ok(resp.error_code, &what);
+                if let Some(lg) = resp.groups.iter().find(|x| x.group_id.as_str() == g) {
+                    found = true;
+                    assert_eq!(lg.protocol_type.as_str(), "consumer", "{what}");
+                    if v >= 4 {
+                        assert_eq!(lg.group_state.as_str(), "Stable", "{what}: state");
+                    }
+                }
+            }
+            assert!(found, "{what}: {g} listed by its coordinator");
+        }
+        ApiKey::DescribeGroups => {
+            let g = format!("conf-describe-{v}");
+            let (coord, member, _) = ctx.stable_member(&g).await;
+            let mut req = DescribeGroupsRequest::default().with_groups(vec![group(&g)]);
+            if v >= 3 {
+                req = req.with_include_authorized_operations(true);
+            }
+            let resp = call(&coord, &req, v).await;
+            let d = &resp.groups[0];
+            ok(d.error_code, &what);
+            assert_eq!(d.group_state.as_str(), "Stable", "{what}");
+            assert_eq!(d.protocol_type.as_str(), "consumer", "{what}");
+            assert_eq!(d.members[0].member_id.as_str(), member, "{what}");
+        }
+        ApiKey::DeleteGroups => {
+            let g = format!("conf-delgroup-{v}");
+            let coord = ctx.coordinator(&g).await;
+            let commit = OffsetCommitRequest::default()
+                .with_group_id(group(&g))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(name(TOPIC))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(1)])]);
+            ok(
+                call(&coord, &commit, 2).await.topics[0].partitions[0].error_code,
+                "commit",
+            );
+            let req = DeleteGroupsRequest::default().with_groups_names(vec![group(&g)]);
+            let resp = call(&coord, &req, v).await;
+            ok(resp.results[0].error_code, &what);
+            assert_eq!(resp.results[0].group_id.as_str(), g, "{what}");
+        }
+        ApiKey::OffsetDelete => {
+            let g = format!("conf-offdel-{v}");
+            let coord = ctx.coordinator(&g).await;
+            let commit = OffsetCommitRequest::default()
+                .with_group_id(group(&g))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(name(TOPIC))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(1)])]);
+            ok(
+                call(&coord, &commit, 2).await.topics[0].partitions[0].error_code,
+                "commit",
+            );
+            let req = OffsetDeleteRequest::default()
+                .with_group_id(group(&g))
+                .with_topics(vec![OffsetDeleteRequestTopic::default()
+                    .with_name(name(TOPIC))
+                    .with_partitions(vec![
+                        OffsetDeleteRequestPartition::default().with_partition_index(0)
+                    ])]);
+            let resp = call(&coord, &req, v).await;
+            ok(resp.error_code, &what);
+            ok(resp.topics[0].partitions[0].error_code, &what);
+        }
+        other => panic!("{other:?} is advertised but has no conformance case"),
+    }
+}
+
+/// Creates `topic` (1 partition, RF 3) through the metadata API.
+async fn create_through_http(ctx: &Ctx<'_>, topic: &str) -> (u16, serde_json::Value) {
+    let body = json!({"topicName": topic, "numPartitions": 1, "replicationFactor": 3});
+    post_leader(ctx.cluster, "/api/v1/metadata/topics", &body).await
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_advertised_api_version_is_answered_in_its_own_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, 3).await;
+    let body = json!({"topicName": TOPIC, "numPartitions": 1, "replicationFactor": 3});
+    let (status, topic) = post_leader(&cluster, "/api/v1/metadata/topics", &body).await;
+    assert_eq!(status, 201, "{topic}");
+    wait_topic_on_brokers(&cluster, TOPIC, 1, 3).await;
+    let leader = topic["partitions"][0]["leader"].as_i64().expect("leader") as i32;
+    let bootstrap: Vec<String> = cluster
+        .broker_ids()
+        .into_iter()
+        .map(|b| cluster.kafka_addr(b))
+        .collect();
+    let ctx = Ctx {
+        cluster: &cluster,
+        leader: cluster.kafka_addr(leader),
+        any: bootstrap[0].clone(),
+        bootstrap,
+    };
+    let mut conn = connect(&ctx.leader).await;
+    let records: Vec<(String, String)> = (0..RECORDS)
+        .map(|i| ("k".into(), format!("v{i}")))
+        .collect();
+    let p = produce(&mut conn, TOPIC, 0, batch(&records, None), -1).await;
+    ok(p.error_code, "seed produce");
+
+    let advertised = call(&ctx.any, &ApiVersionsRequest::default(), 0).await;
+    ok(advertised.error_code, "ApiVersions");
+    let mut checked = 0;
+    for k in &advertised.api_keys {
+        let key = ApiKey::try_from(k.api_key).expect("known API key");
+        for v in k.min_version..=k.max_version {
+            case(&ctx, key, v).await;
+            checked += 1;
+        }
+    }
+    eprintln!(
+        "conformance: {checked} (API, version) pairs over {} APIs",
+        advertised.api_keys.len()
+    );
+    assert!(checked > 100, "only {checked} pairs advertised");
+}
+
+/// One OffsetCommit v8 of `offset` (with `metadata`) for `partition` of [`TOPIC`] by a
+/// standalone member of `group_id`; the partition's error code.
+async fn commit_one(
+    addr: &str,
+    group_id: &str,
+    generation: i32,
+    partition: i32,
+    offset: i64,
+    metadata: &str,
+) -> i16 {
+    let req = OffsetCommitRequest::default()
+        .with_group_id(group(group_id))
+        .with_generation_id_or_member_epoch(generation)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name(TOPIC))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(partition)
+                .with_committed_offset(offset)
+                .with_committed_metadata(Some(s(metadata)))])]);
+    call(addr, &req, 8).await.topics[0].partitions[0].error_code
+}
+
+/// The committed offset of partition 0 of [`TOPIC`] for `group_id` (OffsetFetch v8).
+async fn committed_offset(addr: &str, group_id: &str) -> i64 {
+    let req = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+        .with_group_id(group(group_id))
+        .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+            .with_name(name(TOPIC))
+            .with_partition_indexes(vec![0])]))]);
+    let resp = call(addr, &req, 8).await;
+    resp.groups[0].topics[0].partitions[0].committed_offset
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_groups_bad_offset_commits_never_fail_another_groups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 1, 1).await;
+    let body = json!({"topicName": TOPIC, "numPartitions": 1, "replicationFactor": 1});
+    let (status, topic) = post_leader(&cluster, "/api/v1/metadata/topics", &body).await;
+    assert_eq!(status, 201, "{topic}");
+    wait_topic_on_brokers(&cluster, TOPIC, 1, 1).await;
+    // One broker: both groups share its coordinator and its commit batches.
+    let addr = cluster.kafka_addr(cluster.broker_ids()[0]);
+
+    // Kafka stores any offset, including the reset markers clients commit.
+    for offset in [-1, -2, -100] {
+        ok(
+            commit_one(&addr, "neg", -1, 0, offset, "").await,
+            "negative commit",
+        );
+        assert_eq!(committed_offset(&addr, "neg").await, offset);
+    }
+
+    let spam = {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let long = "x".repeat(5000);
+            let mut codes = std::collections::BTreeSet::new();
+            for i in 0..150i64 {
+                let code = match i % 4 {
+                    0 => commit_one(&addr, "group-a", -1, 0, -7 - i, "").await,
+                    1 => commit_one(&addr, "group-a", -1, 0, 1, &long).await,
+                    2 => commit_one(&addr, "group-a", -1, 99, 1, "").await,
+                    _ => commit_one(&addr, "group-a", 42, 0, 1, "").await,
+                };
+                codes.insert(code);
+            }
+            codes
+        })
+    };
+    let mut b_commits = 0;
+    for offset in 0..150i64 {
+        let code = commit_one(&addr, "group-b", -1, 0, offset, "b").await;
+        ok(
+            code,
+            &format!("group-b commit {offset} while group-a sends bad ones"),
+        );
+        b_commits += 1;
+    }
+    let a_codes = spam.await.expect("spam task");
+    assert_eq!(b_commits, 150);
+    assert_eq!(committed_offset(&addr, "group-b").await, 149);
+    // group-a's errors are its own: metadata too large, unknown partition, and the coordinator
+    // refusing a generation for a group without members; its negative offsets were stored.
+    assert!(
+        a_codes.contains(&ResponseError::OffsetMetadataTooLarge.code())
+            && a_codes.contains(&ResponseError::UnknownTopicOrPartition.code()),
+        "group-a codes {a_codes:?}"
+    );
+    assert!(!a_codes.contains(&ResponseError::CoordinatorNotAvailable.code()));
+
+    // The internal endpoint refuses commits for unknown topics or partitions one by one.
+    let bad = json!({"commits": [
+        {"groupId": "http", "topic": TOPIC, "partition": 0, "offset": 5, "commitTimestamp": 1},
+        {"groupId": "http", "topic": "no-such-topic", "partition": 0, "offset": 5, "commitTimestamp": 1},
+        {"groupId": "http", "topic": TOPIC, "partition": -1, "offset": 5, "commitTimestamp": 1},
+        {"groupId": "http", "topic": TOPIC, "partition": 99, "offset": 5, "commitTimestamp": 1},
+        {"groupId": "", "topic": TOPIC, "partition": 0, "offset": 5, "commitTimestamp": 1},
+    ]});
+    let (status, answer) = post_leader(&cluster, "/api/v1/metadata/offsets", &bad).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["committed"], 1, "{answer}");
+    let rejected: Vec<u64> = answer["rejected"]
+        .as_array()
+        .expect("rejected list")
+        .iter()
+        .filter_map(|r| r["index"].as_u64())
+        .collect();
+    assert_eq!(rejected, vec![1, 2, 3, 4], "{answer}");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(5))
+        .await
+        .expect("leader");
+    let (_, offsets) = cluster
+        .get(
+            leader,
+            "/api/v1/metadata/groups/http/offsets?consistent=true",
+        )
+        .await
+        .expect("offsets");
+    let committed = offsets["offsets"].as_object().expect("offsets object");
+    assert_eq!(committed.len(), 1, "only {TOPIC}: {offsets}");
+    assert_eq!(offsets["offsets"][TOPIC]["0"]["offset"], 5, "{offsets}");
+}
