@@ -174,7 +174,9 @@ async fn run_fetcher(
                 };
                 if p.error_code == ResponseError::OffsetOutOfRange.code() {
                     // Our end is not in the leader's log: find the divergence again, or start
-                    // over at the leader's log start when we are behind it.
+                    // over at the leader's log start when we are behind it. With a pause:
+                    // a divergence that truncation cannot settle must not spin.
+                    backoff_needed = true;
                     let start =
                         (p.log_start_offset > part.log_end_offset()).then_some(p.log_start_offset);
                     if let Err(e) = part.retruncate(start) {

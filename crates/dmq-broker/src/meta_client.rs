@@ -338,6 +338,11 @@ impl MetaClient {
             "leaderEpoch": change.leader_epoch,
             "partitionEpoch": change.partition_epoch,
             "isr": change.isr,
+            "addedEpochs": change
+                .added_epochs
+                .iter()
+                .map(|(id, epoch)| json!({"brokerId": id, "brokerEpoch": epoch}))
+                .collect::<Vec<Value>>(),
         });
         let reply = self
             .leader_call(

@@ -299,8 +299,10 @@ async fn isr_manager(shared: Arc<BrokerShared>) {
     loop {
         tick.tick().await;
         let now = dmq_log::now_ms();
+        let image = shared.image();
+        let broker_epoch = |id| image.brokers.get(&id).map(|b| b.broker_epoch);
         for part in shared.replicas.all() {
-            let Some(change) = part.isr_change(now, lag.as_millis() as i64) else {
+            let Some(change) = part.isr_change(now, lag.as_millis() as i64, broker_epoch) else {
                 continue;
             };
             let shared = shared.clone();

@@ -37,6 +37,10 @@ use crate::config::TopicSettings;
 use crate::error::{BrokerError, Result};
 use crate::producer_state::{ProducerStates, SeqCheck};
 
+/// How long a leader waits before proposing an ISR change again after the controller refused
+/// one, unless the partition's metadata moves first.
+const ISR_RETRY_BACKOFF_MS: i64 = 500;
+
 /// The replica's job for the current leader epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -70,6 +74,9 @@ struct State {
     followers: HashMap<BrokerId, FollowerProgress>,
     /// Follower only: the divergent suffix (if any) has not been truncated yet.
     needs_truncation: bool,
+    /// Leader only: no ISR change is proposed before this time (ms since the epoch) after the
+    /// controller refused one, unless the partition's metadata moves first.
+    isr_retry_at_ms: i64,
     producers: ProducerStates,
     settings: TopicSettings,
 }
@@ -83,6 +90,10 @@ pub struct FollowerProgress {
     pub last_caught_up_ms: i64,
     last_fetch_ms: i64,
     last_fetch_leader_leo: i64,
+    /// The broker epoch (registration) of the process whose fetches this progress counts;
+    /// `None` until its first fetch. A fetch from a later incarnation starts the progress over
+    /// (KIP-903): the earlier one's log end may be gone with its unflushed tail.
+    pub broker_epoch: Option<u64>,
 }
 
 /// An ISR change for the controller, fenced by the epochs it was computed against.
@@ -93,6 +104,8 @@ pub struct IsrChange {
     pub isr: Vec<BrokerId>,
     pub removed: Vec<BrokerId>,
     pub added: Vec<BrokerId>,
+    /// The broker epoch each added replica fetched in, for the controller to check (KIP-903).
+    pub added_epochs: Vec<(BrokerId, u64)>,
 }
 
 /// A produce that reached the log (or was found there already).
@@ -168,6 +181,7 @@ impl Partition {
                 epoch_start_offset: leo,
                 followers: HashMap::new(),
                 needs_truncation: true,
+                isr_retry_at_ms: 0,
                 producers,
                 settings,
             }),
@@ -194,8 +208,10 @@ impl Partition {
         st.settings = TopicSettings::from_config(&topic.config);
         st.replicas = meta.replicas.clone();
         if meta.partition_epoch != st.partition_epoch {
-            // The committed ISR moved (our own change or the controller's): nothing is pending.
+            // The committed ISR moved (our own change or the controller's): nothing is pending,
+            // and a change may be proposed at once against the new state.
             st.pending_isr = None;
+            st.isr_retry_at_ms = 0;
         }
         st.isr = meta.isr.clone();
         st.partition_epoch = meta.partition_epoch;
@@ -234,6 +250,7 @@ impl Partition {
                             last_caught_up_ms: now,
                             last_fetch_ms: now,
                             last_fetch_leader_leo: leo,
+                            broker_epoch: None,
                         },
                     );
                 }
@@ -396,11 +413,15 @@ impl Partition {
     /// Leader: a follower fetched from `fetch_offset` in `current_leader_epoch`, so it holds
     /// everything below it. Tracks when it was last caught up (Kafka's rule: a fetch at the
     /// leader's end, or at least at the end the leader had at the follower's previous fetch).
+    ///
+    /// `broker_epoch` is the follower's registration as this broker's metadata knows it; a
+    /// change of it means a new process, whose progress starts over.
     pub fn follower_fetched(
         &self,
         follower: BrokerId,
         fetch_offset: i64,
         current_leader_epoch: i32,
+        broker_epoch: Option<u64>,
     ) -> Result<()> {
         let mut st = self.lock();
         self.check_leader_locked(&st, current_leader_epoch)?;
@@ -412,12 +433,28 @@ impl Partition {
         }
         let leo = self.log.log_end_offset();
         let now = now_ms();
-        let f = st.followers.entry(follower).or_insert(FollowerProgress {
+        let fresh = FollowerProgress {
             log_end_offset: None,
             last_caught_up_ms: 0,
             last_fetch_ms: now,
             last_fetch_leader_leo: i64::MAX,
-        });
+            broker_epoch,
+        };
+        let f = st.followers.entry(follower).or_insert(fresh);
+        match (f.broker_epoch, broker_epoch) {
+            (Some(known), Some(now_epoch)) if known != now_epoch => {
+                tracing::info!(
+                    partition = ?self,
+                    follower,
+                    from = known,
+                    to = now_epoch,
+                    "follower restarted; its progress starts over"
+                );
+                *f = fresh;
+            }
+            (None, Some(_)) => f.broker_epoch = broker_epoch,
+            _ => {}
+        }
         if fetch_offset >= leo {
             f.last_caught_up_ms = now;
         } else if fetch_offset >= f.last_fetch_leader_leo {
@@ -433,9 +470,17 @@ impl Partition {
     /// Leader: the ISR change the followers' progress calls for, if any and if none is pending
     /// already. The change is marked pending; report the controller's answer with
     /// [`Partition::isr_change_done`].
-    pub fn isr_change(&self, now_ms: i64, lag_max_ms: i64) -> Option<IsrChange> {
+    ///
+    /// `broker_epoch` gives each broker's current registration: a follower joins only on
+    /// progress fetched in it (KIP-903).
+    pub fn isr_change(
+        &self,
+        now_ms: i64,
+        lag_max_ms: i64,
+        broker_epoch: impl Fn(BrokerId) -> Option<u64>,
+    ) -> Option<IsrChange> {
         let mut st = self.lock();
-        if st.role != Role::Leader || st.pending_isr.is_some() {
+        if st.role != Role::Leader || st.pending_isr.is_some() || now_ms < st.isr_retry_at_ms {
             return None;
         }
         let hw = self.high_watermark();
@@ -461,8 +506,14 @@ impl Partition {
                     f.log_end_offset
                         .is_some_and(|leo| leo >= hw && leo >= st.epoch_start_offset)
                         && now_ms - f.last_caught_up_ms <= lag_max_ms
+                        && f.broker_epoch.is_some()
+                        && f.broker_epoch == broker_epoch(*id)
                 })
             })
+            .collect();
+        let added_epochs = added
+            .iter()
+            .filter_map(|id| Some((*id, st.followers.get(id)?.broker_epoch?)))
             .collect();
         if removed.is_empty() && added.is_empty() {
             return None;
@@ -480,6 +531,7 @@ impl Partition {
             isr,
             removed,
             added,
+            added_epochs,
         })
     }
 
@@ -488,6 +540,11 @@ impl Partition {
     pub fn isr_change_done(&self, committed: Option<&model::Partition>) {
         let mut st = self.lock();
         st.pending_isr = None;
+        if committed.is_none() {
+            // Refused or unanswered: wait for new metadata (which clears this) or a pause,
+            // instead of asking again every tick.
+            st.isr_retry_at_ms = now_ms() + ISR_RETRY_BACKOFF_MS;
+        }
         if let Some(p) = committed {
             if p.leader_epoch == st.leader_epoch && p.partition_epoch > st.partition_epoch {
                 st.isr = p.isr.clone();
@@ -567,8 +624,10 @@ impl Partition {
                 local_end.min(end_offset).min(leo)
             }
         };
-        let new_end = if target < leo {
-            let new_end = self.log.truncate_to(target)?;
+        // Always through the log, also when no data goes: an epoch this replica began as a
+        // leader without writing ends its epoch cache and would make every fetch diverge.
+        let new_end = self.log.truncate_to(target)?;
+        let new_end = if new_end < leo {
             tracing::info!(
                 partition = ?self,
                 from = leo,
@@ -831,22 +890,24 @@ mod tests {
         produce(&p, 3);
         let now = now_ms();
         // Both followers are granted a lag window from the election; nothing changes within it.
-        assert_eq!(p.isr_change(now, 10_000), None);
+        assert_eq!(p.isr_change(now, 10_000, |_| Some(1)), None);
         // Follower 2 catches up; follower 3 never fetches.
-        p.follower_fetched(2, 3, 0).expect("fetch");
+        p.follower_fetched(2, 3, 0, Some(1)).expect("fetch");
         assert_eq!(
             p.high_watermark(),
             0,
             "3 has not fetched: the HW waits for it"
         );
-        let change = p.isr_change(now + 20_000, 10_000).expect("shrink");
+        let change = p
+            .isr_change(now + 20_000, 10_000, |_| Some(1))
+            .expect("shrink");
         assert_eq!(
             (change.isr.clone(), change.removed.clone()),
             (vec![1], vec![2, 3])
         );
         assert_eq!(change.partition_epoch, 0);
         // While the shrink is pending nothing else is proposed and the HW still waits for 3.
-        assert_eq!(p.isr_change(now + 20_000, 10_000), None);
+        assert_eq!(p.isr_change(now + 20_000, 10_000, |_| Some(1)), None);
         assert_eq!(p.high_watermark(), 0);
         p.isr_change_done(Some(&meta(1, &[1, 2], 0, 1)));
         assert_eq!(p.snapshot().isr, vec![1, 2]);
@@ -856,8 +917,8 @@ mod tests {
             "with 3 out of the ISR the HW follows 2"
         );
         // 3 catches up to the HW: it may rejoin; the HW counts it while that is pending.
-        p.follower_fetched(3, 3, 0).expect("fetch");
-        let change = p.isr_change(now_ms(), 10_000).expect("expand");
+        p.follower_fetched(3, 3, 0, Some(1)).expect("fetch");
+        let change = p.isr_change(now_ms(), 10_000, |_| Some(1)).expect("expand");
         assert_eq!(
             (change.isr.clone(), change.added.clone()),
             (vec![1, 2, 3], vec![3])
@@ -894,5 +955,29 @@ mod tests {
         assert_eq!(p.truncation_needed(), None);
         // The dropped batches' producer state is gone with them (rebuilt from the log).
         assert_eq!(p.log.latest_epoch(), Some(0));
+    }
+
+    /// Kafka's truncateTo: a replica elected for an epoch in which it wrote nothing keeps that
+    /// epoch at its log end; as a follower of a leader that never had it, truncation to its
+    /// own end must still drop it, or every fetch names an unknown epoch and diverges forever.
+    #[test]
+    fn a_leader_epoch_without_data_is_dropped_by_truncation_to_the_log_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Partition::open(dir.path(), &topic(), &meta(1, &[1, 2, 3], 0, 0), 1).expect("open");
+        p.apply_metadata(&topic(), &meta(1, &[1, 2, 3], 0, 0));
+        produce(&p, 4);
+        // Elected for epoch 1, deposed before writing anything.
+        p.apply_metadata(&topic(), &meta(1, &[1, 2, 3], 1, 1));
+        assert_eq!(p.log.latest_epoch(), Some(1));
+        // Broker 2 leads epoch 2 and never saw epoch 1: it answers epoch 0 ending at 4.
+        p.apply_metadata(&topic(), &meta(2, &[2, 3], 2, 2));
+        assert_eq!(p.truncation_needed(), Some((2, 1)));
+        assert_eq!(p.truncate_to_leader(1, 0, 4).expect("truncate"), 4);
+        assert_eq!(p.log_end_offset(), 4, "no data lost");
+        assert_eq!(
+            p.log.latest_epoch(),
+            Some(0),
+            "the empty epoch 1 is gone, so the next fetch names epoch 0"
+        );
     }
 }

@@ -786,6 +786,13 @@ impl Log {
         let _w = lock(&self.writer);
         self.check_open()?;
         if offset >= self.log_end_offset() {
+            // No data goes, but the epoch cache may end in an epoch that holds none (a leader
+            // deposed before it wrote): it conflicts with the new leader's history and must go
+            // too, or every fetch names an epoch the leader never had (Kafka's truncateTo).
+            self.epochs
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .truncate_from_end(offset)?;
             return Ok(self.log_end_offset());
         }
         if offset <= self.log_start_offset() {

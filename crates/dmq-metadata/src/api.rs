@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use crate::controller::assign_replicas;
 use crate::node::{now_ms, NodeShared};
 use crate::raft::TypeConfig;
-use crate::state::{Broker, Command, CommandResult, Topic};
+use crate::state::{Broker, Command, CommandResult, ReplicaEpoch, Topic};
 use crate::MetadataError;
 
 /// How long a linearizable read waits for the local state to catch up with the read index.
@@ -530,11 +530,31 @@ struct AlterPartitionRequest {
     leader_epoch: i32,
     partition_epoch: i32,
     isr: Vec<BrokerId>,
+    /// Broker epoch per replica the change adds, as the leader saw it fetch (KIP-903).
+    #[serde(default)]
+    added_epochs: Option<Vec<ReplicaEpoch>>,
 }
 
 async fn alter_partition(State(shared): State<Shared>, body: Bytes) -> ApiResult<Json<Value>> {
     let req: AlterPartitionRequest = parse_json(&body)?;
     shared.require_leader()?;
+    // Checked against the applied state first: a change that would be refused never reaches
+    // the Raft log (a leader retrying a fenced change would otherwise grow it during faults).
+    // Applying checks again, against the state at the entry's own index.
+    shared
+        .sm
+        .read()
+        .state
+        .check_alter_partition(
+            req.broker_id,
+            &req.topic,
+            req.partition,
+            req.leader_epoch,
+            req.partition_epoch,
+            &req.isr,
+            req.added_epochs.as_deref(),
+        )
+        .map_err(result_error)?;
     match shared
         .propose(Command::AlterPartition {
             broker_id: req.broker_id,
@@ -543,6 +563,7 @@ async fn alter_partition(State(shared): State<Shared>, body: Bytes) -> ApiResult
             leader_epoch: req.leader_epoch,
             partition_epoch: req.partition_epoch,
             isr: req.isr,
+            added_epochs: req.added_epochs,
         })
         .await?
     {

@@ -97,6 +97,11 @@ pub enum Command {
         leader_epoch: LeaderEpoch,
         partition_epoch: i32,
         isr: Vec<BrokerId>,
+        /// The broker epoch of each replica the change adds to the ISR, as the leader saw it
+        /// fetch (KIP-903): a replica that registered again since may have lost its unflushed
+        /// tail and is refused. `None` in entries written before broker epochs existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        added_epochs: Option<Vec<ReplicaEpoch>>,
     },
     /// Independent commands proposed together (group commit), applied in order at one index,
     /// each with its own result: one rejected command does not affect the others.
@@ -153,7 +158,16 @@ impl Command {
             }
             Command::RegisterBroker { host, .. } => BASE + host.len(),
             Command::DeleteTopic { name } => BASE + name.len(),
-            Command::AlterPartition { topic, isr, .. } => BASE + topic.len() + isr.len() * 12,
+            Command::AlterPartition {
+                topic,
+                isr,
+                added_epochs,
+                ..
+            } => {
+                BASE + topic.len() * 6
+                    + isr.len() * 12
+                    + added_epochs.as_ref().map_or(0, |e| 16 + e.len() * 36)
+            }
             Command::UpdateBrokerStatus { .. } | Command::AllocateProducerIds { .. } => BASE,
         }
     }
@@ -198,6 +212,15 @@ pub struct CommittedOffset {
     pub leader_epoch: i32,
     pub metadata: Option<String>,
     pub commit_timestamp: u64,
+}
+
+/// A replica's broker epoch as a partition leader saw it fetch (KIP-903's `BrokerState`).
+/// (A list of these rather than a map: internally tagged enums cannot read integer map keys.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaEpoch {
+    pub broker_id: BrokerId,
+    pub broker_epoch: u64,
 }
 
 /// One offset commit of a [`Command::CommitOffsets`] that was not stored, and why.
@@ -319,8 +342,10 @@ impl MetadataState {
                     kafka_port: *kafka_port,
                     status: BrokerStatus::Online,
                     last_heartbeat: *timestamp_ms,
+                    broker_epoch: index,
                 };
                 self.brokers.insert(*broker_id, broker.clone());
+                self.leave_isrs_after_restart(*broker_id);
                 CommandResult::Broker(broker)
             }
             Command::UpdateBrokerStatus {
@@ -458,14 +483,29 @@ impl MetadataState {
                 leader_epoch,
                 partition_epoch,
                 isr,
-            } => self.alter_partition(
-                *broker_id,
-                topic,
-                *partition,
-                *leader_epoch,
-                *partition_epoch,
-                isr,
-            ),
+                added_epochs,
+            } => {
+                if let Err(rejected) = self.check_alter_partition(
+                    *broker_id,
+                    topic,
+                    *partition,
+                    *leader_epoch,
+                    *partition_epoch,
+                    isr,
+                    added_epochs.as_deref(),
+                ) {
+                    return rejected;
+                }
+                let Some(p) = self.partition_mut(topic, *partition) else {
+                    return reject(RejectCode::UnknownPartition, "checked above");
+                };
+                p.isr = isr.clone();
+                p.partition_epoch += 1;
+                CommandResult::Partition {
+                    topic: topic.clone(),
+                    partition: p.clone(),
+                }
+            }
         }
     }
 
@@ -602,86 +642,153 @@ impl MetadataState {
         CommandResult::Topic(topic.clone())
     }
 
-    /// All-or-nothing: one stale or unknown partition rejects the whole batch, so the controller
-    /// re-reads the state and decides again.
-    fn alter_partition(
-        &mut self,
+    /// Whether an AlterPartition would be applied, and if not the rejection (Kafka's
+    /// AlterPartition checks): the requester leads at the given leader and partition epochs,
+    /// the ISR holds the leader once and only replicas, and every added replica is ONLINE and,
+    /// when `added_epochs` is given, still in the incarnation whose fetches the leader counted
+    /// (KIP-903). Pure, so the controller checks before proposing and a refused change never
+    /// reaches the Raft log.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_alter_partition(
+        &self,
         broker_id: BrokerId,
         topic: &str,
         partition_id: i32,
         leader_epoch: LeaderEpoch,
         partition_epoch: i32,
         isr: &[BrokerId],
-    ) -> CommandResult {
-        let online: Vec<BrokerId> = self
-            .brokers
-            .values()
-            .filter(|b| b.status == BrokerStatus::Online)
-            .map(|b| b.broker_id)
-            .collect();
+        added_epochs: Option<&[ReplicaEpoch]>,
+    ) -> Result<(), CommandResult> {
         let Some(p) = self
             .topics
-            .get_mut(topic)
-            .and_then(|t| t.partitions.get_mut(partition_id as usize))
+            .get(topic)
+            .and_then(|t| t.partitions.get(partition_id as usize))
         else {
-            return reject(
+            return Err(reject(
                 RejectCode::UnknownPartition,
                 format!("{topic}-{partition_id} does not exist"),
-            );
+            ));
         };
         if p.leader != broker_id {
-            return reject(
+            return Err(reject(
                 RejectCode::NotLeader,
                 format!(
                     "broker {broker_id} does not lead {topic}-{partition_id} (leader {})",
                     p.leader
                 ),
-            );
+            ));
         }
         if p.leader_epoch != leader_epoch {
-            return reject(
+            return Err(reject(
                 RejectCode::StaleLeaderEpoch,
                 format!(
                     "{topic}-{partition_id} is at leader epoch {}, the request has {leader_epoch}",
                     p.leader_epoch
                 ),
-            );
+            ));
         }
         if p.partition_epoch != partition_epoch {
-            return reject(
+            return Err(reject(
                 RejectCode::StalePartitionEpoch,
                 format!(
                     "{topic}-{partition_id} is at partition epoch {}, the request has {partition_epoch}",
                     p.partition_epoch
                 ),
-            );
+            ));
         }
         let mut sorted = isr.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
         if sorted.len() != isr.len() || !isr.contains(&broker_id) {
-            return reject(
+            return Err(reject(
                 RejectCode::InvalidCommand,
                 "the ISR must contain the leader and no broker twice",
-            );
+            ));
         }
-        if let Some(b) = isr
-            .iter()
-            .find(|b| !p.replicas.contains(b) || (!p.isr.contains(b) && !online.contains(b)))
-        {
-            return reject(
-                RejectCode::IneligibleReplica,
-                format!("broker {b} is not an ONLINE replica of {topic}-{partition_id}"),
-            );
+        for b in isr {
+            if !p.replicas.contains(b) {
+                return Err(reject(
+                    RejectCode::IneligibleReplica,
+                    format!("broker {b} is not a replica of {topic}-{partition_id}"),
+                ));
+            }
+            if p.isr.contains(b) {
+                continue;
+            }
+            let Some(broker) = self
+                .brokers
+                .get(b)
+                .filter(|x| x.status == BrokerStatus::Online)
+            else {
+                return Err(reject(
+                    RejectCode::IneligibleReplica,
+                    format!("broker {b} is not an ONLINE replica of {topic}-{partition_id}"),
+                ));
+            };
+            if let Some(epochs) = added_epochs {
+                let seen = epochs
+                    .iter()
+                    .find(|e| e.broker_id == *b)
+                    .map(|e| e.broker_epoch);
+                if seen != Some(broker.broker_epoch) {
+                    return Err(reject(
+                        RejectCode::IneligibleReplica,
+                        format!(
+                            "broker {b} registered again (broker epoch {}) since the fetches \
+                             the leader counted (epoch {seen:?}); it must catch up anew",
+                            broker.broker_epoch
+                        ),
+                    ));
+                }
+            }
         }
-        p.isr = isr.to_vec();
-        p.partition_epoch += 1;
-        CommandResult::Partition {
-            topic: topic.to_string(),
-            partition: p.clone(),
+        Ok(())
+    }
+
+    fn partition_mut(&mut self, topic: &str, partition_id: i32) -> Option<&mut Partition> {
+        self.topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(partition_id as usize))
+    }
+
+    /// A broker that registers again is a new process whose log may have lost its unflushed
+    /// tail: it leaves every ISR that still has an ONLINE member besides it (and hands over the
+    /// leaderships among them), and rejoins once it has fetched back to the high watermark.
+    /// A partition where it is the only ONLINE in-sync replica keeps it: nothing better exists.
+    /// (KRaft does the same on a registration after an unclean shutdown.)
+    fn leave_isrs_after_restart(&mut self, broker_id: BrokerId) {
+        let online: Vec<BrokerId> = self.online_brokers();
+        for topic in self.topics.values_mut() {
+            for p in &mut topic.partitions {
+                if !p.isr.contains(&broker_id) {
+                    continue;
+                }
+                let others: Vec<BrokerId> = p
+                    .isr
+                    .iter()
+                    .copied()
+                    .filter(|b| *b != broker_id && online.contains(b))
+                    .collect();
+                if others.is_empty() {
+                    continue;
+                }
+                p.isr.retain(|b| *b != broker_id);
+                if p.leader == broker_id {
+                    p.leader = p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .find(|b| others.contains(b))
+                        .unwrap_or(others[0]);
+                    p.leader_epoch += 1;
+                }
+                p.partition_epoch += 1;
+            }
         }
     }
 
+    /// All-or-nothing: one stale or unknown partition rejects the whole batch, so the controller
+    /// re-reads the state and decides again.
     fn update_partitions(&mut self, changes: &[PartitionChange]) -> CommandResult {
         for change in changes {
             let Some(partition) = self.partition(&change.topic, change.partition) else {
@@ -971,6 +1078,14 @@ mod tests {
                 leader_epoch: i32::MAX,
                 partition_epoch: i32::MAX,
                 isr: vec![101, 102, 103],
+                added_epochs: Some(
+                    (101..104)
+                        .map(|b| ReplicaEpoch {
+                            broker_id: b,
+                            broker_epoch: u64::MAX,
+                        })
+                        .collect(),
+                ),
             },
             Command::UpdateBrokerStatus {
                 broker_id: 101,
@@ -982,12 +1097,17 @@ mod tests {
             commands: commands.clone(),
         };
         for c in commands.iter().chain([&batch]) {
-            let encoded = serde_json::to_vec(c).expect("encode").len();
+            let bytes = serde_json::to_vec(c).expect("encode");
+            let encoded = bytes.len();
             assert!(
                 c.estimated_bytes() >= encoded,
                 "estimate {} < {encoded} for {c:?}",
                 c.estimated_bytes()
             );
+            // Every node must read back what the leader wrote (an entry a follower cannot
+            // decode stalls the quorum).
+            let decoded: Command = serde_json::from_slice(&bytes).expect("decode");
+            assert_eq!(&decoded, c);
         }
     }
 
@@ -1170,6 +1290,7 @@ mod tests {
                 leader_epoch,
                 partition_epoch,
                 isr,
+                added_epochs: None,
             }
         };
         let code = |r: CommandResult| match r {
@@ -1238,6 +1359,105 @@ mod tests {
         );
         assert_eq!(code(state.apply(15, &alter(1, 0, 1, vec![1, 2, 3]))), None);
         assert_eq!(state.topics["t"].partitions[0].partition_epoch, 2);
+    }
+
+    /// KIP-903: a replica joins the ISR only on progress fetched in its current incarnation,
+    /// and a broker that registers again (a restart, whose unflushed tail may be gone) leaves
+    /// every ISR that has another ONLINE member, handing over its leaderships.
+    #[test]
+    fn a_restarted_broker_leaves_isrs_and_rejoins_only_with_its_current_broker_epoch() {
+        let mut state = MetadataState::default();
+        for (i, id) in [1, 2, 3].into_iter().enumerate() {
+            register(&mut state, i as u64 + 1, id);
+        }
+        assert_eq!(
+            state.brokers[&3].broker_epoch, 3,
+            "the registration's index"
+        );
+        state.apply(4, &create("t", vec![vec![1, 2, 3], vec![3, 1, 2]]));
+        state.apply(5, &create("solo", vec![vec![3, 1]]));
+        state.apply(
+            6,
+            &Command::UpdateBrokerStatus {
+                broker_id: 1,
+                status: BrokerStatus::Offline,
+                timestamp_ms: 0,
+            },
+        );
+        // Broker 3 restarts: epoch 7. It leaves t-0's ISR; it led t-1, which moves to the next
+        // ONLINE ISR member (2; 1 is OFFLINE) at a new leader epoch. In "solo" its only peer is
+        // OFFLINE, so it stays: nothing better exists.
+        register(&mut state, 7, 3);
+        assert_eq!(state.brokers[&3].broker_epoch, 7);
+        let t = &state.topics["t"];
+        assert_eq!(
+            (t.partitions[0].isr.clone(), t.partitions[0].partition_epoch),
+            (vec![1, 2], 1)
+        );
+        assert_eq!(
+            (
+                t.partitions[1].leader,
+                t.partitions[1].leader_epoch,
+                t.partitions[1].isr.clone()
+            ),
+            (2, 1, vec![1, 2])
+        );
+        let solo = &state.topics["solo"].partitions[0];
+        assert_eq!(
+            (solo.leader, solo.isr.clone(), solo.leader_epoch),
+            (3, vec![3, 1], 0)
+        );
+
+        let epochs_of = |pairs: &[(BrokerId, u64)]| -> Vec<ReplicaEpoch> {
+            pairs
+                .iter()
+                .map(|(broker_id, broker_epoch)| ReplicaEpoch {
+                    broker_id: *broker_id,
+                    broker_epoch: *broker_epoch,
+                })
+                .collect()
+        };
+        let expand = |epochs: &[(BrokerId, u64)]| Command::AlterPartition {
+            broker_id: 1,
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch: 0,
+            partition_epoch: 1,
+            isr: vec![1, 2, 3],
+            added_epochs: Some(epochs_of(epochs)),
+        };
+        // Progress the leader counted from the earlier incarnation (epoch 3), or none at all.
+        for stale in [&[(3, 3)][..], &[]] {
+            let check =
+                state.check_alter_partition(1, "t", 0, 0, 1, &[1, 2, 3], Some(&epochs_of(stale)));
+            assert!(
+                matches!(
+                    check,
+                    Err(CommandResult::Rejected {
+                        code: RejectCode::IneligibleReplica,
+                        ..
+                    })
+                ),
+                "{check:?}"
+            );
+            assert!(matches!(
+                state.apply(8, &expand(stale)),
+                CommandResult::Rejected {
+                    code: RejectCode::IneligibleReplica,
+                    ..
+                }
+            ));
+        }
+        assert_eq!(state.topics["t"].partitions[0].isr, vec![1, 2]);
+        // Progress of the current incarnation: admitted.
+        assert!(state
+            .check_alter_partition(1, "t", 0, 0, 1, &[1, 2, 3], Some(&epochs_of(&[(3, 7)])))
+            .is_ok());
+        assert!(matches!(
+            state.apply(9, &expand(&[(3, 7)])),
+            CommandResult::Partition { .. }
+        ));
+        assert_eq!(state.topics["t"].partitions[0].isr, vec![1, 2, 3]);
     }
 
     #[test]

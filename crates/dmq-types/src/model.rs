@@ -31,6 +31,11 @@ pub struct Broker {
     /// Milliseconds since the Unix epoch of the last heartbeat the log knows of. The controller
     /// tracks live heartbeats in memory and records them here on registration and status changes.
     pub last_heartbeat: u64,
+    /// The Raft index of the broker's latest registration: Kafka's broker epoch (KIP-903). Every
+    /// process start registers anew and gets a larger one, so progress a leader remembers from
+    /// an earlier incarnation (whose unflushed tail may be gone) can be told apart.
+    #[serde(default)]
+    pub broker_epoch: u64,
 }
 
 /// One partition's placement and leadership.

@@ -694,3 +694,257 @@ async fn a_stalled_follower_leaves_the_isr_after_the_lag_time_and_rejoins() {
         assert!(value >= at_least, "{name} = {value}");
     }
 }
+
+/// The status of `TOPIC`-0 on `broker` (`/api/v1/storage/replication/status`).
+async fn replica_state(cluster: &MetadataCluster, broker: i32) -> Option<Value> {
+    leader_state(cluster, broker).await
+}
+
+/// `broker`'s log end offset of `TOPIC`-0, as it reports it.
+async fn log_end(cluster: &MetadataCluster, broker: i32) -> Option<i64> {
+    replica_state(cluster, broker).await?["logEndOffset"].as_i64()
+}
+
+/// The broker epoch (KIP-903) the quorum has for `broker`.
+async fn broker_epoch(cluster: &MetadataCluster, broker: i32) -> Option<u64> {
+    let leader = cluster.leader().await?;
+    let (status, b) = cluster
+        .get(leader, &format!("/api/v1/metadata/brokers/{broker}"))
+        .await?;
+    (status == 200).then(|| b["brokerEpoch"].as_u64())?
+}
+
+/// `count` acks=all records `v{first}`… to `TOPIC`-0 through `leader`, all acknowledged.
+async fn produce_acked(cluster: &MetadataCluster, leader: i32, first: usize, count: usize) {
+    let records: Vec<(String, String)> = (first..first + count)
+        .map(|i| ("k".to_string(), format!("v{i}")))
+        .collect();
+    let mut conn = kafka::connect(&cluster.kafka_addr(leader)).await;
+    let r = kafka::produce(&mut conn, TOPIC, 0, kafka::batch(&records, None), -1).await;
+    assert_eq!(r.error_code, 0, "acks=all produce of v{first}..");
+}
+
+/// Issue 15, scenario 1 (KIP-903). A follower crashes and loses the unflushed tail of its log
+/// (as an OS crash or power loss does). Restarted, it registers with a new broker epoch: the
+/// controller takes it out of the ISR, and the leader's memory of its old log end no longer
+/// counts, so it rejoins only after fetching back to the high watermark. Killing the leader
+/// right after the restart then elects the replica that has everything: nothing acknowledged
+/// is lost. (Before: the restarted replica stayed or came back in the ISR at once, was elected,
+/// and the full replica truncated offsets 50–99 away.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_lost_its_tail_rejoins_the_isr_only_after_catching_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = cluster(dir.path(), common::long_sessions()).await;
+    create_topic(&cluster, 1).await;
+    let ps = partitions(&cluster).await.expect("partitions");
+    let leader = leader_of(&ps[0]);
+    let replicas: Vec<i32> = ps[0]["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .filter_map(Value::as_i64)
+        .map(|b| b as i32)
+        .collect();
+    // The victim is the replica the controller prefers after the leader (replica order).
+    let victim = *replicas.iter().find(|b| **b != leader).expect("victim");
+    let other = *replicas
+        .iter()
+        .find(|b| **b != leader && **b != victim)
+        .expect("third replica");
+    produce_acked(&cluster, leader, 0, 50).await;
+    wait_until(Duration::from_secs(20), "the victim to hold 50", || async {
+        (log_end(&cluster, victim).await? == 50).then_some(())
+    })
+    .await
+    .expect("victim at 50");
+    let segment = cluster
+        .broker_data_dir(victim)
+        .join(format!("{TOPIC}-0"))
+        .join("00000000000000000000.log");
+    let flushed_len = std::fs::metadata(&segment).expect("segment").len();
+    produce_acked(&cluster, leader, 50, 50).await;
+    wait_until(
+        Duration::from_secs(20),
+        "the victim to hold 100",
+        || async { (log_end(&cluster, victim).await? == 100).then_some(()) },
+    )
+    .await
+    .expect("victim at 100");
+    let old_epoch = broker_epoch(&cluster, victim).await.expect("broker epoch");
+
+    // Crash, and the tail after offset 50 never reached the disk.
+    cluster.kill_broker(victim);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .expect("open segment");
+    f.set_len(flushed_len).expect("cut the tail");
+    drop(f);
+    cluster.start_broker(victim).expect("restart victim");
+    let new_epoch = wait_until(
+        Duration::from_secs(20),
+        "the victim to register again",
+        || async {
+            broker_epoch(&cluster, victim)
+                .await
+                .filter(|e| *e > old_epoch)
+        },
+    )
+    .await
+    .expect("re-registration");
+    // Freeze it at once: whatever it has fetched by now is all it has.
+    cluster
+        .signal_broker(victim, libc::SIGSTOP)
+        .expect("SIGSTOP victim");
+    let ps = partitions(&cluster).await.expect("partitions");
+    if isr(&ps[0]).contains(&i64::from(victim)) {
+        // Only possible if it caught up in its new incarnation before the freeze.
+        let leader_view = leader_state(&cluster, leader).await.expect("leader state");
+        let followed = leader_view["followers"]
+            .as_array()
+            .and_then(|fs| fs.iter().find(|f| f["brokerId"] == victim))
+            .and_then(|f| f["logEndOffset"].as_i64())
+            .unwrap_or(-1);
+        assert!(
+            followed >= 100,
+            "victim (epoch {new_epoch}) in the ISR with log end {followed} < 100: {:?}",
+            ps[0]
+        );
+    }
+
+    // The leader dies now: the controller must elect the replica that has all 100.
+    cluster.kill_broker(leader);
+    let ps = wait_partitions(&cluster, "a new leader", |ps| {
+        let l = leader_of(&ps[0]);
+        l != leader && l >= 0
+    })
+    .await;
+    let new_leader = leader_of(&ps[0]);
+    cluster
+        .signal_broker(victim, libc::SIGCONT)
+        .expect("SIGCONT victim");
+    if new_leader == victim {
+        // Allowed only if it had caught up before the freeze (checked above).
+        assert!(
+            log_end(&cluster, victim).await.unwrap_or(0) >= 100,
+            "the cut replica was elected"
+        );
+    } else {
+        assert_eq!(new_leader, other);
+    }
+    wait_until(
+        Duration::from_secs(30),
+        "the victim to catch up",
+        || async { (log_end(&cluster, victim).await? >= 100).then_some(()) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", process_logs(dir.path())));
+    let addr = cluster.kafka_addr(new_leader);
+    wait_until(Duration::from_secs(20), "the new leader to serve", || {
+        let addr = addr.clone();
+        async move {
+            let mut conn = kafka::connect(&addr).await;
+            let (code, hw, _) = kafka::fetch_once(&mut conn, TOPIC, 0, 0).await;
+            (code == 0 && hw >= 100).then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", process_logs(dir.path())));
+    let mut conn = kafka::connect(&addr).await;
+    let records = kafka::fetch_all(&mut conn, TOPIC, 0).await;
+    let values: Vec<String> = records.iter().map(|r| r.2.clone()).collect();
+    let want: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
+    assert_eq!(values, want, "every acknowledged record, once, in order");
+    let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
+    assert_eq!(offsets, (0..100).collect::<Vec<i64>>());
+    // Caught up in its new incarnation, the victim is admitted again.
+    wait_partitions(&cluster, "the victim back in the ISR", |ps| {
+        isr(&ps[0]).contains(&i64::from(victim))
+    })
+    .await;
+}
+
+/// Issue 15, scenario 2. A replica elected leader that wrote nothing in its epoch keeps that
+/// epoch at its log end; deposed (without a restart, whose recovery would trim it) and made a
+/// follower of a leader that never had the epoch, it must drop it on truncation, or every
+/// fetch diverges and it never rejoins the ISR (before: ~9,000 Fetch + OffsetForLeaderEpoch
+/// requests/s until restarted). Leaders are deposed here by pausing them past the broker
+/// session: A leads epoch 0; paused, B leads epoch 1 and writes nothing; paused too, C leads
+/// epoch 2; both resume as followers of C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twice_bounced_replicas_rejoin_the_isr_without_spinning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let controller = ControllerConfig {
+        broker_session_timeout_ms: 2_000,
+        ..ControllerConfig::default()
+    };
+    let cluster = cluster(dir.path(), controller).await;
+    create_topic(&cluster, 1).await;
+    let ps = partitions(&cluster).await.expect("partitions");
+    let first = leader_of(&ps[0]);
+    produce_acked(&cluster, first, 0, 10).await;
+    let mut paused = Vec::new();
+    for round in 0..2 {
+        let ps = partitions(&cluster).await.expect("partitions");
+        let victim = leader_of(&ps[0]);
+        let epoch = ps[0]["leaderEpoch"].as_i64().expect("epoch");
+        cluster
+            .signal_broker(victim, libc::SIGSTOP)
+            .expect("SIGSTOP");
+        paused.push(victim);
+        wait_partitions(&cluster, "a new leader", |ps| {
+            ps[0]["leaderEpoch"].as_i64() > Some(epoch) && !paused.contains(&leader_of(&ps[0]))
+        })
+        .await;
+        eprintln!("round {round}: {victim} paused and deposed");
+    }
+    for b in &paused {
+        cluster.signal_broker(*b, libc::SIGCONT).expect("SIGCONT");
+    }
+    wait_until(
+        Duration::from_secs(20),
+        "every replica back in the ISR",
+        || async { (isr(&partitions(&cluster).await?[0]).len() == 3).then_some(()) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", process_logs(dir.path())));
+    // Settled: every replica at the same end, and the Fetch rate back to the long-poll rate.
+    let ps = partitions(&cluster).await.expect("partitions");
+    let leader = leader_of(&ps[0]);
+    produce_acked(&cluster, leader, 10, 10).await;
+    for b in cluster.broker_ids() {
+        wait_until(Duration::from_secs(20), "every replica at 20", || async {
+            (log_end(&cluster, b).await? == 20).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("broker {b}: {e}"));
+    }
+    let url = format!("{}/metrics", cluster.broker_url(leader));
+    let fetches = || {
+        let url = url.clone();
+        async move {
+            let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+            text.lines()
+                .filter(|l| {
+                    (l.contains("api=\"Fetch\"") || l.contains("api=\"OffsetForLeaderEpoch\""))
+                        && l.starts_with("dmq_request_duration_seconds_count")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .reduce(|a, b| a + b)
+        }
+    };
+    let before = fetches().await.expect("request counters");
+    let started = std::time::Instant::now();
+    wait_until(Duration::from_secs(3), "two seconds of traffic", || async {
+        (started.elapsed() >= Duration::from_secs(2)).then_some(())
+    })
+    .await
+    .expect("time passes");
+    let after = fetches().await.expect("request counters");
+    let rate = (after - before) / started.elapsed().as_secs_f64();
+    // Two idle followers long-poll (500 ms) once each: ~4/s; a divergence loop is thousands.
+    assert!(
+        rate < 100.0,
+        "{rate:.0} Fetch+OffsetForLeaderEpoch requests/s on the leader"
+    );
+}

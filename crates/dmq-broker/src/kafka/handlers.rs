@@ -528,7 +528,17 @@ fn fetch_partition(
                 ));
             }
         }
-        part.follower_fetched(replica_id, p.fetch_offset, p.current_leader_epoch)?;
+        let broker_epoch = shared
+            .image()
+            .brokers
+            .get(&replica_id)
+            .map(|b| b.broker_epoch);
+        part.follower_fetched(
+            replica_id,
+            p.fetch_offset,
+            p.current_leader_epoch,
+            broker_epoch,
+        )?;
     }
     let hw = part.high_watermark();
     let upper = if follower { leo } else { hw };
