@@ -53,6 +53,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/api/v1/storage/metadata/update", post(metadata_update))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/health/ready", get(ready))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
         })
@@ -633,6 +634,23 @@ async fn metrics(State(shared): State<Shared>) -> Response {
     ];
     let text = shared.metrics.render(shared.config.broker_id, &gauges);
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Readiness for orchestrators and `dmq dev`: 200 once this process is registered and its
+/// metadata shows it ONLINE; 503 (JSON) before that and during a controlled shutdown.
+async fn ready(State(shared): State<Shared>) -> Response {
+    let ready = shared.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "ready": ready,
+        "brokerId": shared.config.broker_id,
+        "metadataVersion": shared.image().version,
+    });
+    (status, Json(body)).into_response()
 }
 
 async fn health(State(shared): State<Shared>) -> Json<Value> {

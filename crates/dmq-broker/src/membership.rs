@@ -67,7 +67,12 @@ pub async fn run(shared: Arc<BrokerShared>) {
                 .register(id, &cfg.host, cfg.http_port, cfg.kafka_port)
                 .await
             {
-                Ok(()) => break true,
+                Ok(epoch) => {
+                    shared
+                        .registered_epoch
+                        .store(epoch, std::sync::atomic::Ordering::Release);
+                    break true;
+                }
                 Err(e) => {
                     tracing::warn!(broker = id, "registration failed: {e}; retrying");
                     if backoff >= BACKOFF_MAX {
@@ -158,12 +163,15 @@ async fn heartbeat_loop(shared: &Arc<BrokerShared>) {
                     broker = id,
                     "the controller does not know this broker; registering again"
                 );
-                if let Err(e) = shared
+                match shared
                     .meta
                     .register(id, &cfg.host, cfg.http_port, cfg.kafka_port)
                     .await
                 {
-                    tracing::warn!(broker = id, "re-registration failed: {e}");
+                    Ok(epoch) => shared
+                        .registered_epoch
+                        .store(epoch, std::sync::atomic::Ordering::Release),
+                    Err(e) => tracing::warn!(broker = id, "re-registration failed: {e}"),
                 }
             }
             Err(e) => {

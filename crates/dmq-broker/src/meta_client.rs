@@ -235,17 +235,18 @@ impl MetaClient {
         }
     }
 
+    /// Registers this broker; returns the broker epoch the registration got.
     pub async fn register(
         &self,
         id: BrokerId,
         host: &str,
         port: u16,
         kafka_port: u16,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let body = json!({"brokerId": id, "host": host, "port": port, "kafkaPort": kafka_port});
         self.leader_ok(Method::POST, "/api/v1/metadata/brokers", Some(body))
             .await
-            .map(|_| ())
+            .map(|b| b["brokerEpoch"].as_u64().unwrap_or(0))
     }
 
     /// One heartbeat; `Ok(None)` means the controller does not know this broker (register).

@@ -17,7 +17,7 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -57,9 +57,26 @@ pub struct BrokerShared {
     pub shutdown: watch::Receiver<bool>,
     /// Controlled shutdown under way: no more heartbeats (they would readmit the broker).
     pub shutting_down: AtomicBool,
+    /// The broker epoch this process registered with (0 before its registration).
+    pub registered_epoch: AtomicU64,
 }
 
 impl BrokerShared {
+    /// Ready to serve (`/health/ready`, `dmq dev`): this process has registered and its
+    /// metadata shows that registration ONLINE, so clients and the controller count it.
+    pub fn is_ready(&self) -> bool {
+        let epoch = self.registered_epoch.load(Ordering::Acquire);
+        epoch > 0
+            && !self.shutting_down.load(Ordering::Acquire)
+            && self
+                .image()
+                .brokers
+                .get(&self.config.broker_id)
+                .is_some_and(|b| {
+                    b.broker_epoch >= epoch && b.status == dmq_types::model::BrokerStatus::Online
+                })
+    }
+
     pub fn image(&self) -> Arc<ClusterImage> {
         self.image.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -168,6 +185,7 @@ impl BrokerNode {
             metadata_changed: Notify::new(),
             shutdown: shutdown_rx,
             shutting_down: AtomicBool::new(false),
+            registered_epoch: AtomicU64::new(0),
         });
         tracing::info!(
             broker = shared.config.broker_id,

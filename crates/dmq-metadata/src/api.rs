@@ -77,6 +77,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/api/v1/raft/install-snapshot", post(raft_snapshot))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/health/ready", get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Raft snapshot chunks are bounded by openraft's `snapshot_max_chunk_size`; everything
@@ -702,6 +703,31 @@ async fn raft_snapshot(
     Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
 ) -> Json<Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>> {
     Json(shared.raft.install_snapshot(req).await)
+}
+
+/// Readiness for orchestrators and `dmq dev`: 200 once this node is running, knows the
+/// quorum's leader and has applied the state (a leader: up to its own term's first entry, so
+/// its reads and controller duties see everything committed before it). 503 (JSON) before.
+async fn ready(State(shared): State<Shared>) -> Response {
+    let m = shared.raft.metrics().borrow().clone();
+    let applied = m.last_applied.as_ref();
+    let ready = m.running_state.is_ok()
+        && m.current_leader.is_some()
+        && applied.is_some()
+        && (m.state != openraft::ServerState::Leader
+            || applied.is_some_and(|a| a.leader_id.term == m.current_term));
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "ready": ready,
+        "nodeId": shared.node_id,
+        "role": state_name(m.state),
+        "leaderKnown": m.current_leader.is_some(),
+    });
+    (status, Json(body)).into_response()
 }
 
 async fn health(State(shared): State<Shared>) -> Json<Value> {

@@ -3,10 +3,17 @@
 //! node), so running it again keeps every topic.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use dmq::load_config;
+use dmq_broker::kafka::client::KafkaConnection;
 use dmq_broker::{BrokerConfig, BrokerNode};
 use dmq_metadata::{MetadataNode, MetadataNodeOptions};
+use dmq_types::ServicesConfig;
+use kafka_protocol::messages::MetadataRequest;
+
+/// How long `dmq dev` waits for the whole cluster to be ready before giving up.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn run(data_dir: PathBuf, config: Option<PathBuf>) -> anyhow::Result<()> {
     let (config, origin) = load_config(config.as_deref())?;
@@ -35,6 +42,10 @@ pub async fn run(data_dir: PathBuf, config: Option<PathBuf>) -> anyhow::Result<(
         Ok(())
     }
     .await;
+    let started = match started {
+        Ok(()) => wait_ready(&config, &brokers, READY_TIMEOUT).await,
+        Err(e) => Err(e),
+    };
     if let Err(e) = started {
         for b in brokers {
             b.shutdown().await;
@@ -86,4 +97,69 @@ pub async fn run(data_dir: PathBuf, config: Option<PathBuf>) -> anyhow::Result<(
         node.shutdown().await;
     }
     Ok(())
+}
+
+/// Waits until the cluster is ready for the README's next command: every metadata node answers
+/// `/health/ready`, every broker has registered in this run and sees itself ONLINE, and every
+/// broker answers a Kafka Metadata request naming all the brokers (so a topic with one replica
+/// per broker can be created at once).
+async fn wait_ready(
+    config: &ServicesConfig,
+    brokers: &[BrokerNode],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let want = brokers.len();
+    let mut waiting_for = String::new();
+    while Instant::now() < deadline {
+        waiting_for = match readiness(config, brokers, &http, want).await {
+            None => return Ok(()),
+            Some(what) => what,
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the dev cluster was not ready within {timeout:?}: waiting for {waiting_for}")
+}
+
+/// `None` when ready, else what is still missing.
+async fn readiness(
+    config: &ServicesConfig,
+    brokers: &[BrokerNode],
+    http: &reqwest::Client,
+    want: usize,
+) -> Option<String> {
+    for meta in &config.services.metadata_services {
+        let url = format!("{}/health/ready", meta.base_url());
+        let ok = http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if !ok {
+            return Some(format!("metadata node {}", meta.id));
+        }
+    }
+    for b in brokers {
+        let id = b.shared().config.broker_id;
+        if !b.shared().is_ready() {
+            return Some(format!("broker {id} to register"));
+        }
+        let addr = b.kafka_addr().to_string();
+        let seen = async {
+            let mut conn = KafkaConnection::connect(&addr, "dmq-dev", Duration::from_secs(2))
+                .await
+                .ok()?;
+            let req = MetadataRequest::default().with_topics(Some(Vec::new()));
+            let resp = conn.send(&req, 4, Duration::ZERO).await.ok()?;
+            Some(resp.brokers.len())
+        }
+        .await;
+        if seen != Some(want) {
+            return Some(format!("broker {id} to see all {want} brokers"));
+        }
+    }
+    None
 }

@@ -6,8 +6,8 @@ mod common;
 use std::io::Write as _;
 use std::time::Duration;
 
-use common::kafka::{batch, connect, fetch_all, produce};
-use common::{post_leader, start_cluster, wait_for_log};
+use common::kafka::{batch, connect, fetch_all, fetch_once, produce};
+use common::{post_leader, process_logs, start_cluster, wait_for_log};
 use dmq::procs::{wait_until, MetadataCluster};
 use serde_json::{json, Value};
 
@@ -97,20 +97,43 @@ async fn sigkilled_brokers_serve_every_acknowledged_record_after_restart() {
         .wait_for_brokers(Duration::from_secs(30))
         .await
         .expect("brokers back");
-    for (p, leader) in leaders.iter().enumerate() {
-        let mut conn = connect(&cluster.kafka_addr(*leader)).await;
-        let want = &acked[p];
-        // The high watermark comes back once the followers have fetched again.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let got = loop {
-            let got = fetch_all(&mut conn, topic, p as i32).await;
-            if got.len() >= want.len() || std::time::Instant::now() > deadline {
-                break got;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+    for (p, want) in acked.iter().enumerate() {
+        // Restarted brokers register anew and leave the ISRs that still have a registered peer
+        // (KIP-903), so leaderships may have moved: read from whoever leads now, once the high
+        // watermark is back (after the followers have fetched again).
+        let got = wait_until(
+            Duration::from_secs(30),
+            "every acknowledged record",
+            || async {
+                let leader = current_leader(&cluster, topic, p).await?;
+                let mut conn = connect(&cluster.kafka_addr(leader)).await;
+                let (code, hw, _) = fetch_once(&mut conn, topic, p as i32, 0).await;
+                if code != 0 || hw < want.len() as i64 {
+                    return None;
+                }
+                Some(fetch_all(&mut conn, topic, p as i32).await)
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("partition {p}: {e}\n{}", process_logs(dir.path())));
         assert_eq!(&got, want, "partition {p} after restart");
     }
+}
+
+/// The leader of `topic`-`partition` as the quorum has it.
+async fn current_leader(cluster: &MetadataCluster, topic: &str, partition: usize) -> Option<i32> {
+    let node = cluster.leader().await?;
+    let (status, t) = cluster
+        .get(
+            node,
+            &format!("/api/v1/metadata/topics/{topic}?consistent=true"),
+        )
+        .await?;
+    if status != 200 {
+        return None;
+    }
+    let leader = t["partitions"][partition]["leader"].as_i64()? as i32;
+    (leader >= 0).then_some(leader)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -130,3 +130,144 @@ async fn dev_cluster_serves_stops_on_ctrl_c_and_keeps_its_data() {
     assert_eq!(values, want);
     interrupt(&mut dev);
 }
+
+/// The commands of the README's "Five minutes with dmq" block after `cargo run --release --
+/// dev`, with `./target/release/dmq` standing for this build's binary.
+fn readme_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).expect("README");
+    let section = readme
+        .split("## Five minutes with dmq")
+        .nth(1)
+        .expect("a 'Five minutes with dmq' section");
+    let block = section
+        .split("```sh")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("its sh block");
+    let lines: Vec<String> = block
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(
+        lines[0].starts_with("cargo run --release -- dev"),
+        "the block starts the cluster: {lines:?}"
+    );
+    lines[1..]
+        .iter()
+        .map(|l| l.replace("./target/release/dmq", env!("CARGO_BIN_EXE_dmq")))
+        .collect()
+}
+
+/// The README's first steps, exactly as written, right after `dmq dev` says it is ready, on a
+/// fresh data dir, three times in a row (issue: `dmq dev` printed "Press Ctrl-C to stop."
+/// before the brokers had registered, so `topic create … --replication-factor 3` failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_first_steps_work_as_soon_as_dev_says_it_is_ready() {
+    use std::io::{BufRead, BufReader};
+
+    let commands = readme_commands();
+    assert_eq!(commands.len(), 4, "{commands:?}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = MetadataCluster::new(
+        Path::new(env!("CARGO_BIN_EXE_dmq")),
+        dir.path(),
+        3,
+        common::long_sessions(),
+    )
+    .with_brokers(3);
+    cluster.write_config().expect("services.json");
+    let metadata_urls: Vec<String> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| cluster.url(id))
+        .collect();
+    for run in 0..3 {
+        let data = dir.path().join(format!("fresh-{run}"));
+        let mut dev = Command::new(env!("CARGO_BIN_EXE_dmq"))
+            .args(["dev", "--config"])
+            .arg(cluster.config_path())
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dmq dev");
+        let stdout = dev.stdout.take().expect("stdout");
+        let ready = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut seen = Vec::new();
+            for line in lines.by_ref() {
+                let line = line.unwrap_or_default();
+                let done = line.contains("Press Ctrl-C to stop.");
+                seen.push(line);
+                if done {
+                    // Keep draining so that dev never blocks on a full pipe.
+                    std::thread::spawn(move || for _ in lines {});
+                    return Ok(seen);
+                }
+            }
+            Err(seen)
+        });
+        let seen = tokio::time::timeout(Duration::from_secs(90), ready)
+            .await
+            .expect("dev ready within 90 s")
+            .expect("join")
+            .unwrap_or_else(|seen| panic!("dev exited before it was ready: {seen:?}"));
+        assert!(seen.iter().any(|l| l.starts_with("broker")), "{seen:?}");
+        // Every node says so too (what an orchestrator's readiness probe asks).
+        let urls = metadata_urls.iter().cloned().chain(
+            cluster
+                .broker_ids()
+                .into_iter()
+                .map(|b| cluster.broker_url(b)),
+        );
+        for url in urls {
+            let r = reqwest::get(format!("{url}/health/ready"))
+                .await
+                .expect("readiness probe");
+            assert_eq!(r.status(), 200, "{url}/health/ready");
+            let body: serde_json::Value = r.json().await.expect("JSON");
+            assert_eq!(body["ready"], true, "{url}: {body}");
+        }
+        // At once, as a user would type them, with the cluster's ports in the environment.
+        let run_line = |line: &str| {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(line)
+                .env("DMQ_BOOTSTRAP", cluster.bootstrap())
+                .env("DMQ_METADATA", metadata_urls.join(","))
+                .output()
+                .expect("run README command");
+            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(
+                out.status.success(),
+                "run {run}: `{line}` failed: {}\nstdout: {stdout}\nstderr: {stderr}",
+                out.status
+            );
+            stdout
+        };
+        let created = run_line(&commands[0]);
+        assert_eq!(
+            created.trim(),
+            "Created topic orders (3 partitions, replication factor 3).",
+            "run {run}"
+        );
+        let produced = run_line(&commands[1]);
+        assert!(
+            produced.starts_with("Produced 1 record to orders (partitions: "),
+            "run {run}: {produced}"
+        );
+        let consumed = run_line(&commands[2]);
+        assert_eq!(consumed.trim(), "hello", "run {run}");
+        // The bench as written sends 1,000,000 records; one smaller run shows it works here.
+        if run == 0 {
+            let bench = commands[3].replace("--records 1000000", "--records 20000");
+            let report = run_line(&bench);
+            assert!(report.contains("records/s"), "{report}");
+        }
+        let took = interrupt(&mut dev);
+        eprintln!("run {run}: dmq dev stopped {took:?} after Ctrl-C");
+    }
+}
