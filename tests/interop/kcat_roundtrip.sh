@@ -141,4 +141,35 @@ if ! awk '{ p = $1; o = $2 + 0; k = $3; sub(/^key/, "", k); sub(/:.*/, "", k); k
     fail "produce order not kept within a partition of $TOPIC"
 fi
 used=$(cut -d' ' -f1 "$TMP/out.txt" | sort -u | wc -l)
-echo "OK kcat: $N records ($parts partitions, $used used, $have_brokers brokers)"
+
+# --- 4. offsets query and tail (ListOffsets latest/earliest at librdkafka 2.0.2's versions) -----
+# `kcat -Q -t T:P:-1` asks each partition's end, `:-2` its start: the ends add up to N, the
+# starts are 0.
+ends=0
+for p in $(seq 0 $((parts - 1))); do
+    for ts in -1 -2; do
+        if ! line=$(timeout 15 "$KCAT" -Q -b "$BOOTSTRAP" -t "$TOPIC:$p:$ts" 2>"$TMP/q.err"); then
+            cat "$TMP/q.err" >&2
+            fail "kcat -Q $TOPIC:$p:$ts failed"
+        fi
+        off=$(echo "$line" | sed -n "s/^$TOPIC \[$p\] offset \(-\{0,1\}[0-9][0-9]*\)$/\1/p")
+        [ -n "$off" ] || fail "kcat -Q $TOPIC:$p:$ts answered '$line'"
+        if [ "$ts" = -1 ]; then
+            ends=$((ends + off))
+        elif [ "$off" != 0 ]; then
+            fail "kcat -Q: $TOPIC [$p] starts at $off, expected 0"
+        fi
+    done
+done
+[ "$ends" -eq "$N" ] || fail "kcat -Q: partition ends add up to $ends, expected $N"
+# `kcat -C -o -1 -e`: the last record of each partition, and nothing else.
+timeout "$TIMEOUT" "$KCAT" -C -b "$BOOTSTRAP" -t "$TOPIC" -o -1 -e -q -f '%p %o %k:%s\n' \
+    >"$TMP/tail.txt" 2>"$TMP/tail.err" || { cat "$TMP/tail.err" >&2; fail "kcat -C -o -1 failed"; }
+sort -k1,1n -k2,2n "$TMP/out.txt" | awk '{ last[$1] = $0 } END { for (p in last) print last[p] }' \
+    | sort >"$TMP/tail.want"
+sort "$TMP/tail.txt" >"$TMP/tail.got"
+if ! cmp -s "$TMP/tail.want" "$TMP/tail.got"; then
+    diff "$TMP/tail.want" "$TMP/tail.got" | head -n 10 >&2 || true
+    fail "kcat -C -o -1 did not read exactly the last record of each partition"
+fi
+echo "OK kcat: $N records ($parts partitions, $used used, $have_brokers brokers; -Q and -o -1 tail)"
