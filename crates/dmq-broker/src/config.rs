@@ -94,19 +94,6 @@ pub struct LogSettings {
     pub cleanup_policy: CleanupPolicy,
 }
 
-/// Topic config keys this broker understands, with their defaults (for DescribeConfigs).
-pub const TOPIC_CONFIG_DEFAULTS: &[(&str, &str)] = &[
-    ("cleanup.policy", "delete"),
-    ("retention.ms", "604800000"),
-    ("retention.bytes", "-1"),
-    ("segment.bytes", "1073741824"),
-    ("max.message.bytes", "1048588"),
-    ("min.insync.replicas", "1"),
-    ("unclean.leader.election.enable", "false"),
-    ("compression.type", "producer"),
-    ("message.timestamp.type", "CreateTime"),
-];
-
 fn parse<T: std::str::FromStr>(config: &BTreeMap<String, String>, key: &str) -> Option<T> {
     config.get(key).and_then(|v| v.trim().parse().ok())
 }

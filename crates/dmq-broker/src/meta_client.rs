@@ -303,6 +303,17 @@ impl MetaClient {
             .await
     }
 
+    /// Kafka's (Incremental)AlterConfigs: `PATCH /api/v1/metadata/topics/{name}/config` with
+    /// `{"set", "delete", "replace", "validateOnly"}`.
+    pub async fn alter_topic_config(&self, name: &str, body: Value) -> Result<ApiReply> {
+        self.leader_call(
+            Method::PATCH,
+            &format!("/api/v1/metadata/topics/{}/config", encode_segment(name)),
+            Some(body),
+        )
+        .await
+    }
+
     /// Kafka's CreatePartitions: `POST /api/v1/metadata/topics/{name}/partitions`.
     pub async fn create_partitions(&self, name: &str, body: Value) -> Result<ApiReply> {
         self.leader_call(

@@ -205,7 +205,16 @@ impl Partition {
         {
             return RoleChange::Unchanged;
         }
-        st.settings = TopicSettings::from_config(&topic.config);
+        let settings = TopicSettings::from_config(&topic.config);
+        if settings != st.settings {
+            // A config change (AlterConfigs): in force from now on, no restart needed.
+            if settings.log != st.settings.log
+                || settings.max_message_bytes != st.settings.max_message_bytes
+            {
+                self.log.set_config(settings.log_config());
+            }
+            st.settings = settings;
+        }
         st.replicas = meta.replicas.clone();
         if meta.partition_epoch != st.partition_epoch {
             // The committed ISR moved (our own change or the controller's): nothing is pending,

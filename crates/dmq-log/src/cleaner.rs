@@ -83,7 +83,7 @@ fn is_plain(h: &BatchHeader<'_>) -> bool {
 
 pub(crate) fn compact(log: &Log, now_ms: i64) -> Result<CompactionStats> {
     let mut stats = CompactionStats::default();
-    if !log.config.cleanup_policy.compacts() {
+    if !log.config().cleanup_policy.compacts() {
         return Ok(stats);
     }
     if log.is_closed() {
@@ -158,7 +158,7 @@ fn clean_segment(
         .open(&cleaned_path)
         .map_err(LogError::io("create", &cleaned_path))?;
     let mut out = BufWriter::with_capacity(1 << 20, &file);
-    let mut rebuilt = Rebuilder::new(seg.base_offset, log.config.index_interval_bytes);
+    let mut rebuilt = Rebuilder::new(seg.base_offset, log.config().index_interval_bytes);
     let mut removed = 0u64;
     let mut pos = 0u64;
     for_each_batch(seg, |meta, bytes| {
@@ -181,7 +181,7 @@ fn clean_segment(
             return emit(bytes);
         }
         let tombstone_expired =
-            now_ms.saturating_sub(h.max_timestamp()) > log.config.delete_retention_ms;
+            now_ms.saturating_sub(h.max_timestamp()) > log.config().delete_retention_ms;
         let mut kept: Vec<&[u8]> = Vec::new();
         let mut total = 0usize;
         for r in batch::records(bytes).map_err(|reason| corrupt(&meta, reason))? {

@@ -273,7 +273,8 @@ pub(crate) struct WriterState {
 /// One partition's log. `Send + Sync`; share it as `Arc<Log>`.
 pub struct Log {
     pub(crate) dir: PathBuf,
-    pub(crate) config: LogConfig,
+    /// Changed at run time by [`Log::set_config`] (topic config changes need no restart).
+    config: RwLock<LogConfig>,
     pub(crate) writer: Mutex<WriterState>,
     pub(crate) segments: RwLock<SegmentList>,
     log_start: AtomicI64,
@@ -316,7 +317,7 @@ impl Log {
         let epochs = LeaderEpochFileCache::load(dir)?;
         let log = Log {
             dir: dir.to_path_buf(),
-            config,
+            config: RwLock::new(config),
             writer: Mutex::new(WriterState {
                 last_flush_ms: 0,
                 metas: Vec::new(),
@@ -344,8 +345,20 @@ impl Log {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-    pub fn config(&self) -> &LogConfig {
-        &self.config
+    /// The config in force now.
+    pub fn config(&self) -> LogConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies a changed topic config from the next append, roll, retention or compaction
+    /// pass on (AlterConfigs without a restart). Sizes are clamped as at open.
+    pub fn set_config(&self, mut config: LogConfig) {
+        config.segment_bytes = config.segment_bytes.clamp(1, SEGMENT_BYTES_MAX);
+        config.index_interval_bytes = config.index_interval_bytes.max(1);
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
     /// First offset that may be read.
     pub fn log_start_offset(&self) -> i64 {
@@ -528,10 +541,10 @@ impl Log {
                 available: b.len(),
             }));
         }
-        if size > self.config.max_batch_bytes {
+        if size > self.config().max_batch_bytes {
             return Err(invalid(BatchDefect::TooLarge {
                 size,
-                max: self.config.max_batch_bytes,
+                max: self.config().max_batch_bytes,
             }));
         }
         let header = batch::validate_batch(&b[..size], strict_count).map_err(invalid)?;
@@ -617,14 +630,15 @@ impl Log {
         if self.should_roll(&active, bytes.len() as u64, last, incoming_max_ts, now_ms) {
             active = self.roll_locked(first)?;
         }
-        let prealloc = self.config.preallocate_bytes.min(self.config.segment_bytes);
-        active.append(bytes, metas, self.config.index_interval_bytes, prealloc)?;
+        let config = self.config();
+        let prealloc = config.preallocate_bytes.min(config.segment_bytes);
+        active.append(bytes, metas, config.index_interval_bytes, prealloc)?;
         if active.index.pending() >= INDEX_PENDING_FLUSH_ENTRIES {
             active.flush_indexes()?;
         }
         let new_end = last + 1;
         self.log_end.store(new_end, Ordering::Release);
-        match self.config.flush {
+        match self.config().flush {
             FlushPolicy::EveryAppend => {
                 active.sync_data()?;
                 self.durable.store(new_end, Ordering::Release);
@@ -665,8 +679,8 @@ impl Log {
         } else {
             now_ms.saturating_sub(active.created_ms.load(Ordering::Relaxed))
         };
-        size + incoming > self.config.segment_bytes
-            || waited > self.config.segment_ms
+        size + incoming > self.config().segment_bytes
+            || waited > self.config().segment_ms
             || last_offset - active.base_offset > u32::MAX as i64
     }
 
@@ -809,7 +823,7 @@ impl Log {
         let active = kept.last().cloned().ok_or_else(|| LogError::Closed {
             path: self.dir.clone(),
         })?;
-        let new_end = active.truncate_to(offset, self.config.index_interval_bytes)?;
+        let new_end = active.truncate_to(offset, self.config().index_interval_bytes)?;
         delete_segment_files(&self.dir, &removed)?;
         if new_end < self.log_start_offset() {
             // The removed batch straddled the log start: nothing readable is left.
@@ -908,22 +922,21 @@ impl Log {
     /// `now_ms - retention_ms`) and `retention.bytes` (oldest first while the remainder stays
     /// ≥ the limit). Never deletes the active segment. No-op unless the policy deletes.
     pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
-        if !self.config.cleanup_policy.deletes() {
+        if !self.config().cleanup_policy.deletes() {
             return Ok(RetentionOutcome::default());
         }
         let _w = lock(&self.writer);
         self.check_open()?;
+        let config = self.config();
         let segs = self.snapshot();
         let mut remaining: u64 = segs.iter().map(|s| s.size()).sum();
         let mut n = 0;
         for seg in segs.iter().take(segs.len().saturating_sub(1)) {
             let max_ts = seg.max_timestamp.load(Ordering::Acquire);
-            let by_time = self
-                .config
+            let by_time = config
                 .retention_ms
                 .is_some_and(|r| max_ts == NO_TIMESTAMP || now_ms.saturating_sub(max_ts) > r);
-            let by_size = self
-                .config
+            let by_size = config
                 .retention_bytes
                 .is_some_and(|r| remaining.saturating_sub(seg.size()) >= r);
             if !(by_time || by_size) {
@@ -964,7 +977,7 @@ impl Log {
     pub fn maybe_flush(&self, now_ms: i64) -> Result<i64> {
         let mut w = lock(&self.writer);
         self.check_open()?;
-        if let FlushPolicy::IntervalMs(ms) = self.config.flush {
+        if let FlushPolicy::IntervalMs(ms) = self.config().flush {
             if now_ms.saturating_sub(w.last_flush_ms) >= ms as i64
                 && self.durable_offset() < self.log_end_offset()
             {

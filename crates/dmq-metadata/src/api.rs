@@ -17,7 +17,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use dmq_types::{validate_topic_name, BrokerId, HTTP_BODY_BYTES_MAX, TOPIC_PARTITIONS_MAX};
+use dmq_types::{
+    validate_topic_configs, validate_topic_name, BrokerId, HTTP_BODY_BYTES_MAX,
+    TOPIC_PARTITIONS_MAX,
+};
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -58,6 +61,10 @@ pub fn router(shared: Shared) -> Router {
             post(create_partitions),
         )
         .route(
+            "/api/v1/metadata/topics/{name}/config",
+            axum::routing::patch(alter_topic_config),
+        )
+        .route(
             "/api/v1/metadata/brokers",
             get(list_brokers).post(register_broker),
         )
@@ -89,7 +96,7 @@ pub fn router(shared: Shared) -> Router {
 impl IntoResponse for MetadataError {
     fn into_response(self) -> Response {
         let status = match &self {
-            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest(_) | Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::AlreadyExists(_) | Self::Fenced { .. } => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -334,6 +341,77 @@ async fn create_partitions(
         .create_partitions(&name, req.num_partitions, req.assignment, req.validate_only)
         .await?;
     Ok(Json(topic))
+}
+
+/// Body of `PATCH /api/v1/metadata/topics/{name}/config` (Kafka's IncrementalAlterConfigs;
+/// with `replace`, AlterConfigs).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AlterConfigRequest {
+    /// Keys to set (or, with `replace`, the topic's whole config).
+    #[serde(default)]
+    set: BTreeMap<String, String>,
+    /// Keys to revert to their defaults.
+    #[serde(default)]
+    delete: Vec<String>,
+    #[serde(default)]
+    replace: bool,
+    /// Check everything, change nothing.
+    #[serde(default)]
+    validate_only: bool,
+}
+
+/// Changes a topic's configs: every value is checked against the config table first (400
+/// `INVALID_CONFIG` naming the config, nothing stored); brokers apply the result when their
+/// metadata shows it, without a restart. Answers the topic as it is (or would be) after.
+async fn alter_topic_config(
+    State(shared): State<Shared>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Topic>> {
+    let req: AlterConfigRequest = parse_json(&body)?;
+    validate_topic_configs(&req.set).map_err(MetadataError::invalid_config)?;
+    if let Some(k) = req
+        .delete
+        .iter()
+        .find(|k| dmq_types::topic_config::topic_config(k).is_none())
+    {
+        return Err(MetadataError::invalid_config(format!(
+            "unknown topic config {k:?}"
+        )));
+    }
+    if req.replace && !req.delete.is_empty() {
+        return Err(MetadataError::InvalidRequest(
+            "replace sets the whole config; it takes no delete list".into(),
+        ));
+    }
+    shared.require_leader()?;
+    if req.validate_only {
+        let state = &shared.sm.read().state;
+        let mut topic = state
+            .topics
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| MetadataError::NotFound(format!("topic {name:?} does not exist")))?;
+        topic.config =
+            crate::state::altered_config(&topic.config, &req.set, &req.delete, req.replace);
+        return Ok(Json(topic));
+    }
+    match shared
+        .propose(Command::AlterTopicConfig {
+            name,
+            set: req.set,
+            delete: req.delete,
+            replace: req.replace,
+        })
+        .await?
+    {
+        CommandResult::Topic(topic) => {
+            tracing::info!(topic = %topic.topic_name, config = ?topic.config, "topic config changed");
+            Ok(Json(topic))
+        }
+        other => Err(result_error(other)),
+    }
 }
 
 async fn delete_topic(
@@ -858,13 +936,20 @@ impl NodeShared {
         config: BTreeMap<String, String>,
         validate_only: bool,
     ) -> ApiResult<Topic> {
-        validate_topic_name(name).map_err(|e| MetadataError::InvalidRequest(e.to_string()))?;
+        validate_topic_name(name).map_err(|e| MetadataError::Invalid {
+            code: "INVALID_TOPIC_EXCEPTION",
+            message: e.to_string(),
+        })?;
+        validate_topic_configs(&config).map_err(MetadataError::invalid_config)?;
         let defaults = &self.config.topic_defaults;
         let partitions = num_partitions.unwrap_or(i64::from(defaults.num_partitions));
         if !(1..=i64::from(TOPIC_PARTITIONS_MAX)).contains(&partitions) {
-            return Err(MetadataError::InvalidRequest(format!(
-                "numPartitions must be within 1..={TOPIC_PARTITIONS_MAX}, got {partitions}"
-            )));
+            return Err(MetadataError::Invalid {
+                code: "INVALID_PARTITIONS",
+                message: format!(
+                    "numPartitions must be within 1..={TOPIC_PARTITIONS_MAX}, got {partitions}"
+                ),
+            });
         }
         let (online, start) = {
             let data = self.sm.read();
@@ -884,15 +969,19 @@ impl NodeShared {
             None => i64::from(defaults.default_replication_factor).min(online.len().max(1) as i64),
         };
         if rf < 1 {
-            return Err(MetadataError::InvalidRequest(format!(
-                "replicationFactor must be at least 1, got {rf}"
-            )));
+            return Err(MetadataError::Invalid {
+                code: "INVALID_REPLICATION_FACTOR",
+                message: format!("replicationFactor must be at least 1, got {rf}"),
+            });
         }
         if rf as usize > online.len() {
-            return Err(MetadataError::InvalidRequest(format!(
-                "replicationFactor {rf} is larger than the number of ONLINE brokers ({})",
-                online.len()
-            )));
+            return Err(MetadataError::Invalid {
+                code: "INVALID_REPLICATION_FACTOR",
+                message: format!(
+                    "replicationFactor {rf} is larger than the number of ONLINE brokers ({})",
+                    online.len()
+                ),
+            });
         }
         let assignment = assign_replicas(&online, partitions as usize, rf as usize, start);
         if validate_only {
@@ -949,52 +1038,70 @@ impl NodeShared {
             )
         };
         if total <= current {
-            return Err(MetadataError::InvalidRequest(format!(
+            return Err(MetadataError::Invalid {
+                code: "INVALID_PARTITIONS",
+                message: format!(
                 "numPartitions must be larger than the current {current} partitions of {name:?} \
                  (partitions cannot be removed), got {total}"
-            )));
+            ),
+            });
         }
         if total > i64::from(TOPIC_PARTITIONS_MAX) {
-            return Err(MetadataError::InvalidRequest(format!(
-                "numPartitions must be within 1..={TOPIC_PARTITIONS_MAX}, got {total}"
-            )));
+            return Err(MetadataError::Invalid {
+                code: "INVALID_PARTITIONS",
+                message: format!(
+                    "numPartitions must be within 1..={TOPIC_PARTITIONS_MAX}, got {total}"
+                ),
+            });
         }
         let added = (total - current) as usize;
         let assignment = match assignment {
             Some(given) => {
                 if given.len() != added {
-                    return Err(MetadataError::InvalidRequest(format!(
-                        "replica assignment lists {} partitions, but {added} are being added",
-                        given.len()
-                    )));
+                    return Err(MetadataError::Invalid {
+                        code: "INVALID_REPLICA_ASSIGNMENT",
+                        message: format!(
+                            "replica assignment lists {} partitions, but {added} are being added",
+                            given.len()
+                        ),
+                    });
                 }
                 for (i, replicas) in given.iter().enumerate() {
                     let mut distinct = replicas.clone();
                     distinct.sort_unstable();
                     distinct.dedup();
                     if replicas.len() != rf || distinct.len() != rf {
-                        return Err(MetadataError::InvalidRequest(format!(
-                            "replica assignment of new partition {}: {replicas:?} must name \
+                        return Err(MetadataError::Invalid {
+                            code: "INVALID_REPLICA_ASSIGNMENT",
+                            message: format!(
+                                "replica assignment of new partition {}: {replicas:?} must name \
                              {rf} distinct brokers (the topic's replication factor)",
-                            current as usize + i
-                        )));
+                                current as usize + i
+                            ),
+                        });
                     }
                     if let Some(b) = replicas.iter().find(|b| !registered.contains(b)) {
-                        return Err(MetadataError::InvalidRequest(format!(
+                        return Err(MetadataError::Invalid {
+                            code: "INVALID_REPLICA_ASSIGNMENT",
+                            message: format!(
                             "replica assignment of new partition {}: broker {b} is not registered",
                             current as usize + i
-                        )));
+                        ),
+                        });
                     }
                 }
                 given
             }
             None => {
                 if rf > online.len() {
-                    return Err(MetadataError::InvalidRequest(format!(
+                    return Err(MetadataError::Invalid {
+                        code: "INVALID_REPLICATION_FACTOR",
+                        message: format!(
                         "replicationFactor {rf} of {name:?} is larger than the number of ONLINE \
                          brokers ({})",
                         online.len()
-                    )));
+                    ),
+                    });
                 }
                 let start = first_leader
                     .and_then(|l| online.iter().position(|b| *b == l))

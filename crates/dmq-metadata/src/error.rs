@@ -7,6 +7,13 @@ pub enum MetadataError {
     #[error("{0}")]
     InvalidRequest(String),
 
+    /// The request is malformed in a way Kafka names (HTTP 400 with that code as `error`:
+    /// `INVALID_CONFIG`, `INVALID_PARTITIONS`, `INVALID_REPLICATION_FACTOR`,
+    /// `INVALID_TOPIC_EXCEPTION`, `INVALID_REPLICA_ASSIGNMENT`), so brokers map it to the
+    /// Kafka error code without reading the message.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+
     /// The named topic, broker or group does not exist (HTTP 404).
     #[error("{0}")]
     NotFound(String),
@@ -46,6 +53,14 @@ pub enum MetadataError {
 }
 
 impl MetadataError {
+    /// A bad topic config value (Kafka's INVALID_CONFIG).
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        Self::Invalid {
+            code: "INVALID_CONFIG",
+            message: message.into(),
+        }
+    }
+
     /// A storage error for `path` from any displayable cause.
     pub fn storage(path: &std::path::Path, cause: impl std::fmt::Display) -> Self {
         Self::Storage {
@@ -58,6 +73,7 @@ impl MetadataError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) => "INVALID_REQUEST",
+            Self::Invalid { code, .. } => code,
             Self::NotFound(_) => "NOT_FOUND",
             Self::AlreadyExists(_) => "ALREADY_EXISTS",
             Self::Fenced { code, .. } => code,

@@ -103,6 +103,18 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         added_epochs: Option<Vec<ReplicaEpoch>>,
     },
+    /// Changes a topic's configs (Kafka's AlterConfigs and IncrementalAlterConfigs): with
+    /// `replace` the topic's configs become exactly `set`; otherwise `set` overrides and
+    /// `delete` reverts keys to their defaults. Values were validated before proposing.
+    AlterTopicConfig {
+        name: String,
+        #[serde(default)]
+        set: BTreeMap<String, String>,
+        #[serde(default)]
+        delete: Vec<String>,
+        #[serde(default)]
+        replace: bool,
+    },
     /// Independent commands proposed together (group commit), applied in order at one index,
     /// each with its own result: one rejected command does not affect the others.
     Batch { commands: Vec<Command> },
@@ -158,6 +170,16 @@ impl Command {
             }
             Command::RegisterBroker { host, .. } => BASE + host.len(),
             Command::DeleteTopic { name } => BASE + name.len(),
+            Command::AlterTopicConfig {
+                name, set, delete, ..
+            } => {
+                BASE + name.len() * 6
+                    + set
+                        .iter()
+                        .map(|(k, v)| 8 + (k.len() + v.len()) * 6)
+                        .sum::<usize>()
+                    + delete.iter().map(|k| 4 + k.len() * 6).sum::<usize>()
+            }
             Command::AlterPartition {
                 topic,
                 isr,
@@ -315,6 +337,26 @@ pub struct MetadataState {
 
 /// Largest producer-id block one command hands out.
 pub const PRODUCER_ID_BLOCK_MAX: u32 = 1_000_000;
+
+/// A topic's configs after an AlterConfigs (`replace`: exactly `set`) or an
+/// IncrementalAlterConfigs (`set` overrides, `delete` reverts to defaults).
+pub fn altered_config(
+    current: &BTreeMap<String, String>,
+    set: &BTreeMap<String, String>,
+    delete: &[String],
+    replace: bool,
+) -> BTreeMap<String, String> {
+    let mut config = if replace {
+        BTreeMap::new()
+    } else {
+        current.clone()
+    };
+    for k in delete {
+        config.remove(k);
+    }
+    config.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+    config
+}
 
 fn reject(code: RejectCode, message: impl Into<String>) -> CommandResult {
     CommandResult::Rejected {
@@ -476,6 +518,21 @@ impl MetadataState {
                 };
                 CommandResult::GroupOffsetsDeleted { count }
             }
+            Command::AlterTopicConfig {
+                name,
+                set,
+                delete,
+                replace,
+            } => match self.topics.get_mut(name) {
+                Some(topic) => {
+                    topic.config = altered_config(&topic.config, set, delete, *replace);
+                    CommandResult::Topic(topic.clone())
+                }
+                None => reject(
+                    RejectCode::UnknownTopic,
+                    format!("topic {name:?} does not exist"),
+                ),
+            },
             Command::AlterPartition {
                 broker_id,
                 topic,
@@ -1071,6 +1128,12 @@ mod tests {
                 name: "orders".into(),
                 assignment: vec![vec![1_000_000, 1_000_001, 1_000_002]; 100],
             },
+            Command::AlterTopicConfig {
+                name: "orders\u{1}".into(),
+                set: [("retention.ms".to_string(), "\u{2}".repeat(50))].into(),
+                delete: vec!["segment.bytes".into(), "\u{3}".into()],
+                replace: true,
+            },
             Command::AlterPartition {
                 broker_id: 101,
                 topic: "orders".into(),
@@ -1458,6 +1521,56 @@ mod tests {
             CommandResult::Partition { .. }
         ));
         assert_eq!(state.topics["t"].partitions[0].isr, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn topic_configs_are_set_deleted_or_replaced() {
+        let mut state = MetadataState::default();
+        let mut create = create("t", vec![vec![1]]);
+        if let Command::CreateTopic { config, .. } = &mut create {
+            config.insert("retention.ms".into(), "1000".into());
+            config.insert("segment.bytes".into(), "1048576".into());
+        }
+        state.apply(1, &create);
+        let alter = |set: &[(&str, &str)], delete: &[&str], replace| Command::AlterTopicConfig {
+            name: "t".into(),
+            set: set
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            delete: delete.iter().map(|k| k.to_string()).collect(),
+            replace,
+        };
+        let config = |state: &MetadataState| -> Vec<(String, String)> {
+            state.topics["t"].config.clone().into_iter().collect()
+        };
+        state.apply(
+            2,
+            &alter(&[("min.insync.replicas", "2")], &["segment.bytes"], false),
+        );
+        assert_eq!(
+            config(&state),
+            vec![
+                ("min.insync.replicas".into(), "2".into()),
+                ("retention.ms".into(), "1000".into())
+            ]
+        );
+        state.apply(3, &alter(&[("cleanup.policy", "compact")], &[], true));
+        assert_eq!(
+            config(&state),
+            vec![("cleanup.policy".into(), "compact".into())]
+        );
+        let mut missing = alter(&[], &[], false);
+        if let Command::AlterTopicConfig { name, .. } = &mut missing {
+            *name = "nope".into();
+        }
+        assert!(matches!(
+            state.apply(4, &missing),
+            CommandResult::Rejected {
+                code: RejectCode::UnknownTopic,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod error;
 mod limits;
 pub mod model;
 mod names;
+pub mod topic_config;
 
 pub use config::{
     ControllerConfig, MetadataNodeConfig, MetadataSyncConfig, ServicesConfig, StorageNodeConfig,
@@ -17,6 +18,7 @@ pub use config::{
 pub use error::{ConfigProblem, TypesError};
 pub use limits::*;
 pub use names::validate_topic_name;
+pub use topic_config::{validate_topic_config, validate_topic_configs, TOPIC_CONFIGS};
 
 /// Identifies a metadata (Raft quorum) node. Raft calls it the node id.
 pub type NodeId = u64;

@@ -70,11 +70,18 @@ pub enum TopicCommand {
     List,
     /// Show a topic's partitions, leaders, replicas, ISR and configs.
     Describe { name: String },
-    /// Add partitions to a topic (kafka-topics --alter --partitions): the new total.
+    /// Grow a topic (kafka-topics --alter --partitions: the new total) and/or change its
+    /// configs (kafka-configs --alter --add-config / --delete-config).
     Alter {
         name: String,
         #[arg(long)]
-        partitions: i32,
+        partitions: Option<i32>,
+        /// Set a topic config, key=value (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        /// Revert a topic config to its default (repeatable).
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete_configs: Vec<String>,
     },
     /// Delete a topic.
     Delete { name: String },
@@ -277,11 +284,44 @@ pub async fn topic(cmd: TopicCommand, args: ClientArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        TopicCommand::Alter { name, partitions } => {
-            admin.create_partitions(&name, partitions).await?;
+        TopicCommand::Alter {
+            name,
+            partitions,
+            configs,
+            delete_configs,
+        } => {
+            if partitions.is_none() && configs.is_empty() && delete_configs.is_empty() {
+                bail!("topic alter needs --partitions, --config or --delete-config");
+            }
+            let mut changes: Vec<(String, Option<String>)> = Vec::new();
+            for c in &configs {
+                let (k, v) = c
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--config {c:?} is not KEY=VALUE"))?;
+                changes.push((k.to_string(), Some(v.to_string())));
+            }
+            changes.extend(delete_configs.iter().map(|k| (k.clone(), None)));
+            if !changes.is_empty() {
+                admin.alter_topic_configs(&name, &changes).await?;
+            }
+            if let Some(p) = partitions {
+                admin.create_partitions(&name, p).await?;
+            }
             match args.output {
-                OutputFormat::Json => print_json(&json!({"topic": name, "partitions": partitions})),
-                OutputFormat::Table => println!("Topic {name} now has {partitions} partitions."),
+                OutputFormat::Json => print_json(&json!({
+                    "topic": name,
+                    "partitions": partitions,
+                    "set": configs,
+                    "deleted": delete_configs,
+                })),
+                OutputFormat::Table => {
+                    if let Some(p) = partitions {
+                        println!("Topic {name} now has {p} partitions.");
+                    }
+                    if !changes.is_empty() {
+                        println!("Altered {} config(s) of topic {name}.", changes.len());
+                    }
+                }
             }
         }
         TopicCommand::Delete { name } => {

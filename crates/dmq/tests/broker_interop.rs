@@ -20,7 +20,10 @@ async fn kcat_lists_the_cluster_and_round_trips_100k_keyed_records() {
         .arg("3");
     let out = run_interop(cmd).await;
     assert!(out.contains("OK kcat: 100000 records"), "{out}");
-    assert!(out.contains("-Q and -o -1 tail"), "offset query and tail: {out}");
+    assert!(
+        out.contains("-Q and -o -1 tail"),
+        "offset query and tail: {out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

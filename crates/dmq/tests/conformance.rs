@@ -689,6 +689,56 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
             ok(resp.error_code, &what);
             ok(resp.topics[0].partitions[0].error_code, &what);
         }
+        ApiKey::AlterConfigs | ApiKey::IncrementalAlterConfigs => {
+            let t = format!("conf-{key:?}-{v}").to_lowercase();
+            let (status, body) = create_through_http(ctx, &t).await;
+            assert_eq!(status, 201, "{what}: {body}");
+            let value = format!("{}", 3_600_000 + i64::from(v));
+            let code = if key == ApiKey::AlterConfigs {
+                use kafka_protocol::messages::alter_configs_request::{
+                    AlterConfigsResource, AlterableConfig,
+                };
+                let req = AlterConfigsRequest::default().with_resources(vec![
+                    AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s(&t))
+                        .with_configs(vec![AlterableConfig::default()
+                            .with_name(s("retention.ms"))
+                            .with_value(Some(s(&value)))]),
+                ]);
+                let resp = call(&ctx.any, &req, v).await;
+                assert_eq!(resp.responses[0].resource_name.as_str(), t, "{what}");
+                resp.responses[0].error_code
+            } else {
+                use kafka_protocol::messages::incremental_alter_configs_request::{
+                    AlterConfigsResource, AlterableConfig,
+                };
+                let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+                    AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s(&t))
+                        .with_configs(vec![AlterableConfig::default()
+                            .with_name(s("retention.ms"))
+                            .with_config_operation(0)
+                            .with_value(Some(s(&value)))]),
+                ]);
+                let resp = call(&ctx.any, &req, v).await;
+                assert_eq!(resp.responses[0].resource_name.as_str(), t, "{what}");
+                resp.responses[0].error_code
+            };
+            ok(code, &what);
+            // The broker that answered shows it at once, as set on the topic.
+            let describe = DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(&t))
+                    .with_configuration_keys(Some(vec![s("retention.ms")])),
+            ]);
+            let resp = call(&ctx.any, &describe, 1).await;
+            let c = &resp.results[0].configs[0];
+            assert_eq!(c.value.as_deref(), Some(value.as_str()), "{what}");
+            assert_eq!(c.config_source, 1, "{what}: DYNAMIC_TOPIC_CONFIG");
+        }
         other => panic!("{other:?} is advertised but has no conformance case"),
     }
 }

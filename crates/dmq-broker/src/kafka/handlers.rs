@@ -13,9 +13,6 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -31,16 +28,14 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{
     fetch_request, ApiVersionsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, RequestKind, ResponseKind, TopicName,
+    DescribeClusterRequest, DescribeClusterResponse, FetchRequest, FetchResponse,
+    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    ProduceRequest, ProduceResponse, RequestHeader, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::{json, Value};
 
-use crate::config::TOPIC_CONFIG_DEFAULTS;
 use crate::error::BrokerError;
 use crate::kafka::server::api_versions_list;
 use crate::node::BrokerShared;
@@ -103,7 +98,15 @@ pub async fn handle(ctx: &mut Ctx<'_>, request: RequestKind) -> Option<ResponseK
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id(ctx, r).await)
         }
-        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs(ctx, r)),
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(super::configs::describe_configs(ctx, r))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(super::configs::alter_configs(ctx, r).await)
+        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            super::configs::incremental_alter_configs(ctx, r).await,
+        ),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster(ctx, r)),
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(super::groups::find_coordinator(ctx, r))
@@ -649,18 +652,19 @@ fn offset_for_leader_epoch(
 // CreateTopics, CreatePartitions, DeleteTopics (forwarded to the controller)
 // ---------------------------------------------------------------------------------------
 
-fn metadata_error(status: u16, message: &str) -> ResponseError {
-    let m = message.to_ascii_lowercase();
-    match status {
-        409 => ResponseError::TopicAlreadyExists,
-        404 => ResponseError::UnknownTopicOrPartition,
-        400 if m.contains("assignment") => ResponseError::InvalidReplicaAssignment,
-        400 if m.contains("replication") => ResponseError::InvalidReplicationFactor,
-        400 if m.contains("partition") => ResponseError::InvalidPartitions,
-        400 if m.contains("name") => ResponseError::InvalidTopicException,
-        400 if m.contains("config") => ResponseError::InvalidConfig,
-        400 => ResponseError::InvalidRequest,
-        503 => ResponseError::NotController,
+/// The Kafka error for a refusal of the metadata API: by its machine-readable `error` code
+/// (never by the wording of its message).
+pub(super) fn metadata_error(status: u16, code: &str) -> ResponseError {
+    match (status, code) {
+        (409, "ALREADY_EXISTS") => ResponseError::TopicAlreadyExists,
+        (404, _) => ResponseError::UnknownTopicOrPartition,
+        (400, "INVALID_CONFIG") => ResponseError::InvalidConfig,
+        (400, "INVALID_PARTITIONS") => ResponseError::InvalidPartitions,
+        (400, "INVALID_REPLICATION_FACTOR") => ResponseError::InvalidReplicationFactor,
+        (400, "INVALID_REPLICA_ASSIGNMENT") => ResponseError::InvalidReplicaAssignment,
+        (400, "INVALID_TOPIC_EXCEPTION") => ResponseError::InvalidTopicException,
+        (400, _) => ResponseError::InvalidRequest,
+        (503, _) => ResponseError::NotController,
         _ => ResponseError::UnknownServerError,
     }
 }
@@ -760,7 +764,7 @@ async fn create_topics(ctx: &mut Ctx<'_>, r: CreateTopicsRequest) -> CreateTopic
                 let msg = reply.message();
                 results.push(fail(
                     result,
-                    metadata_error(reply.status.as_u16(), &msg),
+                    metadata_error(reply.status.as_u16(), reply.error_code()),
                     msg,
                 ));
             }
@@ -834,7 +838,10 @@ async fn create_partitions(
             Ok(reply) => {
                 ctx.had_error = true;
                 let msg = reply.message();
-                results.push(fail(metadata_error(reply.status.as_u16(), &msg), msg));
+                results.push(fail(
+                    metadata_error(reply.status.as_u16(), reply.error_code()),
+                    msg,
+                ));
             }
             Err(e) => {
                 ctx.had_error = true;
@@ -904,7 +911,9 @@ async fn delete_topics(ctx: &mut Ctx<'_>, r: DeleteTopicsRequest) -> DeleteTopic
                 let msg = reply.message();
                 results.push(
                     result
-                        .with_error_code(metadata_error(reply.status.as_u16(), &msg).code())
+                        .with_error_code(
+                            metadata_error(reply.status.as_u16(), reply.error_code()).code(),
+                        )
                         .with_error_message(Some(s(msg))),
                 );
             }
@@ -960,95 +969,6 @@ async fn init_producer_id(ctx: &mut Ctx<'_>, r: InitProducerIdRequest) -> InitPr
             fail(ResponseError::CoordinatorNotAvailable)
         }
     }
-}
-
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
-
-fn describe_configs(ctx: &mut Ctx<'_>, r: DescribeConfigsRequest) -> DescribeConfigsResponse {
-    let shared = ctx.shared;
-    let image = shared.image();
-    let mut results = Vec::new();
-    for res in r.resources {
-        let name = res.resource_name.to_string();
-        let wanted = |k: &str| {
-            // Null (or empty, as Kafka's ConfigHelper reads it) means every key.
-            res.configuration_keys
-                .as_ref()
-                .is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k))
-        };
-        let entry = |k: &str, v: String, source: i8| {
-            DescribeConfigsResourceResult::default()
-                .with_name(s(k))
-                .with_value(Some(s(v)))
-                .with_config_source(source)
-                .with_read_only(source != SOURCE_DYNAMIC_TOPIC && source != SOURCE_DEFAULT)
-        };
-        let mut result = DescribeConfigsResult::default()
-            .with_resource_type(res.resource_type)
-            .with_resource_name(res.resource_name.clone());
-        match res.resource_type {
-            RESOURCE_TOPIC => match image.topics.get(&name) {
-                Some(t) => {
-                    let mut configs = Vec::new();
-                    for (k, default) in TOPIC_CONFIG_DEFAULTS {
-                        if !wanted(k) {
-                            continue;
-                        }
-                        configs.push(match t.config.get(*k) {
-                            Some(v) => entry(k, v.clone(), SOURCE_DYNAMIC_TOPIC),
-                            None => entry(k, (*default).to_string(), SOURCE_DEFAULT),
-                        });
-                    }
-                    for (k, v) in &t.config {
-                        if wanted(k) && !TOPIC_CONFIG_DEFAULTS.iter().any(|(d, _)| d == k) {
-                            configs.push(entry(k, v.clone(), SOURCE_DYNAMIC_TOPIC));
-                        }
-                    }
-                    result = result.with_configs(configs);
-                }
-                None => {
-                    ctx.had_error = true;
-                    result = result
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        .with_error_message(Some(s(format!("topic {name:?} does not exist"))));
-                }
-            },
-            RESOURCE_BROKER => {
-                let d = &shared.config.topic_defaults;
-                let all = [
-                    ("broker.id", shared.config.broker_id.to_string()),
-                    ("num.partitions", d.num_partitions.to_string()),
-                    (
-                        "default.replication.factor",
-                        d.default_replication_factor.to_string(),
-                    ),
-                    (
-                        "message.max.bytes",
-                        dmq_types::MESSAGE_BYTES_MAX_DEFAULT.to_string(),
-                    ),
-                    ("auto.create.topics.enable", "true".to_string()),
-                ];
-                result = result.with_configs(
-                    all.iter()
-                        .filter(|(k, _)| wanted(k))
-                        .map(|(k, v)| entry(k, v.clone(), SOURCE_STATIC_BROKER))
-                        .collect(),
-                );
-            }
-            other => {
-                ctx.had_error = true;
-                result = result
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(s(format!("resource type {other} is not supported"))));
-            }
-        }
-        results.push(result);
-    }
-    DescribeConfigsResponse::default().with_results(results)
 }
 
 fn describe_cluster(ctx: &mut Ctx<'_>, _r: DescribeClusterRequest) -> DescribeClusterResponse {

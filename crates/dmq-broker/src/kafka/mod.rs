@@ -1,6 +1,7 @@
 //! The Kafka wire protocol: the listener and its handlers, and a small client connection.
 
 pub mod client;
+pub mod configs;
 pub mod groups;
 pub mod handlers;
 pub mod server;
