@@ -195,7 +195,9 @@ async fn run_fetcher(
                     continue;
                 }
                 let records = p.records.unwrap_or_default();
-                if let Err(e) = part.append_replicated(&records, p.high_watermark) {
+                if let Err(e) =
+                    part.append_replicated(&records, p.high_watermark, p.log_start_offset)
+                {
                     backoff_needed = true;
                     tracing::warn!(partition = ?part, leader, "cannot append replicated batches: {e}");
                 } else if !records.is_empty() {

@@ -680,8 +680,36 @@ impl Partition {
         Ok(())
     }
 
-    /// Follower: batches fetched from the leader, with the leader's high watermark.
-    pub fn append_replicated(&self, records: &[u8], leader_hw: i64) -> Result<usize> {
+    /// Leader: Kafka's DeleteRecords. Moves the log start to `offset` (-1 = the high
+    /// watermark), which must not pass the high watermark; returns the new log start (the low
+    /// watermark). Durable (the log-start checkpoint); followers follow with their next fetch.
+    pub fn delete_records(&self, offset: i64) -> Result<i64> {
+        let st = self.lock();
+        self.check_leader_locked(&st, -1)?;
+        let hw = self.high_watermark();
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(BrokerError::kafka(
+                ResponseError::OffsetOutOfRange,
+                format!("cannot delete records before {offset}: the high watermark is {hw}"),
+            ));
+        }
+        let before = self.log.log_start_offset();
+        let start = self.log.delete_records_before(target)?;
+        if start > before {
+            tracing::info!(partition = ?self, log_start = start, "records deleted (DeleteRecords)");
+        }
+        Ok(start)
+    }
+
+    /// Follower: batches fetched from the leader, with the leader's high watermark and log
+    /// start (a DeleteRecords or retention on the leader moves the follower's start too).
+    pub fn append_replicated(
+        &self,
+        records: &[u8],
+        leader_hw: i64,
+        leader_log_start: i64,
+    ) -> Result<usize> {
         let mut st = self.lock();
         if st.role != Role::Follower || st.needs_truncation {
             return Err(BrokerError::kafka(
@@ -699,6 +727,11 @@ impl Partition {
             }
             appended = info.bytes;
             self.leo_tx.send_replace(info.last_offset + 1);
+        }
+        if leader_log_start > self.log.log_start_offset()
+            && leader_log_start <= self.log.log_end_offset()
+        {
+            self.log.delete_records_before(leader_log_start)?;
         }
         let hw = leader_hw.min(self.log.log_end_offset());
         if hw != self.hw.load(Ordering::Acquire) {
@@ -956,7 +989,7 @@ mod tests {
         );
         assert_eq!(p.truncation_needed(), Some((1, 0)));
         let err = p
-            .append_replicated(&[], 0)
+            .append_replicated(&[], 0, 0)
             .expect_err("no fetching before truncation");
         assert!(matches!(err, BrokerError::Kafka { .. }), "{err:?}");
         assert_eq!(p.truncate_to_leader(0, 0, 3).expect("truncate"), 3);

@@ -185,6 +185,67 @@ impl Admin {
         )
     }
 
+    /// Deletes every record below `offsets[tp]` (-1 = the high watermark) of each partition
+    /// (Kafka's DeleteRecords, sent to each partition's leader); returns each partition's new
+    /// log start (low watermark).
+    pub async fn delete_records(
+        &self,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        use kafka_protocol::messages::delete_records_request::{
+            DeleteRecordsPartition, DeleteRecordsTopic,
+        };
+        let mut topics: Vec<String> = offsets.keys().map(|tp| tp.topic.clone()).collect();
+        topics.dedup();
+        let meta = self.cluster.refresh(Some(&topics), false).await?;
+        let mut by_leader: BTreeMap<i32, Vec<(&TopicPartition, i64)>> = BTreeMap::new();
+        for (tp, offset) in offsets {
+            let leader = meta
+                .leader(&tp.topic, tp.partition)
+                .ok_or_else(|| ClientError::kafka(5, format!("{tp} has no leader")))?;
+            by_leader.entry(leader).or_default().push((tp, *offset));
+        }
+        let timeout = self.cluster.config().request_timeout;
+        let mut out = BTreeMap::new();
+        for (leader, wanted) in by_leader {
+            let mut req_topics: Vec<DeleteRecordsTopic> = Vec::new();
+            for (tp, offset) in wanted {
+                let p = DeleteRecordsPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_offset(offset);
+                match req_topics
+                    .iter_mut()
+                    .find(|t| t.name.0.as_str() == tp.topic)
+                {
+                    Some(t) => t.partitions.push(p),
+                    None => req_topics.push(
+                        DeleteRecordsTopic::default()
+                            .with_name(topic_name(&tp.topic))
+                            .with_partitions(vec![p]),
+                    ),
+                }
+            }
+            let req = kafka_protocol::messages::DeleteRecordsRequest::default()
+                .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
+                .with_topics(req_topics);
+            let conn = self.cluster.broker(leader).await?;
+            let (resp, _) = conn.send(&req, timeout).await?;
+            for t in resp.topics {
+                for p in t.partitions {
+                    let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                    if p.error_code != 0 {
+                        return Err(ClientError::kafka(
+                            p.error_code,
+                            format!("deleting records of {tp}"),
+                        ));
+                    }
+                    out.insert(tp, p.low_watermark);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes a topic and waits until the brokers no longer list it.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let timeout = self.cluster.config().request_timeout;

@@ -85,6 +85,16 @@ pub enum TopicCommand {
     },
     /// Delete a topic.
     Delete { name: String },
+    /// Delete the records of a partition below an offset (kafka-delete-records): the log start
+    /// moves there and consumers can no longer read what is before it.
+    DeleteRecords {
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        partition: i32,
+        /// Records before this offset go; -1 means up to the high watermark (everything).
+        #[arg(long, allow_hyphen_values = true)]
+        offset: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -321,6 +331,25 @@ pub async fn topic(cmd: TopicCommand, args: ClientArgs) -> anyhow::Result<()> {
                     if !changes.is_empty() {
                         println!("Altered {} config(s) of topic {name}.", changes.len());
                     }
+                }
+            }
+        }
+        TopicCommand::DeleteRecords {
+            name,
+            partition,
+            offset,
+        } => {
+            let tp = TopicPartition::new(name.clone(), partition);
+            let done = admin
+                .delete_records(&BTreeMap::from([(tp.clone(), offset)]))
+                .await?;
+            let low = done.get(&tp).copied().unwrap_or(-1);
+            match args.output {
+                OutputFormat::Json => {
+                    print_json(&json!({"topic": name, "partition": partition, "lowWatermark": low}))
+                }
+                OutputFormat::Table => {
+                    println!("Partition {name}-{partition} now starts at offset {low}.")
                 }
             }
         }

@@ -516,3 +516,122 @@ async fn admin_apis_describe_and_delete_topics_and_acks_zero_and_one_append() {
         .expect("data deleted");
     }
 }
+
+/// `broker`'s log start offset of `topic`-0, as it reports it.
+async fn log_start(cluster: &MetadataCluster, broker: i32, topic: &str) -> Option<i64> {
+    let (_, v) = cluster
+        .broker_get(broker, "/api/v1/storage/replication/status")
+        .await?;
+    v["partitions"]
+        .as_array()?
+        .iter()
+        .find(|p| p["topic"] == topic)?["logStartOffset"]
+        .as_i64()
+}
+
+/// Runs the `dmq` CLI against the cluster: (exit code, stdout, stderr).
+fn cli(cluster: &MetadataCluster, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dmq"))
+        .args(args)
+        .arg("--bootstrap")
+        .arg(cluster.bootstrap())
+        .output()
+        .expect("run dmq");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+/// Kafka's DeleteRecords (kafka-delete-records, Streams' repartition purge): the log start
+/// moves on the leader and every follower, consumers see it (earliest offset, out of range
+/// below it), and it survives a SIGKILL of every broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_moves_the_log_start_on_every_replica_and_survives_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = start_cluster(dir.path(), 3, 3).await;
+    let topic = "purged";
+    let leaders = create_and_wait(&cluster, topic, 1, 3, json!({})).await;
+    let mut conn = connect(&cluster.kafka_addr(leaders[0])).await;
+    for b in 0..10 {
+        let r = produce(
+            &mut conn,
+            topic,
+            0,
+            batch(&records(&format!("b{b}"), 10), None),
+            -1,
+        )
+        .await;
+        assert_eq!(r.error_code, 0);
+    }
+    let (code, out, err) = cli(
+        &cluster,
+        &[
+            "topic",
+            "delete-records",
+            topic,
+            "--partition",
+            "0",
+            "--offset",
+            "40",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "Partition purged-0 now starts at offset 40.");
+    for b in cluster.broker_ids() {
+        wait_until(
+            Duration::from_secs(20),
+            "every replica's log start at 40",
+            || async { (log_start(&cluster, b, topic).await? == 40).then_some(()) },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("broker {b}: {e}"));
+    }
+    let (code, _, _) = fetch_once(&mut conn, topic, 0, 0).await;
+    assert_eq!(code, 1, "OFFSET_OUT_OF_RANGE below the log start");
+    let (code, _, records) = fetch_once(&mut conn, topic, 0, 40).await;
+    assert_eq!((code, records.first().map(|r| r.0)), (0, Some(40)));
+    // Past the high watermark: refused, nothing moves.
+    let (code, _, err) = cli(
+        &cluster,
+        &["topic", "delete-records", topic, "--offset", "101"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("OFFSET_OUT_OF_RANGE"), "{err}");
+
+    for id in cluster.broker_ids() {
+        cluster.kill_broker(id);
+    }
+    for id in cluster.broker_ids() {
+        cluster.start_broker(id).expect("restart");
+    }
+    cluster
+        .wait_for_brokers(Duration::from_secs(30))
+        .await
+        .expect("brokers back");
+    for b in cluster.broker_ids() {
+        wait_until(Duration::from_secs(20), "log start kept", || async {
+            (log_start(&cluster, b, topic).await? == 40).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "broker {b} after restart: {e}\n{}",
+                process_logs(dir.path())
+            )
+        });
+    }
+    // -1: everything up to the high watermark.
+    let (code, out, err) = wait_until(Duration::from_secs(20), "delete-records -1", || async {
+        let r = cli(
+            &cluster,
+            &["topic", "delete-records", topic, "--offset", "-1"],
+        );
+        (r.0 == Some(0)).then_some(r)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "Partition purged-0 now starts at offset 100.");
+}

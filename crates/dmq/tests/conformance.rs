@@ -739,6 +739,38 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
             assert_eq!(c.value.as_deref(), Some(value.as_str()), "{what}");
             assert_eq!(c.config_source, 1, "{what}: DYNAMIC_TOPIC_CONFIG");
         }
+        ApiKey::DeleteRecords => {
+            let t = format!("conf-delrec-{v}");
+            let (status, body) = create_through_http(ctx, &t).await;
+            assert_eq!(status, 201, "{what}: {body}");
+            wait_topic_on_brokers(ctx.cluster, &t, 1, 3).await;
+            let leader = ctx
+                .cluster
+                .kafka_addr(body["partitions"][0]["leader"].as_i64().expect("leader") as i32);
+            let mut conn = connect(&leader).await;
+            let recs: Vec<(String, String)> =
+                (0..5).map(|i| ("k".into(), format!("{i}"))).collect();
+            ok(
+                produce(&mut conn, &t, 0, batch(&recs, None), -1)
+                    .await
+                    .error_code,
+                &what,
+            );
+            use kafka_protocol::messages::delete_records_request::{
+                DeleteRecordsPartition, DeleteRecordsTopic,
+            };
+            let req = DeleteRecordsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![DeleteRecordsTopic::default()
+                    .with_name(name(&t))
+                    .with_partitions(vec![DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(2)])]);
+            let resp = call(&leader, &req, v).await;
+            let p = &resp.topics[0].partitions[0];
+            ok(p.error_code, &what);
+            assert_eq!(p.low_watermark, 2, "{what}: low watermark");
+        }
         other => panic!("{other:?} is advertised but has no conformance case"),
     }
 }

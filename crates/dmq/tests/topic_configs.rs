@@ -153,15 +153,7 @@ async fn bad_topic_configs_are_refused_on_every_write_path_and_nothing_is_stored
     let (status, created) = post_leader(&cluster, "/api/v1/metadata/topics", &body).await;
     assert_eq!(status, 201, "{created}");
     wait_topic_on_brokers(&cluster, "base", 1, 1).await;
-    let mut conn = connect(
-        &cluster
-            .bootstrap()
-            .split(',')
-            .next()
-            .expect("broker")
-            .to_string(),
-    )
-    .await;
+    let mut conn = connect(&cluster.kafka_addr(cluster.broker_ids()[0])).await;
 
     for (i, (key, value)) in BAD.iter().enumerate() {
         let case = format!("{key}={value}");

@@ -87,6 +87,7 @@ pub async fn handle(ctx: &mut Ctx<'_>, request: RequestKind) -> Option<ResponseK
         RequestKind::Produce(r) => return produce_request(ctx, r).await.map(ResponseKind::Produce),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch(ctx, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(ctx, r)),
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records(ctx, r)),
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch(ctx, r))
         }
@@ -611,6 +612,42 @@ fn list_offsets(ctx: &mut Ctx<'_>, r: ListOffsetsRequest) -> ListOffsetsResponse
         );
     }
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// Kafka's DeleteRecords: each partition's leader moves its log start (the low watermark) to
+/// the given offset (-1 = the high watermark); followers follow with their next fetch.
+fn delete_records(
+    ctx: &mut Ctx<'_>,
+    r: kafka_protocol::messages::DeleteRecordsRequest,
+) -> kafka_protocol::messages::DeleteRecordsResponse {
+    use kafka_protocol::messages::delete_records_response::{
+        DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+    };
+    let shared = ctx.shared;
+    let mut topics = Vec::new();
+    for t in r.topics {
+        let name = t.name.0.to_string();
+        let mut parts = Vec::new();
+        for p in t.partitions {
+            let result = produce::partition(shared, &name, p.partition_index)
+                .and_then(|part| part.delete_records(p.offset));
+            parts.push(match result {
+                Ok(low) => DeleteRecordsPartitionResult::default()
+                    .with_partition_index(p.partition_index)
+                    .with_low_watermark(low),
+                Err(e) => DeleteRecordsPartitionResult::default()
+                    .with_partition_index(p.partition_index)
+                    .with_low_watermark(-1)
+                    .with_error_code(ctx.code(&e)),
+            });
+        }
+        topics.push(
+            DeleteRecordsTopicResult::default()
+                .with_name(topic_name(&name))
+                .with_partitions(parts),
+        );
+    }
+    kafka_protocol::messages::DeleteRecordsResponse::default().with_topics(topics)
 }
 
 fn offset_for_leader_epoch(
