@@ -20,6 +20,9 @@ pub struct BrokerConfig {
     /// Base URLs of every metadata node.
     pub metadata_urls: Vec<String>,
     pub heartbeat_interval: Duration,
+    /// `brokerSessionTimeoutMs`: after this long without a successful heartbeat the controller
+    /// has fenced this broker, so it stops acknowledging writes as a leader.
+    pub session_timeout: Duration,
     /// `replica.lag.time.max.ms`: a follower this far from caught up leaves the ISR.
     pub replica_lag_time_max: Duration,
     /// Full metadata pull even when heartbeats show no change.
@@ -54,6 +57,9 @@ impl BrokerConfig {
                 .collect(),
             heartbeat_interval: Duration::from_millis(
                 services.controller.broker_heartbeat_interval_ms.max(10),
+            ),
+            session_timeout: Duration::from_millis(
+                services.controller.broker_session_timeout_ms.max(100),
             ),
             replica_lag_time_max: Duration::from_millis(
                 services.controller.replica_lag_time_max_ms.max(100),

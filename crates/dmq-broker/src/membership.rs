@@ -64,10 +64,19 @@ pub async fn run(shared: Arc<BrokerShared>) {
         let registered = loop {
             match shared
                 .meta
-                .register(id, &cfg.host, cfg.http_port, cfg.kafka_port)
+                .register(
+                    id,
+                    &cfg.host,
+                    cfg.http_port,
+                    cfg.kafka_port,
+                    &shared.incarnation_id,
+                )
                 .await
             {
                 Ok(epoch) => {
+                    shared
+                        .heartbeat_ok_ms
+                        .store(dmq_log::now_ms(), std::sync::atomic::Ordering::Release);
                     shared
                         .registered_epoch
                         .store(epoch, std::sync::atomic::Ordering::Release);
@@ -135,6 +144,16 @@ async fn heartbeat_loop(shared: &Arc<BrokerShared>) {
         let version = shared.image().version;
         match shared.meta.heartbeat(id, version).await {
             Ok(Some(hb)) => {
+                let was_cut_off = shared.lost_the_controller();
+                shared
+                    .heartbeat_ok_ms
+                    .store(dmq_log::now_ms(), std::sync::atomic::Ordering::Release);
+                if was_cut_off {
+                    tracing::info!(
+                        broker = id,
+                        "the controller is reachable again; leading again"
+                    );
+                }
                 if failures > 0 {
                     tracing::info!(broker = id, "heartbeats recovered");
                 }
@@ -165,7 +184,13 @@ async fn heartbeat_loop(shared: &Arc<BrokerShared>) {
                 );
                 match shared
                     .meta
-                    .register(id, &cfg.host, cfg.http_port, cfg.kafka_port)
+                    .register(
+                        id,
+                        &cfg.host,
+                        cfg.http_port,
+                        cfg.kafka_port,
+                        &shared.incarnation_id,
+                    )
                     .await
                 {
                     Ok(epoch) => shared

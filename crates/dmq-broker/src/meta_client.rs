@@ -242,8 +242,10 @@ impl MetaClient {
         host: &str,
         port: u16,
         kafka_port: u16,
+        incarnation_id: &str,
     ) -> Result<u64> {
-        let body = json!({"brokerId": id, "host": host, "port": port, "kafkaPort": kafka_port});
+        let body = json!({"brokerId": id, "host": host, "port": port, "kafkaPort": kafka_port,
+                          "incarnationId": incarnation_id});
         self.leader_ok(Method::POST, "/api/v1/metadata/brokers", Some(body))
             .await
             .map(|b| b["brokerEpoch"].as_u64().unwrap_or(0))

@@ -17,7 +17,7 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -59,9 +59,25 @@ pub struct BrokerShared {
     pub shutting_down: AtomicBool,
     /// The broker epoch this process registered with (0 before its registration).
     pub registered_epoch: AtomicU64,
+    /// When a heartbeat (or the registration) last succeeded, ms since the Unix epoch.
+    pub heartbeat_ok_ms: AtomicI64,
+    /// This process's incarnation id, sent with every registration (a restart is a new one).
+    pub incarnation_id: String,
+    /// The current silence past the session timeout has been logged.
+    pub cut_off_announced: AtomicBool,
 }
 
 impl BrokerShared {
+    /// Whether this broker has gone a whole session timeout without reaching the controller.
+    /// The controller has fenced it and moved its leaderships by then, so as a leader it must
+    /// stop acknowledging writes (clients told NOT_LEADER_OR_FOLLOWER refresh their metadata
+    /// and find the new leader) until a heartbeat gets through again.
+    pub fn lost_the_controller(&self) -> bool {
+        let silent_ms = dmq_log::now_ms() - self.heartbeat_ok_ms.load(Ordering::Acquire);
+        self.registered_epoch.load(Ordering::Acquire) > 0
+            && silent_ms > self.config.session_timeout.as_millis() as i64
+    }
+
     /// Ready to serve (`/health/ready`, `dmq dev`): this process has registered and its
     /// metadata shows that registration ONLINE, so clients and the controller count it.
     pub fn is_ready(&self) -> bool {
@@ -186,6 +202,9 @@ impl BrokerNode {
             shutdown: shutdown_rx,
             shutting_down: AtomicBool::new(false),
             registered_epoch: AtomicU64::new(0),
+            heartbeat_ok_ms: AtomicI64::new(dmq_log::now_ms()),
+            incarnation_id: uuid::Uuid::new_v4().to_string(),
+            cut_off_announced: AtomicBool::new(false),
         });
         tracing::info!(
             broker = shared.config.broker_id,
@@ -317,6 +336,15 @@ async fn isr_manager(shared: Arc<BrokerShared>) {
     loop {
         tick.tick().await;
         let now = dmq_log::now_ms();
+        // Once per silence, when it first passes the session timeout.
+        if shared.lost_the_controller() && !shared.cut_off_announced.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                broker = shared.config.broker_id,
+                session_timeout_ms = shared.config.session_timeout.as_millis() as u64,
+                "no heartbeat got through for a session timeout: the controller has fenced this \
+                 broker, which acknowledges no writes as a leader until it is back"
+            );
+        }
         let image = shared.image();
         let broker_epoch = |id| image.brokers.get(&id).map(|b| b.broker_epoch);
         for part in shared.replicas.all() {

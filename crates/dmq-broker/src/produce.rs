@@ -49,6 +49,15 @@ pub fn append(
         ));
     }
     let part = partition(shared, topic, index)?;
+    if shared.lost_the_controller() {
+        // Deposed by now (the controller fences a broker silent for a session): refuse, so the
+        // client refreshes its metadata instead of retrying here until the partition heals.
+        return Err(BrokerError::NotLeader {
+            topic: topic.to_string(),
+            partition: index,
+            leader: None,
+        });
+    }
     let bytes = records.len() as u64;
     let appended = part.append_as_leader(records, acks)?;
     if !appended.duplicate {

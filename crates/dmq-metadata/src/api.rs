@@ -481,6 +481,24 @@ struct RegisterBrokerRequest {
     host: String,
     port: u16,
     kafka_port: Option<u16>,
+    /// Chosen by the broker process at start; the same id again is the same process.
+    #[serde(default)]
+    incarnation_id: Option<String>,
+}
+
+/// Longest host name a broker may register (DNS's limit).
+const HOST_LENGTH_MAX: usize = 253;
+/// Longest incarnation id a broker may register.
+const INCARNATION_ID_LENGTH_MAX: usize = 64;
+
+/// Whether `host` can be a host name or an IP address literal (no spaces, no control
+/// characters, nothing a client could not connect to).
+fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= HOST_LENGTH_MAX
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
 }
 
 async fn register_broker(State(shared): State<Shared>, body: Bytes) -> ApiResult<Response> {
@@ -490,20 +508,43 @@ async fn register_broker(State(shared): State<Shared>, body: Bytes) -> ApiResult
             "brokerId must be non-negative".into(),
         ));
     }
-    if req.host.trim().is_empty() || req.port == 0 {
+    if !valid_host(&req.host) {
+        return Err(MetadataError::InvalidRequest(format!(
+            "host must be a host name or IP address of 1..={HOST_LENGTH_MAX} characters \
+             (letters, digits, '.', '-', '_', ':', '[', ']')"
+        )));
+    }
+    let kafka_port = req
+        .kafka_port
+        .unwrap_or_else(|| req.port.saturating_add(11_011));
+    if req.port == 0 || kafka_port == 0 {
         return Err(MetadataError::InvalidRequest(
-            "host must be non-empty and port non-zero".into(),
+            "port and kafkaPort must be non-zero".into(),
         ));
     }
+    if req.port == kafka_port {
+        return Err(MetadataError::InvalidRequest(
+            "port and kafkaPort must differ".into(),
+        ));
+    }
+    if req
+        .incarnation_id
+        .as_ref()
+        .is_some_and(|i| i.is_empty() || i.len() > INCARNATION_ID_LENGTH_MAX)
+    {
+        return Err(MetadataError::InvalidRequest(format!(
+            "incarnationId must be 1..={INCARNATION_ID_LENGTH_MAX} characters"
+        )));
+    }
     shared.require_leader()?;
+    check_registration(&shared, &req, kafka_port)?;
     let command = Command::RegisterBroker {
         broker_id: req.broker_id,
         host: req.host,
         port: req.port,
-        kafka_port: req
-            .kafka_port
-            .unwrap_or_else(|| req.port.saturating_add(11_011)),
+        kafka_port,
         timestamp_ms: now_ms(),
+        incarnation_id: req.incarnation_id,
     };
     match shared.propose(command).await? {
         CommandResult::Broker(broker) => {
@@ -513,6 +554,55 @@ async fn register_broker(State(shared): State<Shared>, body: Bytes) -> ApiResult
         }
         other => Err(result_error(other)),
     }
+}
+
+/// Kafka's DUPLICATE_BROKER_REGISTRATION (409): the address is an ONLINE broker's, or the id is
+/// a live broker's (heartbeating within the session timeout) whose process is another one at
+/// another address. A restarted broker at its own address may always register again.
+fn check_registration(
+    shared: &NodeShared,
+    req: &RegisterBrokerRequest,
+    kafka_port: u16,
+) -> ApiResult<()> {
+    let state = &shared.sm.read().state;
+    let mine = [req.port, kafka_port];
+    for b in state.brokers.values() {
+        if b.broker_id == req.broker_id || b.status != crate::state::BrokerStatus::Online {
+            continue;
+        }
+        if b.host == req.host && (mine.contains(&b.port) || mine.contains(&b.kafka_port)) {
+            return Err(MetadataError::Fenced {
+                code: "DUPLICATE_BROKER_REGISTRATION",
+                message: format!(
+                    "{}:{}/{} is the address of ONLINE broker {}",
+                    req.host, req.port, kafka_port, b.broker_id
+                ),
+            });
+        }
+    }
+    if let Some(b) = state.brokers.get(&req.broker_id) {
+        let moved = b.host != req.host || b.port != req.port || b.kafka_port != kafka_port;
+        let other_process = b.incarnation_id.is_none() || b.incarnation_id != req.incarnation_id;
+        let session_ms = shared.config.controller.broker_session_timeout_ms;
+        let live = b.status == crate::state::BrokerStatus::Online
+            && shared
+                .liveness
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .last_seen_ms(b.broker_id)
+                .is_some_and(|seen| now_ms().saturating_sub(seen) < session_ms);
+        if moved && other_process && live {
+            return Err(MetadataError::Fenced {
+                code: "DUPLICATE_BROKER_REGISTRATION",
+                message: format!(
+                    "broker {} is live at {}:{}/{}; another process cannot register it at \
+                     {}:{}/{} until its session expires",
+                    b.broker_id, b.host, b.port, b.kafka_port, req.host, req.port, kafka_port
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Optional body of a heartbeat; an empty body is a valid heartbeat.

@@ -257,6 +257,7 @@ mod tests {
                     port: 1,
                     kafka_port: 2,
                     timestamp_ms: 0,
+                    incarnation_id: None,
                 },
             );
         }

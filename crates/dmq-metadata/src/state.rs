@@ -51,6 +51,9 @@ pub enum Command {
         port: u16,
         kafka_port: u16,
         timestamp_ms: u64,
+        /// The registering process's incarnation id (`None` in entries from before it existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incarnation_id: Option<String>,
     },
     /// The controller fences a silent broker (OFFLINE) or readmits it (ONLINE).
     UpdateBrokerStatus {
@@ -168,7 +171,11 @@ impl Command {
             Command::CreatePartitions { name, assignment } => {
                 BASE + name.len() + assignment.iter().map(|r| r.len() * 12 + 4).sum::<usize>()
             }
-            Command::RegisterBroker { host, .. } => BASE + host.len(),
+            Command::RegisterBroker {
+                host,
+                incarnation_id,
+                ..
+            } => BASE + host.len() * 6 + incarnation_id.as_ref().map_or(0, |i| 24 + i.len() * 6),
             Command::DeleteTopic { name } => BASE + name.len(),
             Command::AlterTopicConfig {
                 name, set, delete, ..
@@ -376,7 +383,19 @@ impl MetadataState {
                 port,
                 kafka_port,
                 timestamp_ms,
+                incarnation_id,
             } => {
+                // The same process registering again keeps its epoch and its ISR places; a new
+                // process (a restart) gets a new epoch and leaves the ISRs (KIP-903).
+                let same_process = incarnation_id.is_some()
+                    && self
+                        .brokers
+                        .get(broker_id)
+                        .is_some_and(|b| b.incarnation_id == *incarnation_id);
+                let broker_epoch = match self.brokers.get(broker_id) {
+                    Some(b) if same_process => b.broker_epoch,
+                    _ => index,
+                };
                 let broker = Broker {
                     broker_id: *broker_id,
                     host: host.clone(),
@@ -384,10 +403,13 @@ impl MetadataState {
                     kafka_port: *kafka_port,
                     status: BrokerStatus::Online,
                     last_heartbeat: *timestamp_ms,
-                    broker_epoch: index,
+                    broker_epoch,
+                    incarnation_id: incarnation_id.clone(),
                 };
                 self.brokers.insert(*broker_id, broker.clone());
-                self.leave_isrs_after_restart(*broker_id);
+                if !same_process {
+                    self.leave_isrs_after_restart(*broker_id);
+                }
                 CommandResult::Broker(broker)
             }
             Command::UpdateBrokerStatus {
@@ -947,6 +969,7 @@ mod tests {
                 port: 8000 + id as u16,
                 kafka_port: 19000 + id as u16,
                 timestamp_ms: 1_000,
+                incarnation_id: None,
             },
         );
     }
@@ -1521,6 +1544,62 @@ mod tests {
             CommandResult::Partition { .. }
         ));
         assert_eq!(state.topics["t"].partitions[0].isr, vec![1, 2, 3]);
+
+        // The same process registering again (it lost the controller for a while) keeps its
+        // epoch and its ISR places; another process is a restart.
+        let again = |index, incarnation: &str| {
+            (
+                index,
+                Command::RegisterBroker {
+                    broker_id: 3,
+                    host: "localhost".into(),
+                    port: 8003,
+                    kafka_port: 19003,
+                    timestamp_ms: 1_000,
+                    incarnation_id: Some(incarnation.into()),
+                },
+            )
+        };
+        let (i, c) = again(10, "process-a");
+        state.apply(i, &c);
+        assert_eq!(state.brokers[&3].broker_epoch, 10, "a new process");
+        assert_eq!(state.topics["t"].partitions[0].isr, vec![1, 2]);
+        assert!(
+            matches!(
+                state.apply(11, &expand(&[(3, 10)])),
+                CommandResult::Rejected { .. }
+            ),
+            "stale partition epoch: re-read"
+        );
+        let p = state.topics["t"].partitions[0].partition_epoch;
+        let grow = Command::AlterPartition {
+            broker_id: 1,
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch: 0,
+            partition_epoch: p,
+            isr: vec![1, 2, 3],
+            added_epochs: Some(epochs_of(&[(3, 10)])),
+        };
+        assert!(matches!(
+            state.apply(12, &grow),
+            CommandResult::Partition { .. }
+        ));
+        let (i, c) = again(13, "process-a");
+        state.apply(i, &c);
+        assert_eq!(
+            state.brokers[&3].broker_epoch, 10,
+            "the same process keeps its epoch"
+        );
+        assert_eq!(
+            state.topics["t"].partitions[0].isr,
+            vec![1, 2, 3],
+            "and its ISR place"
+        );
+        let (i, c) = again(14, "process-b");
+        state.apply(i, &c);
+        assert_eq!(state.brokers[&3].broker_epoch, 14);
+        assert_eq!(state.topics["t"].partitions[0].isr, vec![1, 2]);
     }
 
     #[test]

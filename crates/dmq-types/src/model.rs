@@ -36,6 +36,11 @@ pub struct Broker {
     /// an earlier incarnation (whose unflushed tail may be gone) can be told apart.
     #[serde(default)]
     pub broker_epoch: u64,
+    /// Chosen by the broker process at start (Kafka's incarnation id): a registration with the
+    /// same one is the same process registering again (after losing the controller), not a
+    /// restart, and keeps its broker epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation_id: Option<String>,
 }
 
 /// One partition's placement and leadership.

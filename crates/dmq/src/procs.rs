@@ -262,13 +262,18 @@ impl MetadataCluster {
                 format!("broker {id} is not running"),
             )
         })?;
-        let pid = libc::pid_t::try_from(child.id())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        // SAFETY: kill(2) on a child we spawned and have not reaped; no memory is involved.
-        if unsafe { libc::kill(pid, signal) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
+        signal_child(child, signal)
+    }
+
+    /// Sends `signal` to metadata node `id`'s process.
+    pub fn signal_node(&self, id: NodeId, signal: i32) -> std::io::Result<()> {
+        let child = self.children.get(&id).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("metadata node {id} is not running"),
+            )
+        })?;
+        signal_child(child, signal)
     }
 
     /// SIGTERMs broker `id` and waits up to `timeout` for it to exit; `None` if it did not (it
@@ -444,4 +449,15 @@ impl Drop for MetadataCluster {
             self.kill(id);
         }
     }
+}
+
+/// kill(2) of a child process we spawned.
+fn signal_child(child: &std::process::Child, signal: i32) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(child.id())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: kill(2) on a child we spawned and have not reaped; no memory is involved.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

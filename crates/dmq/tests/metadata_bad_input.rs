@@ -169,14 +169,55 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         json!({"brokerId": 5, "host": "", "port": 1}),
         json!({"brokerId": 5, "host": "h", "port": 70000}),
         json!({"host": "h", "port": 1}),
+        json!({"brokerId": 5, "host": "h", "port": 1, "kafkaPort": 0}),
+        json!({"brokerId": 5, "host": "h", "port": 7, "kafkaPort": 7}),
+        json!({"brokerId": 5, "host": "h".repeat(300 * 1024), "port": 1}),
+        json!({"brokerId": 5, "host": "a\nb", "port": 1}),
+        json!({"brokerId": 5, "host": "a b", "port": 1}),
+        json!({"brokerId": 5, "host": "h", "port": 1, "incarnationId": ""}),
     ];
     for body in bad_register {
         let (status, _, json) = cluster
             .post(leader, "/api/v1/metadata/brokers", &body)
             .await
             .expect("answer");
-        assert_eq!(status, 400, "{body}: {json}");
+        assert_eq!(
+            status,
+            400,
+            "{}: {json}",
+            &body.to_string()[..80.min(body.to_string().len())]
+        );
+        assert_eq!(json["error"], "INVALID_REQUEST", "{json}");
     }
+    // Kafka's DUPLICATE_BROKER_REGISTRATION: another ONLINE broker's address, or a live
+    // broker's id from another process at another address. Nothing is overwritten.
+    let (_, b101) = cluster
+        .get(leader, "/api/v1/metadata/brokers/101")
+        .await
+        .expect("broker 101");
+    let port = b101["port"].as_u64().expect("port");
+    let duplicates = [
+        json!({"brokerId": 7, "host": "127.0.0.1", "port": port}),
+        json!({"brokerId": 7, "host": "127.0.0.1", "port": 9, "kafkaPort": 2101}),
+        json!({"brokerId": 101, "host": "127.0.0.1", "port": 1234, "kafkaPort": 1235,
+               "incarnationId": "another-process"}),
+    ];
+    for body in duplicates {
+        let (status, _, json) = cluster
+            .post(leader, "/api/v1/metadata/brokers", &body)
+            .await
+            .expect("answer");
+        assert_eq!(
+            (status, json["error"].as_str()),
+            (409, Some("DUPLICATE_BROKER_REGISTRATION")),
+            "{body}: {json}"
+        );
+    }
+    let (_, after) = cluster
+        .get(leader, "/api/v1/metadata/brokers/101")
+        .await
+        .expect("broker 101");
+    assert_eq!(after["port"], b101["port"], "address kept: {after}");
 
     // Growing a topic (CreatePartitions): "dup" has 1 partition, RF 1, on broker 101.
     let grow = [

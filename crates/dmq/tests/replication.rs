@@ -948,3 +948,97 @@ async fn twice_bounced_replicas_rejoin_the_isr_without_spinning() {
         "{rate:.0} Fetch+OffsetForLeaderEpoch requests/s on the leader"
     );
 }
+
+/// Issue 15, scenario 3 (the broker's side). A leader that cannot reach the controller for a
+/// session timeout has been fenced and replaced by then: it stops acknowledging writes and
+/// answers NOT_LEADER_OR_FOLLOWER at once (not REQUEST_TIMED_OUT, which clients retry against
+/// it without refreshing), and its Metadata names no leader for its partitions, so clients
+/// look elsewhere. When heartbeats get through again it leads again. (Here the whole quorum
+/// is frozen, so nobody else can lead meanwhile; a partition of one broker is the same on its
+/// side.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_controller_stops_acknowledging_until_it_is_back() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::MetadataRequest;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let controller = ControllerConfig {
+        broker_heartbeat_interval_ms: 300,
+        broker_session_timeout_ms: 2_000,
+        ..ControllerConfig::default()
+    };
+    let cluster = cluster(dir.path(), controller).await;
+    create_topic(&cluster, 1).await;
+    let ps = partitions(&cluster).await.expect("partitions");
+    let leader = leader_of(&ps[0]);
+    produce_acked(&cluster, leader, 0, 10).await;
+    let addr = cluster.kafka_addr(leader);
+    let one = || kafka::batch(&[("k".to_string(), "v".to_string())], None);
+
+    for node in cluster.ids() {
+        cluster
+            .signal_node(node, libc::SIGSTOP)
+            .expect("SIGSTOP metadata node");
+    }
+    let cut_off = std::time::Instant::now();
+    let refused = wait_until(
+        Duration::from_secs(15),
+        "the leader to refuse writes",
+        || async {
+            let mut conn = kafka::connect(&addr).await;
+            let r = kafka::produce(&mut conn, TOPIC, 0, one(), 1).await;
+            (r.error_code == ResponseError::NotLeaderOrFollower.code()).then_some(())
+        },
+    )
+    .await;
+    let took = cut_off.elapsed();
+    // Metadata from the cut-off broker names no leader for its partition.
+    let mut conn = kafka::connect(&addr).await;
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(kafka::name(TOPIC)))
+    ]));
+    let meta = conn.send(&req, 9, Duration::ZERO).await.expect("metadata");
+    wait_for_log(
+        &cluster,
+        leader,
+        "no heartbeat got through",
+        Duration::from_secs(5),
+    )
+    .await;
+    for node in cluster.ids() {
+        cluster
+            .signal_node(node, libc::SIGCONT)
+            .expect("SIGCONT metadata node");
+    }
+    refused.unwrap_or_else(|e| panic!("{e}\n{}", process_logs(dir.path())));
+    eprintln!("writes refused {took:?} after the cut (session timeout 2 s)");
+    // Counted from the last heartbeat that got through, at most one interval before the cut.
+    assert!(
+        took >= Duration::from_millis(1_700),
+        "not before the session timeout: {took:?}"
+    );
+    let p = &meta.topics[0].partitions[0];
+    assert_eq!(p.leader_id.0, -1, "no leader named while cut off");
+    assert_eq!(p.error_code, ResponseError::LeaderNotAvailable.code());
+    wait_for_log(
+        &cluster,
+        leader,
+        "no heartbeat got through",
+        Duration::from_secs(5),
+    )
+    .await;
+
+    // Back in touch: writes are acknowledged again (by whoever leads now).
+    wait_until(
+        Duration::from_secs(30),
+        "writes acknowledged again",
+        || async {
+            let l = leader_of(&partitions(&cluster).await?[0]);
+            let mut conn = kafka::connect(&cluster.kafka_addr(l)).await;
+            let r = kafka::produce(&mut conn, TOPIC, 0, one(), -1).await;
+            (r.error_code == 0).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", process_logs(dir.path())));
+}

@@ -205,6 +205,8 @@ async fn metadata(ctx: &mut Ctx<'_>, r: MetadataRequest) -> MetadataResponse {
         }
     }
     let image = shared.image();
+    let cut_off = shared.lost_the_controller();
+    let me = shared.config.broker_id;
     let online = |id: BrokerId| {
         image
             .brokers
@@ -252,7 +254,14 @@ async fn metadata(ctx: &mut Ctx<'_>, r: MetadataRequest) -> MetadataResponse {
             .partitions
             .iter()
             .map(|p| {
-                let error = if online(p.leader) {
+                // Cut off from the controller, this broker has been deposed by now: it names
+                // no leader rather than itself, so clients look elsewhere.
+                let leader = if cut_off && p.leader == me {
+                    dmq_types::NO_LEADER
+                } else {
+                    p.leader
+                };
+                let error = if online(leader) {
                     0
                 } else {
                     ResponseError::LeaderNotAvailable.code()
@@ -260,7 +269,7 @@ async fn metadata(ctx: &mut Ctx<'_>, r: MetadataRequest) -> MetadataResponse {
                 MetadataResponsePartition::default()
                     .with_error_code(error)
                     .with_partition_index(p.partition_id)
-                    .with_leader_id(p.leader.into())
+                    .with_leader_id(leader.into())
                     .with_leader_epoch(p.leader_epoch)
                     .with_replica_nodes(p.replicas.iter().map(|b| (*b).into()).collect())
                     .with_isr_nodes(p.isr.iter().map(|b| (*b).into()).collect())
