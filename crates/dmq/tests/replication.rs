@@ -1034,6 +1034,9 @@ async fn a_leader_cut_off_from_the_controller_stops_acknowledging_until_it_is_ba
         "writes acknowledged again",
         || async {
             let l = leader_of(&partitions(&cluster).await?[0]);
+            if l < 0 {
+                return None;
+            }
             let mut conn = kafka::connect(&cluster.kafka_addr(l)).await;
             let r = kafka::produce(&mut conn, TOPIC, 0, one(), -1).await;
             (r.error_code == 0).then_some(())
