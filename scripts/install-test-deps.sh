@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the Kafka-client interop tests (tests/interop/) need:
 #   - Debian's kcat (librdkafka 2.0.2 on bookworm), via apt-get, only if `kcat` is not on PATH;
+#   - Java 17 and Maven (Debian's, if missing) and the pinned Java client and Kafka CLI tools of
+#     tests/interop/java/pom.xml in ${DMQ_KAFKA_JUDGES:-<repo>/target/kafka-judges}/lib;
 #   - a Python venv at ${DMQ_VENV:-<repo>/target/interop-venv} holding the pinned clients of
 #     tests/interop/requirements.txt (confluent-kafka, kafka-python and its codecs, aiokafka).
 # Idempotent and fast when everything is there: the venv is rebuilt only when the hash of the
@@ -34,6 +36,37 @@ if ! command -v kcat >/dev/null 2>&1; then
 fi
 # `kcat -V` prints its version and librdkafka's, and exits 0.
 log "kcat: $(kcat -V 2>&1 | grep -m1 '^Version' || echo 'version unknown')"
+
+# --- Java client and Kafka's own CLI tools (the "judges") --------------------------------------
+# Java 17 and Maven from Debian when missing; the jars of tests/interop/java/pom.xml copied with
+# every dependency into target/kafka-judges/lib, redone only when the pom changes.
+JUDGES="${DMQ_KAFKA_JUDGES:-$REPO/target/kafka-judges}"
+JPOM="$REPO/tests/interop/java/pom.xml"
+if ! command -v java >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1 \
+        || ! command -v mvn >/dev/null 2>&1; then
+    log "java/javac/mvn missing; installing Debian's openjdk-17-jdk-headless and maven"
+    export DEBIAN_FRONTEND=noninteractive
+    SUDO=()
+    [ "$(id -u)" -ne 0 ] && SUDO=(sudo)
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends openjdk-17-jdk-headless maven >/dev/null
+fi
+JWANT="$(sha256sum "$JPOM" | cut -d' ' -f1)"
+if [ -f "$JUDGES/.pom.sha256" ] && [ "$(cat "$JUDGES/.pom.sha256")" = "$JWANT" ] \
+        && ls "$JUDGES/lib"/kafka-clients-*.jar >/dev/null 2>&1; then
+    log "Kafka judges up to date: $JUDGES/lib"
+else
+    mkdir -p "$JUDGES"
+    exec 8>"$JUDGES.lock"
+    flock -w 600 8 || die "timed out waiting for $JUDGES.lock"
+    log "fetching the Java client and Kafka's CLI tools with Maven into $JUDGES/lib"
+    rm -rf "$JUDGES/lib"
+    mvn -q -B -f "$JPOM" dependency:copy-dependencies -DoutputDirectory="$JUDGES/lib" >&2 \
+        || die "mvn could not fetch the Kafka judges"
+    echo "$JWANT" >"$JUDGES/.pom.sha256"
+    flock -u 8
+fi
+log "Kafka judges: $(ls "$JUDGES/lib" | grep -E '^kafka-(clients|tools)-' | tr '\n' ' ')"
 
 # --- Python venv ------------------------------------------------------------------------------
 [ -f "$REQS" ] || die "missing $REQS"

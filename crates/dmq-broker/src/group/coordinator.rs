@@ -182,7 +182,13 @@ struct Group {
     not_before: Instant,
     sync_deadline: Instant,
     next_seq: u64,
+    /// Since when the group has had no members (forgotten [`EMPTY_GROUP_RETENTION`] later).
+    empty_since: Option<Instant>,
 }
+
+/// How long a group without members stays known to its coordinator (listed as Empty with its
+/// protocol type, deletable), as Kafka keeps Empty groups; offsets live in the quorum anyway.
+const EMPTY_GROUP_RETENTION: Duration = Duration::from_secs(600);
 
 impl Group {
     fn new(now: Instant) -> Group {
@@ -199,6 +205,7 @@ impl Group {
             not_before: now,
             sync_deadline: now,
             next_seq: 0,
+            empty_since: None,
         }
     }
 
@@ -312,10 +319,11 @@ impl Group {
         }
     }
 
+    /// No members left. The protocol type stays (Kafka keeps it for Empty groups, so tools
+    /// still list a consumer group as one); the next member may bring another.
     fn become_empty(&mut self) {
         self.state = GroupState::Empty;
         self.protocol = None;
-        self.protocol_type = None;
         self.leader = None;
     }
 
@@ -568,7 +576,8 @@ impl GroupCoordinator {
             if let Some(inst) = p.instance_id {
                 g.instances.insert(inst, member_id.clone());
             }
-            if g.protocol_type.is_none() {
+            if g.members.len() == 1 {
+                // The first member decides (an Empty group takes any protocol type).
                 g.protocol_type = Some(p.protocol_type);
             }
         }
@@ -804,15 +813,13 @@ impl GroupCoordinator {
         out
     }
 
-    /// Forgets a group (DeleteGroups); false if it still has members.
-    pub fn remove_if_empty(&self, group_id: &str) -> bool {
+    /// Forgets a group without members: `None` if it has members, else whether this
+    /// coordinator knew it.
+    pub fn remove_if_empty(&self, group_id: &str) -> Option<bool> {
         let mut groups = self.lock();
         match groups.get(group_id) {
-            Some(g) if !g.members.is_empty() => false,
-            _ => {
-                groups.remove(group_id);
-                true
-            }
+            Some(g) if !g.members.is_empty() => None,
+            _ => Some(groups.remove(group_id).is_some()),
         }
     }
 
@@ -855,7 +862,19 @@ impl GroupCoordinator {
                 _ => {}
             }
         }
-        groups.retain(|_, g| !(g.state == GroupState::Empty && g.pending.is_empty()));
+        for g in groups.values_mut() {
+            if g.state != GroupState::Empty {
+                g.empty_since = None;
+            } else if g.empty_since.is_none() {
+                g.empty_since = Some(now);
+            }
+        }
+        groups.retain(|_, g| {
+            !(g.state == GroupState::Empty
+                && g.pending.is_empty()
+                && g.empty_since
+                    .is_some_and(|t| now.duration_since(t) >= EMPTY_GROUP_RETENTION))
+        });
     }
 }
 
@@ -1003,6 +1022,13 @@ mod tests {
             vec![0]
         );
         c.tick(t1);
-        assert!(c.describe("g").is_none(), "empty groups are forgotten");
+        let empty = c.describe("g").expect("an Empty group is kept for a while");
+        assert_eq!(empty.state, GroupState::Empty);
+        assert_eq!(
+            empty.protocol_type, "consumer",
+            "and keeps its protocol type"
+        );
+        c.tick(t1 + EMPTY_GROUP_RETENTION);
+        assert!(c.describe("g").is_none(), "then forgotten");
     }
 }

@@ -671,17 +671,19 @@ pub async fn delete_groups(ctx: &mut Ctx<'_>, r: DeleteGroupsRequest) -> DeleteG
         let id = g.0.to_string();
         let e = if let Some(e) = coordinator_error(ctx, &id) {
             e
-        } else if !ctx.shared.groups.remove_if_empty(&id) {
-            code(ResponseError::NonEmptyGroup)
-        } else {
+        } else if let Some(known) = ctx.shared.groups.remove_if_empty(&id) {
             match ctx.shared.meta.delete_group_offsets(&id, None).await {
-                Ok(true) => 0,
-                Ok(false) => code(ResponseError::GroupIdNotFound),
+                // An empty group without committed offsets still existed if its members had
+                // joined here (Kafka keeps it as Empty).
+                Ok(had_offsets) if had_offsets || known => 0,
+                Ok(_) => code(ResponseError::GroupIdNotFound),
                 Err(err) => {
                     tracing::warn!(group = %id, "delete group: {err}");
                     code(ResponseError::CoordinatorNotAvailable)
                 }
             }
+        } else {
+            code(ResponseError::NonEmptyGroup)
         };
         if e != 0 {
             ctx.had_error = true;

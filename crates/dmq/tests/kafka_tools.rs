@@ -1,0 +1,438 @@
+//! The judges: the reference Java client and Apache Kafka's own command-line tools (4.1, the
+//! jars `scripts/install-test-deps.sh` fetches into `target/kafka-judges/lib`) against a dmq
+//! cluster, each with its output checked.
+
+mod common;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{repo_root, start_cluster};
+use dmq::procs::{wait_until, MetadataCluster};
+
+/// `target/kafka-judges/lib` (or `$DMQ_KAFKA_JUDGES/lib`), checked to hold the jars.
+fn judges_lib() -> PathBuf {
+    let root = std::env::var_os("DMQ_KAFKA_JUDGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/kafka-judges"));
+    let lib = root.join("lib");
+    let has_clients = std::fs::read_dir(&lib)
+        .map(|d| {
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("kafka-clients-")
+            })
+        })
+        .unwrap_or(false);
+    assert!(
+        has_clients,
+        "{} has no Kafka jars: run ./scripts/test.sh (or scripts/install-test-deps.sh), which \
+         fetches the Java client and Kafka's CLI tools",
+        lib.display()
+    );
+    lib
+}
+
+/// Runs a Kafka tool's main class with `args` (stdin from `input`): (success, stdout, stderr).
+async fn tool(class: &str, args: &[&str], input: Option<String>) -> (bool, String, String) {
+    let lib = judges_lib();
+    let mut cmd = Command::new("java");
+    cmd.arg("-cp")
+        .arg(format!("{}/*", lib.display()))
+        .arg(class)
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let shown = format!("{class} {}", args.join(" "));
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("spawn java");
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin.write_all(text.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("java output")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    eprintln!("$ {shown}\n{stdout}{}", tail(&stderr));
+    (out.status.success(), stdout, stderr)
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Like [`tool`], and the tool must succeed.
+async fn ok(class: &str, args: &[&str], input: Option<String>) -> String {
+    let (success, stdout, stderr) = tool(class, args, input).await;
+    assert!(
+        success,
+        "{class} {args:?} failed:\n{stdout}\n{}",
+        tail(&stderr)
+    );
+    stdout
+}
+
+const TOPICS: &str = "org.apache.kafka.tools.TopicCommand";
+const CONFIGS: &str = "kafka.admin.ConfigCommand";
+const GROUPS: &str = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_java_client_round_trips_admin_producer_consumer_and_configs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, 3).await;
+    let out = ok(
+        "tests/interop/java/JavaClientCheck.java",
+        &[&cluster.bootstrap(), "judge"],
+        None,
+    )
+    .await;
+    assert!(out.contains("OK java: 2020 records"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_cli_tools_manage_topics_configs_groups_and_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, 3).await;
+    let bs = cluster.bootstrap();
+    let b = bs.as_str();
+
+    // kafka-topics
+    let out = ok(
+        TOPICS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--create",
+            "--topic",
+            "tools",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "3",
+        ],
+        None,
+    )
+    .await;
+    assert!(out.contains("Created topic tools."), "{out}");
+    let out = ok(TOPICS, &["--bootstrap-server", b, "--list"], None).await;
+    assert!(out.lines().any(|l| l == "tools"), "{out}");
+    ok(
+        TOPICS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--alter",
+            "--topic",
+            "tools",
+            "--partitions",
+            "4",
+        ],
+        None,
+    )
+    .await;
+    let out = ok(
+        TOPICS,
+        &["--bootstrap-server", b, "--describe", "--topic", "tools"],
+        None,
+    )
+    .await;
+    assert!(
+        out.contains("PartitionCount: 4") && out.contains("ReplicationFactor: 3"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("Leader: 10").count(),
+        4,
+        "every partition led: {out}"
+    );
+
+    // kafka-configs
+    let out = ok(
+        CONFIGS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            "tools",
+            "--alter",
+            "--add-config",
+            "retention.ms=86400000,max.message.bytes=500000",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        out.contains("Completed updating config for topic tools."),
+        "{out}"
+    );
+    let out = ok(
+        CONFIGS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            "tools",
+            "--describe",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        out.contains("retention.ms=86400000") && out.contains("max.message.bytes=500000"),
+        "{out}"
+    );
+    ok(
+        CONFIGS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            "tools",
+            "--alter",
+            "--delete-config",
+            "max.message.bytes",
+        ],
+        None,
+    )
+    .await;
+    let (success, out, err) = tool(
+        CONFIGS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            "tools",
+            "--alter",
+            "--add-config",
+            "retention.ms=-5",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        !success && (out + &err).contains("InvalidConfigurationException"),
+        "a bad value is refused"
+    );
+    let out = ok(
+        CONFIGS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            "tools",
+            "--describe",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        out.contains("retention.ms=86400000") && !out.contains("max.message.bytes"),
+        "{out}"
+    );
+
+    // kafka-console-producer and -consumer, in a group
+    let lines: String = (0..60).map(|i| format!("k{i}:v{i}\n")).collect();
+    ok(
+        "org.apache.kafka.tools.ConsoleProducer",
+        &[
+            "--bootstrap-server",
+            b,
+            "--topic",
+            "tools",
+            "--property",
+            "parse.key=true",
+            "--property",
+            "key.separator=:",
+        ],
+        Some(lines),
+    )
+    .await;
+    let out = ok(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
+            "--bootstrap-server",
+            b,
+            "--topic",
+            "tools",
+            "--from-beginning",
+            "--max-messages",
+            "60",
+            "--group",
+            "tools-group",
+            "--property",
+            "print.key=true",
+            "--property",
+            "key.separator=:",
+            "--timeout-ms",
+            "60000",
+        ],
+        None,
+    )
+    .await;
+    let mut got: Vec<&str> = out.lines().filter(|l| l.starts_with('k')).collect();
+    got.sort();
+    let mut want: Vec<String> = (0..60).map(|i| format!("k{i}:v{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "every record once");
+
+    // kafka-consumer-groups: lag per partition from the committed offsets, then a reset
+    let out = ok(
+        GROUPS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--describe",
+            "--group",
+            "tools-group",
+        ],
+        None,
+    )
+    .await;
+    let committed: i64 = out
+        .lines()
+        .filter(|l| l.starts_with("tools-group"))
+        .filter_map(|l| l.split_whitespace().nth(3)?.parse::<i64>().ok())
+        .sum();
+    assert_eq!(committed, 60, "CURRENT-OFFSET adds up: {out}");
+    let out = ok(GROUPS, &["--bootstrap-server", b, "--list"], None).await;
+    assert!(out.lines().any(|l| l.trim() == "tools-group"), "{out}");
+    let out = ok(
+        GROUPS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--reset-offsets",
+            "--group",
+            "tools-group",
+            "--topic",
+            "tools",
+            "--to-earliest",
+            "--execute",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("tools-group"))
+            .filter(|l| l.split_whitespace().nth(3) == Some("0"))
+            .count(),
+        4,
+        "{out}"
+    );
+
+    // kafka-delete-records: everything below the high watermark of every partition
+    let json_file = dir.path().join("delete.json");
+    std::fs::write(
+        &json_file,
+        r#"{"version":1,"partitions":[{"topic":"tools","partition":0,"offset":-1},
+            {"topic":"tools","partition":1,"offset":-1},{"topic":"tools","partition":2,"offset":-1},
+            {"topic":"tools","partition":3,"offset":-1}]}"#,
+    )
+    .expect("offset json");
+    let out = ok(
+        "org.apache.kafka.tools.DeleteRecordsCommand",
+        &[
+            "--bootstrap-server",
+            b,
+            "--offset-json-file",
+            &json_file.to_string_lossy(),
+        ],
+        None,
+    )
+    .await;
+    let lows: i64 = out
+        .lines()
+        .filter_map(|l| {
+            l.split("low_watermark: ")
+                .nth(1)?
+                .trim()
+                .parse::<i64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(lows, 60, "the low watermarks add up to every record: {out}");
+
+    // kafka-producer-perf-test and kafka-consumer-perf-test
+    let out = ok(
+        "org.apache.kafka.tools.ProducerPerformance",
+        &[
+            "--topic",
+            "tools-perf",
+            "--num-records",
+            "20000",
+            "--record-size",
+            "1024",
+            "--throughput",
+            "-1",
+            "--producer-props",
+            &format!("bootstrap.servers={b}"),
+            "acks=all",
+        ],
+        None,
+    )
+    .await;
+    assert!(out.contains("20000 records sent"), "{out}");
+    let out = ok(
+        "org.apache.kafka.tools.ConsumerPerformance",
+        &[
+            "--bootstrap-server",
+            b,
+            "--topic",
+            "tools-perf",
+            "--messages",
+            "20000",
+            "--timeout",
+            "60000",
+        ],
+        None,
+    )
+    .await;
+    let data = out.lines().last().unwrap_or_default();
+    assert_eq!(data.split(", ").nth(4), Some("20000"), "{out}");
+
+    // kafka-topics --delete
+    ok(
+        TOPICS,
+        &["--bootstrap-server", b, "--delete", "--topic", "tools"],
+        None,
+    )
+    .await;
+    gone(&cluster, "tools").await;
+}
+
+/// Waits until `topic` is no longer listed by kafka-topics.
+async fn gone(cluster: &MetadataCluster, topic: &str) {
+    let bs = cluster.bootstrap();
+    wait_until(Duration::from_secs(30), "the topic gone", || {
+        let bs = bs.clone();
+        async move {
+            let out = ok(TOPICS, &["--bootstrap-server", &bs, "--list"], None).await;
+            (!out.lines().any(|l| l == topic)).then_some(())
+        }
+    })
+    .await
+    .expect("topic deleted");
+}
