@@ -316,6 +316,16 @@ impl MetaClient {
         .await
     }
 
+    /// Kafka's ElectLeaders: `POST /api/v1/metadata/partitions/elect`.
+    pub async fn elect_leaders(&self, body: Value) -> Result<ApiReply> {
+        self.leader_call(
+            Method::POST,
+            "/api/v1/metadata/partitions/elect",
+            Some(body),
+        )
+        .await
+    }
+
     /// Kafka's CreatePartitions: `POST /api/v1/metadata/topics/{name}/partitions`.
     pub async fn create_partitions(&self, name: &str, body: Value) -> Result<ApiReply> {
         self.leader_call(

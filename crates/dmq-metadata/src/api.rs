@@ -72,6 +72,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/api/v1/metadata/heartbeat/{id}", post(heartbeat))
         .route("/api/v1/metadata/producer-ids", post(allocate_producer_ids))
         .route("/api/v1/metadata/partitions/alter", post(alter_partition))
+        .route("/api/v1/metadata/partitions/elect", post(elect_leaders))
         .route(
             "/api/v1/metadata/brokers/{id}/shutdown",
             post(controlled_shutdown),
@@ -744,6 +745,82 @@ async fn alter_partition(State(shared): State<Shared>, body: Bytes) -> ApiResult
         }
         other => Err(result_error(other)),
     }
+}
+
+/// Body of `POST /api/v1/metadata/partitions/elect` (Kafka's ElectLeaders).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ElectRequest {
+    /// `PREFERRED` or `UNCLEAN`.
+    election_type: String,
+    /// The partitions to elect for; every partition when absent.
+    partitions: Option<Vec<crate::state::TopicPartitionRef>>,
+}
+
+/// Elects leaders (Kafka's ElectLeaders): every partition gets the leader the election type
+/// calls for in one `UpdatePartitions` entry, or the reason it does not
+/// (`ELECTION_NOT_NEEDED`, `PREFERRED_LEADER_NOT_AVAILABLE`, `ELIGIBLE_LEADERS_NOT_AVAILABLE`,
+/// `UNKNOWN_TOPIC_OR_PARTITION`). Answers `{"results": [{"topic", "partition", "error",
+/// "leader"}]}`.
+async fn elect_leaders(State(shared): State<Shared>, body: Bytes) -> ApiResult<Json<Value>> {
+    use crate::controller::{election_change, ElectionType};
+    let req: ElectRequest = parse_json(&body)?;
+    let kind = match req.election_type.as_str() {
+        "PREFERRED" => ElectionType::Preferred,
+        "UNCLEAN" => ElectionType::Unclean,
+        other => {
+            return Err(MetadataError::InvalidRequest(format!(
+                "electionType must be PREFERRED or UNCLEAN, got {other:?}"
+            )))
+        }
+    };
+    shared.require_leader()?;
+    let (changes, mut results) = {
+        let state = &shared.sm.read().state;
+        let wanted: Vec<(String, i32)> = match req.partitions {
+            Some(ps) => ps.into_iter().map(|p| (p.topic, p.partition)).collect(),
+            None => state
+                .topics
+                .values()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (t.topic_name.clone(), p.partition_id))
+                })
+                .collect(),
+        };
+        let mut changes = Vec::new();
+        let mut results = Vec::new();
+        for (topic, partition) in wanted {
+            match election_change(state, kind, &topic, partition) {
+                Ok(c) => {
+                    results.push(json!({"topic": topic, "partition": partition,
+                                        "error": null, "leader": c.leader}));
+                    changes.push(c);
+                }
+                Err(e) => results.push(json!({"topic": topic, "partition": partition,
+                                              "error": e.code(), "leader": null})),
+            }
+        }
+        (changes, results)
+    };
+    if !changes.is_empty() {
+        let count = changes.len();
+        match shared
+            .propose(Command::UpdatePartitions { changes })
+            .await?
+        {
+            CommandResult::PartitionsUpdated { .. } => {
+                tracing::info!(count, ?kind, "leaders elected");
+            }
+            other => return Err(result_error(other)),
+        }
+    }
+    results.sort_by(|a, b| {
+        (a["topic"].as_str(), a["partition"].as_i64())
+            .cmp(&(b["topic"].as_str(), b["partition"].as_i64()))
+    });
+    Ok(Json(json!({ "results": results })))
 }
 
 /// Controlled shutdown (Kafka's ControlledShutdown): the broker is fenced at once, so the

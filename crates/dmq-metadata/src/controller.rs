@@ -180,12 +180,104 @@ pub fn partition_changes(state: &MetadataState) -> Vec<PartitionChange> {
     changes
 }
 
+/// Kafka's election types (ElectLeaders, KIP-460).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionType {
+    /// Move leadership back to the first replica, if it is an ONLINE ISR member.
+    Preferred,
+    /// Give a leaderless partition a leader: an ONLINE ISR member, else any ONLINE replica
+    /// (which may lose acknowledged writes; the ISR becomes that replica alone).
+    Unclean,
+}
+
+/// Why an election did not change a partition (Kafka's error names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionRefusal {
+    ElectionNotNeeded,
+    PreferredLeaderNotAvailable,
+    EligibleLeadersNotAvailable,
+    UnknownTopicOrPartition,
+}
+
+impl ElectionRefusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            ElectionRefusal::ElectionNotNeeded => "ELECTION_NOT_NEEDED",
+            ElectionRefusal::PreferredLeaderNotAvailable => "PREFERRED_LEADER_NOT_AVAILABLE",
+            ElectionRefusal::EligibleLeadersNotAvailable => "ELIGIBLE_LEADERS_NOT_AVAILABLE",
+            ElectionRefusal::UnknownTopicOrPartition => "UNKNOWN_TOPIC_OR_PARTITION",
+        }
+    }
+}
+
+/// The leader change an election asks for on `topic`-`partition`, or why there is none. Pure,
+/// like [`partition_changes`]; the change is fenced by the epochs it was computed against.
+pub fn election_change(
+    state: &MetadataState,
+    kind: ElectionType,
+    topic: &str,
+    partition: i32,
+) -> Result<PartitionChange, ElectionRefusal> {
+    let p = state
+        .topics
+        .get(topic)
+        .and_then(|t| {
+            usize::try_from(partition)
+                .ok()
+                .and_then(|i| t.partitions.get(i))
+        })
+        .ok_or(ElectionRefusal::UnknownTopicOrPartition)?;
+    let change = |leader: BrokerId, isr: Vec<BrokerId>| PartitionChange {
+        topic: topic.to_string(),
+        partition,
+        expected_leader_epoch: p.leader_epoch,
+        expected_partition_epoch: p.partition_epoch,
+        leader,
+        isr,
+        leader_epoch: p.leader_epoch + 1,
+    };
+    match kind {
+        ElectionType::Preferred => {
+            let preferred = *p
+                .replicas
+                .first()
+                .ok_or(ElectionRefusal::PreferredLeaderNotAvailable)?;
+            if p.leader == preferred {
+                return Err(ElectionRefusal::ElectionNotNeeded);
+            }
+            if !p.isr.contains(&preferred) || !state.is_online(preferred) {
+                return Err(ElectionRefusal::PreferredLeaderNotAvailable);
+            }
+            Ok(change(preferred, p.isr.clone()))
+        }
+        ElectionType::Unclean => {
+            if p.leader != NO_LEADER && state.is_online(p.leader) {
+                return Err(ElectionRefusal::ElectionNotNeeded);
+            }
+            if let Some(b) = p
+                .replicas
+                .iter()
+                .copied()
+                .find(|b| p.isr.contains(b) && state.is_online(*b))
+            {
+                return Ok(change(b, p.isr.clone()));
+            }
+            p.replicas
+                .iter()
+                .copied()
+                .find(|b| state.is_online(*b))
+                .map(|b| change(b, vec![b]))
+                .ok_or(ElectionRefusal::EligibleLeadersNotAvailable)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::state::Command;
+    use crate::state::{Command, CommandResult};
 
     #[test]
     fn six_partitions_rf2_on_three_brokers_gives_two_leaderships_each() {
@@ -239,6 +331,91 @@ mod tests {
                 expected
             );
         }
+    }
+
+    /// Sets t-`partition`'s leader and ISR directly (a past election).
+    fn set(state: &mut MetadataState, partition: i32, leader: BrokerId, isr: Vec<BrokerId>) {
+        let p = &state.topics["t"].partitions[partition as usize];
+        let change = PartitionChange {
+            topic: "t".into(),
+            partition,
+            expected_leader_epoch: p.leader_epoch,
+            expected_partition_epoch: p.partition_epoch,
+            leader,
+            isr,
+            leader_epoch: p.leader_epoch + 1,
+        };
+        let r = state.apply(
+            100,
+            &Command::UpdatePartitions {
+                changes: vec![change],
+            },
+        );
+        assert!(!matches!(r, CommandResult::Rejected { .. }), "{r:?}");
+    }
+
+    #[test]
+    fn elections_preferred_and_unclean() {
+        use ElectionRefusal::*;
+        let mut state = cluster(&[], false);
+        let elect = |s: &MetadataState, kind, p| {
+            election_change(s, kind, "t", p).map(|c| (c.leader, c.isr, c.leader_epoch))
+        };
+        // t-0: replicas [1, 2], led by its preferred replica.
+        assert_eq!(
+            elect(&state, ElectionType::Preferred, 0),
+            Err(ElectionNotNeeded)
+        );
+        set(&mut state, 0, 2, vec![1, 2]);
+        assert_eq!(
+            elect(&state, ElectionType::Preferred, 0),
+            Ok((1, vec![1, 2], 2)),
+            "back to the first replica, at a new leader epoch"
+        );
+        set(&mut state, 0, 2, vec![2]);
+        assert_eq!(
+            elect(&state, ElectionType::Preferred, 0),
+            Err(PreferredLeaderNotAvailable),
+            "not in the ISR"
+        );
+        assert_eq!(
+            elect(&state, ElectionType::Unclean, 0),
+            Err(ElectionNotNeeded)
+        );
+        // Leaderless with its only ISR member OFFLINE: unclean takes an ONLINE replica.
+        set(&mut state, 0, NO_LEADER, vec![2]);
+        state.apply(
+            101,
+            &Command::UpdateBrokerStatus {
+                broker_id: 2,
+                status: BrokerStatus::Offline,
+                timestamp_ms: 0,
+            },
+        );
+        assert_eq!(
+            elect(&state, ElectionType::Unclean, 0),
+            Ok((1, vec![1], state.topics["t"].partitions[0].leader_epoch + 1))
+        );
+        state.apply(
+            102,
+            &Command::UpdateBrokerStatus {
+                broker_id: 1,
+                status: BrokerStatus::Offline,
+                timestamp_ms: 0,
+            },
+        );
+        assert_eq!(
+            elect(&state, ElectionType::Unclean, 0),
+            Err(EligibleLeadersNotAvailable)
+        );
+        assert_eq!(
+            election_change(&state, ElectionType::Preferred, "t", 7).map(|_| ()),
+            Err(UnknownTopicOrPartition)
+        );
+        assert_eq!(
+            election_change(&state, ElectionType::Preferred, "nope", 0).map(|_| ()),
+            Err(UnknownTopicOrPartition)
+        );
     }
 
     fn cluster(offline: &[BrokerId], unclean: bool) -> MetadataState {

@@ -771,6 +771,30 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
             ok(p.error_code, &what);
             assert_eq!(p.low_watermark, 2, "{what}: low watermark");
         }
+        ApiKey::ElectLeaders => {
+            // The partition is led by its preferred replica: nothing to elect.
+            let mut req = ElectLeadersRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topic_partitions(Some(vec![
+                    kafka_protocol::messages::elect_leaders_request::TopicPartitions::default()
+                        .with_topic(name(TOPIC))
+                        .with_partitions(vec![0]),
+                ]));
+            if v >= 1 {
+                req = req.with_election_type(0);
+            }
+            let resp = call(&ctx.any, &req, v).await;
+            if v >= 1 {
+                ok(resp.error_code, &what);
+            }
+            let r = &resp.replica_election_results[0];
+            assert_eq!(r.topic.0.as_str(), TOPIC, "{what}");
+            assert_eq!(
+                r.partition_result[0].error_code,
+                ResponseError::ElectionNotNeeded.code(),
+                "{what}"
+            );
+        }
         other => panic!("{other:?} is advertised but has no conformance case"),
     }
 }

@@ -436,3 +436,122 @@ async fn gone(cluster: &MetadataCluster, topic: &str) {
     .await
     .expect("topic deleted");
 }
+
+/// kafka-leader-election: after a controlled shutdown moved a broker's leaderships away and it
+/// came back into the ISRs, a preferred election gives them back; an unclean election of a
+/// partition that has a live leader is not needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_leader_election_restores_preferred_leaders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = start_cluster(dir.path(), 3, 3).await;
+    let bs = cluster.bootstrap();
+    let b = bs.as_str();
+    ok(
+        TOPICS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--create",
+            "--topic",
+            "elect",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "3",
+        ],
+        None,
+    )
+    .await;
+    let leaders = |cluster: &MetadataCluster| {
+        let bs = cluster.bootstrap();
+        async move {
+            let out = ok(
+                TOPICS,
+                &["--bootstrap-server", &bs, "--describe", "--topic", "elect"],
+                None,
+            )
+            .await;
+            let mut v: Vec<(i32, i32, i32, usize)> = out
+                .lines()
+                .filter(|l| l.contains("Partition: "))
+                .filter_map(|l| {
+                    let field = |name: &str| {
+                        l.split(name)
+                            .nth(1)?
+                            .split_whitespace()
+                            .next()
+                            .map(str::to_string)
+                    };
+                    let replicas = field("Replicas: ")?;
+                    let isr = field("Isr: ")?;
+                    Some((
+                        field("Partition: ")?.parse().ok()?,
+                        field("Leader: ")?.parse().ok()?,
+                        replicas.split(',').next()?.parse().ok()?,
+                        isr.split(',').count(),
+                    ))
+                })
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    let before = leaders(&cluster).await;
+    assert!(before.iter().all(|(_, l, pref, _)| l == pref), "{before:?}");
+    let victim = before[0].1;
+    cluster
+        .terminate_broker(victim, Duration::from_secs(20))
+        .await
+        .expect("controlled shutdown");
+    cluster.start_broker(victim).expect("restart");
+    let moved = wait_until(
+        Duration::from_secs(30),
+        "the victim back in every ISR",
+        || async {
+            let now = leaders(&cluster).await;
+            (now.len() == 3 && now.iter().all(|p| p.3 == 3)).then_some(now)
+        },
+    )
+    .await
+    .expect("ISRs full again");
+    assert_ne!(moved[0].1, victim, "its leadership moved away: {moved:?}");
+
+    let out = ok(
+        "org.apache.kafka.tools.LeaderElectionCommand",
+        &[
+            "--bootstrap-server",
+            b,
+            "--election-type",
+            "preferred",
+            "--all-topic-partitions",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        out.contains("Successfully completed leader election (PREFERRED)")
+            && out.contains("elect-0"),
+        "{out}"
+    );
+    let after = leaders(&cluster).await;
+    assert!(after.iter().all(|(_, l, pref, _)| l == pref), "{after:?}");
+    let (success, out, err) = tool(
+        "org.apache.kafka.tools.LeaderElectionCommand",
+        &[
+            "--bootstrap-server",
+            b,
+            "--election-type",
+            "unclean",
+            "--topic",
+            "elect",
+            "--partition",
+            "0",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        success && (out.clone() + &err).contains("Valid replica already elected"),
+        "{out}\n{err}"
+    );
+}

@@ -88,6 +88,7 @@ pub async fn handle(ctx: &mut Ctx<'_>, request: RequestKind) -> Option<ResponseK
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch(ctx, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(ctx, r)),
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records(ctx, r)),
+        RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect_leaders(ctx, r).await),
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch(ctx, r))
         }
@@ -621,6 +622,116 @@ fn list_offsets(ctx: &mut Ctx<'_>, r: ListOffsetsRequest) -> ListOffsetsResponse
         );
     }
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// Kafka's ElectLeaders (kafka-leader-election): the controller elects (preferred or unclean)
+/// and answers per partition; the broker waits (bounded) until its metadata shows the new
+/// leaders, so a Metadata request right after sees them.
+async fn elect_leaders(
+    ctx: &mut Ctx<'_>,
+    r: kafka_protocol::messages::ElectLeadersRequest,
+) -> kafka_protocol::messages::ElectLeadersResponse {
+    use kafka_protocol::messages::elect_leaders_response::{
+        PartitionResult, ReplicaElectionResult,
+    };
+    use kafka_protocol::messages::ElectLeadersResponse;
+    let shared = ctx.shared;
+    // v0 has no election type: preferred.
+    let kind = if ctx.version == 0 || r.election_type == 0 {
+        "PREFERRED"
+    } else if r.election_type == 1 {
+        "UNCLEAN"
+    } else {
+        ctx.had_error = true;
+        let mut resp = ElectLeadersResponse::default();
+        if ctx.version >= 1 {
+            resp = resp.with_error_code(ResponseError::InvalidRequest.code());
+        }
+        return resp;
+    };
+    let partitions = r.topic_partitions.as_ref().map(|tps| {
+        tps.iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| json!({"topic": t.topic.0.as_str(), "partition": p}))
+            })
+            .collect::<Vec<Value>>()
+    });
+    let mut body = json!({ "electionType": kind });
+    if let Some(ps) = partitions {
+        body["partitions"] = json!(ps);
+    }
+    let reply = match shared.meta.elect_leaders(body).await {
+        Ok(reply) if reply.status.is_success() => reply,
+        Ok(reply) => {
+            ctx.had_error = true;
+            let e = metadata_error(reply.status.as_u16(), reply.error_code());
+            let mut resp = ElectLeadersResponse::default();
+            if ctx.version >= 1 {
+                resp = resp.with_error_code(e.code());
+            }
+            return resp;
+        }
+        Err(e) => {
+            tracing::warn!("ElectLeaders: {e}");
+            ctx.had_error = true;
+            let mut resp = ElectLeadersResponse::default();
+            if ctx.version >= 1 {
+                resp = resp.with_error_code(ResponseError::RequestTimedOut.code());
+            }
+            return resp;
+        }
+    };
+    let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
+    let mut elected: Vec<(String, i32, i32)> = Vec::new();
+    for res in reply.body["results"].as_array().into_iter().flatten() {
+        let topic = res["topic"].as_str().unwrap_or_default().to_string();
+        let partition = res["partition"].as_i64().unwrap_or(-1) as i32;
+        let error = match res["error"].as_str() {
+            None => 0,
+            Some("ELECTION_NOT_NEEDED") => ResponseError::ElectionNotNeeded.code(),
+            Some("PREFERRED_LEADER_NOT_AVAILABLE") => {
+                ResponseError::PreferredLeaderNotAvailable.code()
+            }
+            Some("ELIGIBLE_LEADERS_NOT_AVAILABLE") => {
+                ResponseError::EligibleLeadersNotAvailable.code()
+            }
+            Some(_) => ResponseError::UnknownTopicOrPartition.code(),
+        };
+        if let (0, Some(leader)) = (error, res["leader"].as_i64()) {
+            elected.push((topic.clone(), partition, leader as i32));
+        }
+        by_topic.entry(topic).or_default().push(
+            PartitionResult::default()
+                .with_partition_id(partition)
+                .with_error_code(error)
+                .with_error_message(res["error"].as_str().map(s)),
+        );
+    }
+    if !elected.is_empty() {
+        let wait = Duration::from_millis(r.timeout_ms.clamp(0, 30_000) as u64);
+        shared
+            .wait_for_metadata(wait, |img| {
+                elected.iter().all(|(t, p, l)| {
+                    img.topics
+                        .get(t)
+                        .and_then(|x| x.partitions.get(*p as usize))
+                        .is_some_and(|x| x.leader == *l)
+                })
+            })
+            .await;
+    }
+    ElectLeadersResponse::default().with_replica_election_results(
+        by_topic
+            .into_iter()
+            .map(|(t, parts)| {
+                ReplicaElectionResult::default()
+                    .with_topic(topic_name(&t))
+                    .with_partition_result(parts)
+            })
+            .collect(),
+    )
 }
 
 /// Kafka's DeleteRecords: each partition's leader moves its log start (the low watermark) to
