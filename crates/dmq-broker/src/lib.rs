@@ -12,6 +12,7 @@ mod fetcher;
 pub mod group;
 pub mod http;
 pub mod kafka;
+pub mod keys;
 mod membership;
 pub mod meta_client;
 pub mod metrics;

@@ -36,6 +36,9 @@ use crate::replica_manager::ReplicaManager;
 const PRODUCER_ID_BLOCK: u32 = 1_000;
 /// Retention runs at most this often.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// How often compacted partitions are looked at by the cleaner (Kafka's
+/// `log.cleaner.backoff.ms` is 15 s); a pass runs only where sealed segments changed.
+const COMPACTION_EVERY: Duration = Duration::from_secs(5);
 
 pub struct BrokerShared {
     pub config: BrokerConfig,
@@ -397,15 +400,21 @@ async fn group_timers(shared: Arc<BrokerShared>) {
 async fn housekeeping(shared: Arc<BrokerShared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut last_retention = tokio::time::Instant::now();
+    let mut last_compaction = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         let retention = last_retention.elapsed() >= RETENTION_EVERY;
         if retention {
             last_retention = tokio::time::Instant::now();
         }
+        let compaction = last_compaction.elapsed() >= COMPACTION_EVERY;
+        if compaction {
+            last_compaction = tokio::time::Instant::now();
+        }
         let s = shared.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            s.replicas.housekeeping(dmq_log::now_ms(), retention)
+            s.replicas
+                .housekeeping(dmq_log::now_ms(), retention, compaction)
         })
         .await;
     }

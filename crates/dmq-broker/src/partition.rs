@@ -140,6 +140,9 @@ pub struct Partition {
     hw_tx: watch::Sender<i64>,
     /// Bumped whenever the log end moves (wakes followers' long polls).
     leo_tx: watch::Sender<i64>,
+    /// A fingerprint of the sealed segments after the last compaction pass (the cleaner skips
+    /// a log whose sealed part has not changed since).
+    pub compacted_sealed: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Partition {
@@ -188,6 +191,7 @@ impl Partition {
             hw: AtomicI64::new(hw),
             hw_tx,
             leo_tx,
+            compacted_sealed: std::sync::atomic::AtomicU64::new(0),
         };
         Ok(partition)
     }
@@ -365,6 +369,9 @@ impl Partition {
                     st.isr, st.settings.min_insync_replicas
                 ),
             ));
+        }
+        if st.settings.log.cleanup_policy.compacts() {
+            crate::keys::require_keys(records)?;
         }
         // Sequence checks on the headers; the log validates sizes and CRCs.
         let mut pos = 0;

@@ -216,9 +216,48 @@ impl ReplicaManager {
         }
     }
 
-    /// Drives time-based flushing and retention for every hosted log.
-    pub fn housekeeping(&self, now_ms: i64, retention: bool) {
+    /// Drives time-based flushing, retention and (on compacted topics) compaction for every
+    /// hosted log. Compaction runs one partition at a time on this blocking thread (a bounded
+    /// share of CPU and disk), and only where sealed segments changed since its last pass.
+    pub fn housekeeping(&self, now_ms: i64, retention: bool, compaction: bool) {
         for part in self.all() {
+            if compaction && part.log.config().cleanup_policy.compacts() {
+                let segs = part.log.segments();
+                let sealed: u64 = segs
+                    .iter()
+                    .take(segs.len().saturating_sub(1))
+                    .map(|s| s.size_bytes + s.base_offset as u64)
+                    .sum();
+                if sealed
+                    != part
+                        .compacted_sealed
+                        .load(std::sync::atomic::Ordering::Acquire)
+                {
+                    match part.log.compact(now_ms) {
+                        Ok(stats) => {
+                            if stats.records_removed > 0 {
+                                tracing::info!(
+                                    partition = ?part,
+                                    records_removed = stats.records_removed,
+                                    bytes_before = stats.bytes_before,
+                                    bytes_after = stats.bytes_after,
+                                    "compacted"
+                                );
+                            }
+                            // What the pass left is the new baseline.
+                            let segs = part.log.segments();
+                            let after: u64 = segs
+                                .iter()
+                                .take(segs.len().saturating_sub(1))
+                                .map(|s| s.size_bytes + s.base_offset as u64)
+                                .sum();
+                            part.compacted_sealed
+                                .store(after, std::sync::atomic::Ordering::Release);
+                        }
+                        Err(e) => tracing::warn!(partition = ?part, "compaction: {e}"),
+                    }
+                }
+            }
             if let Err(e) = part.log.maybe_flush(now_ms) {
                 tracing::warn!(partition = ?part, "flush: {e}");
             }

@@ -635,3 +635,85 @@ async fn delete_records_moves_the_log_start_on_every_replica_and_survives_restar
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "Partition purged-0 now starts at offset 100.");
 }
+
+/// `cleanup.policy=compact` (issue: compaction never ran): the broker's cleaner keeps the last
+/// record per key in sealed segments while consumers read on (offsets never move, the last
+/// value of every key survives), and a keyless record is refused with INVALID_RECORD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_topic_shrinks_to_the_last_record_per_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 1, 1).await;
+    let topic = "compacted";
+    let leaders = create_and_wait(
+        &cluster,
+        topic,
+        1,
+        1,
+        json!({"cleanup.policy": "compact", "segment.bytes": "16384"}),
+    )
+    .await;
+    let mut conn = connect(&cluster.kafka_addr(leaders[0])).await;
+    let pad = "x".repeat(500);
+    for round in 0..20 {
+        let recs: Vec<(String, String)> = (0..5)
+            .map(|k| (format!("key{k}"), format!("round{round}-{pad}")))
+            .collect();
+        let r = produce(&mut conn, topic, 0, batch(&recs, None), -1).await;
+        assert_eq!(r.error_code, 0, "round {round}: {:?}", r.error_message);
+    }
+    // A record without a key can never be compacted away: refused, nothing written.
+    let mut keyless = dmq_log::RecordBatchBuilder::new(0);
+    keyless.push(0, Some(b"key0"), Some(b"fine"), &[]);
+    keyless.push(0, None, Some(b"no key"), &[]);
+    let r = produce(&mut conn, topic, 0, keyless.build(), -1).await;
+    assert_eq!(r.error_code, 87, "INVALID_RECORD: {:?}", r.error_message);
+
+    // Read with the dmq client, which (like every Kafka client) steps over the batches the
+    // cleaner emptied.
+    let read_all = || async {
+        let config = dmq_client::ConsumerConfig::new(cluster.bootstrap());
+        let mut consumer = dmq_client::Consumer::new(config).await.ok()?;
+        consumer.assign_topic(topic).await.ok()?;
+        consumer.seek_all(dmq_client::Offset::Beginning);
+        let mut all: Vec<(i64, String, String)> = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while all.last().map(|r| r.0) != Some(99) && std::time::Instant::now() < deadline {
+            for r in consumer.poll(Duration::from_millis(200)).await.ok()? {
+                let text = |b: Option<bytes::Bytes>| {
+                    String::from_utf8_lossy(b.as_deref().unwrap_or_default()).into_owned()
+                };
+                all.push((r.offset, text(r.key), text(r.value)));
+            }
+        }
+        Some(all)
+    };
+    let compacted = wait_until(Duration::from_secs(40), "the cleaner to run", || async {
+        let all = read_all().await?;
+        (all.len() < 100 && all.last().map(|r| r.0) == Some(99)).then_some(all)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", process_logs(dir.path())));
+    let offsets: Vec<i64> = compacted.iter().map(|r| r.0).collect();
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "offsets ascend: {offsets:?}"
+    );
+    assert_eq!(
+        offsets.last(),
+        Some(&99),
+        "the newest record keeps its offset"
+    );
+    for k in 0..5 {
+        let last = compacted
+            .iter()
+            .rev()
+            .find(|r| r.1 == format!("key{k}"))
+            .map(|r| r.2.split('-').next().unwrap_or_default().to_string());
+        assert_eq!(
+            last.as_deref(),
+            Some("round19"),
+            "key{k}'s last value survives"
+        );
+    }
+    eprintln!("compacted from 100 to {} records", compacted.len());
+}
