@@ -65,6 +65,7 @@ pub fn router(shared: Shared) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(2 * HTTP_BODY_BYTES_MAX))
+        .layer(axum::middleware::map_response(dmq_types::http::json_errors))
         .with_state(shared)
 }
 

@@ -91,6 +91,7 @@ pub fn router(shared: Shared) -> Router {
         // Raft snapshot chunks are bounded by openraft's `snapshot_max_chunk_size`; everything
         // else is far smaller. The JSON extractor below enforces the API's own limit.
         .layer(DefaultBodyLimit::max(8 * HTTP_BODY_BYTES_MAX))
+        .layer(axum::middleware::map_response(dmq_types::http::json_errors))
         .with_state(shared)
 }
 

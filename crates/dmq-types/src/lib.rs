@@ -6,6 +6,8 @@
 
 mod config;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 mod limits;
 pub mod model;
 mod names;

@@ -349,6 +349,22 @@ async fn http_api_produces_consumes_and_rejects_bad_requests_with_json() {
         .await
         .expect("post");
     assert_eq!(r.status(), 400);
+    // The framework's own refusals are the same JSON: a body over the limit.
+    let huge = format!("{{\"value\": \"{}\"}}", "z".repeat(3 * 1024 * 1024));
+    let r = http
+        .post(url(leader, "web/partitions/0"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 413);
+    let body: Value = r.json().await.expect("a JSON 413");
+    assert_eq!(body["error"], "PAYLOAD_TOO_LARGE", "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     let r = http
         .get(url(leader, "web/partitions/0?offset=99"))
         .send()

@@ -194,6 +194,20 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
             if v >= 10 {
                 assert!(!t.topic_id.is_nil(), "{what}: topic id");
             }
+            // Asked for, the authorized operations are filled in (no authorizer: all of them,
+            // READ (bit 3) among them), never left at "not asked".
+            if v >= 8 {
+                assert!(
+                    t.topic_authorized_operations & (1 << 3) != 0,
+                    "{what}: topic ops"
+                );
+            }
+            if (8..=10).contains(&v) {
+                assert!(
+                    resp.cluster_authorized_operations & (1 << 8) != 0,
+                    "{what}: cluster ops"
+                );
+            }
         }
         ApiKey::Produce => {
             let records = batch(&[("k".into(), format!("produce-v{v}"))], None);
@@ -417,6 +431,10 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
             ok(resp.error_code, &what);
             assert_eq!(resp.brokers.len(), ctx.bootstrap.len(), "{what}: brokers");
             assert!(resp.controller_id.0 >= 0, "{what}: controller");
+            assert!(
+                resp.cluster_authorized_operations & (1 << 8) != 0,
+                "{what}: cluster ops"
+            );
         }
         ApiKey::FindCoordinator => {
             let g = format!("conf-find-{v}");
@@ -642,6 +660,9 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
             assert_eq!(d.group_state.as_str(), "Stable", "{what}");
             assert_eq!(d.protocol_type.as_str(), "consumer", "{what}");
             assert_eq!(d.members[0].member_id.as_str(), member, "{what}");
+            if v >= 3 {
+                assert!(d.authorized_operations & (1 << 3) != 0, "{what}: group ops");
+            }
         }
         ApiKey::DeleteGroups => {
             let g = format!("conf-delgroup-{v}");

@@ -110,6 +110,12 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
             413,
             "PAYLOAD_TOO_LARGE",
         ),
+        (
+            "9 MiB body (over the framework's limit)",
+            json!({"topicName": "p", "pad": "y".repeat(9 * 1024 * 1024)}).to_string(),
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
     ];
     for (what, body, status, code) in posts {
         let resp = http

@@ -619,6 +619,9 @@ pub async fn describe_groups(
     for g in r.groups {
         let id = g.0.to_string();
         let mut d = DescribedGroup::default().with_group_id(g.clone());
+        if ctx.version >= 3 && r.include_authorized_operations {
+            d = d.with_authorized_operations(super::handlers::authorized::GROUP);
+        }
         if let Some(e) = coordinator_error(ctx, &id) {
             out.push(d.with_error_code(e));
             continue;

@@ -66,6 +66,29 @@ impl Ctx<'_> {
     }
 }
 
+/// Kafka's authorized-operations bitfields (KIP-430) when a client asks for them. dmq has no
+/// authorizer yet, so every operation the resource type has is allowed, which is what Kafka
+/// answers without one.
+pub(super) mod authorized {
+    /// AclOperation codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8,
+    /// CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12,
+    /// CREATE_TOKENS 13, DESCRIBE_TOKENS 14.
+    const fn bits(ops: &[i32]) -> i32 {
+        let mut v = 0;
+        let mut i = 0;
+        while i < ops.len() {
+            v |= 1 << ops[i];
+            i += 1;
+        }
+        v
+    }
+    pub const TOPIC: i32 = bits(&[3, 4, 5, 6, 7, 8, 10, 11]);
+    pub const CLUSTER: i32 = bits(&[5, 7, 8, 9, 10, 11, 12, 13, 14]);
+    pub const GROUP: i32 = bits(&[3, 6, 8]);
+    /// What Kafka sends when the client did not ask.
+    pub const NOT_ASKED: i32 = i32::MIN;
+}
+
 pub(super) fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
@@ -283,18 +306,25 @@ async fn metadata(ctx: &mut Ctx<'_>, r: MetadataRequest) -> MetadataResponse {
                     )
             })
             .collect();
-        topics.push(
-            MetadataResponseTopic::default()
-                .with_name(Some(topic_name(&t.topic_name)))
-                .with_topic_id(uuid_of(&t.topic_id))
-                .with_partitions(partitions),
-        );
+        let mut mt = MetadataResponseTopic::default()
+            .with_name(Some(topic_name(&t.topic_name)))
+            .with_topic_id(uuid_of(&t.topic_id))
+            .with_partitions(partitions);
+        if ctx.version >= 8 && r.include_topic_authorized_operations {
+            mt = mt.with_topic_authorized_operations(authorized::TOPIC);
+        }
+        topics.push(mt);
     }
-    MetadataResponse::default()
+    let mut resp = MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(s(CLUSTER_ID)))
         .with_controller_id(ctx.shared.config.broker_id.into())
-        .with_topics(topics)
+        .with_topics(topics);
+    // v8–v10 carry the cluster's operations; v11 moved them to DescribeCluster.
+    if (8..=10).contains(&ctx.version) && r.include_cluster_authorized_operations {
+        resp = resp.with_cluster_authorized_operations(authorized::CLUSTER);
+    }
+    resp
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1128,7 +1158,7 @@ async fn init_producer_id(ctx: &mut Ctx<'_>, r: InitProducerIdRequest) -> InitPr
     }
 }
 
-fn describe_cluster(ctx: &mut Ctx<'_>, _r: DescribeClusterRequest) -> DescribeClusterResponse {
+fn describe_cluster(ctx: &mut Ctx<'_>, r: DescribeClusterRequest) -> DescribeClusterResponse {
     let image = ctx.shared.image();
     let brokers = image
         .brokers
@@ -1145,4 +1175,9 @@ fn describe_cluster(ctx: &mut Ctx<'_>, _r: DescribeClusterRequest) -> DescribeCl
         .with_cluster_id(s(CLUSTER_ID))
         .with_controller_id(ctx.shared.config.broker_id.into())
         .with_brokers(brokers)
+        .with_cluster_authorized_operations(if r.include_cluster_authorized_operations {
+            authorized::CLUSTER
+        } else {
+            authorized::NOT_ASKED
+        })
 }
