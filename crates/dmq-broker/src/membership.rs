@@ -62,26 +62,8 @@ pub async fn run(shared: Arc<BrokerShared>) {
         // Phase 3: registration.
         let mut backoff = Duration::from_secs(1);
         let registered = loop {
-            match shared
-                .meta
-                .register(
-                    id,
-                    &cfg.host,
-                    cfg.http_port,
-                    cfg.kafka_port,
-                    &shared.incarnation_id,
-                )
-                .await
-            {
-                Ok(epoch) => {
-                    shared
-                        .heartbeat_ok_ms
-                        .store(dmq_log::now_ms(), std::sync::atomic::Ordering::Release);
-                    shared
-                        .registered_epoch
-                        .store(epoch, std::sync::atomic::Ordering::Release);
-                    break true;
-                }
+            match register(&shared).await {
+                Ok(()) => break true,
                 Err(e) => {
                     tracing::warn!(broker = id, "registration failed: {e}; retrying");
                     if backoff >= BACKOFF_MAX {
@@ -111,6 +93,29 @@ pub async fn run(shared: Arc<BrokerShared>) {
         last_controller = shared.meta.controller().map(|c| c.id);
         shared.meta.forget_controller();
     }
+}
+
+/// Registers this process (its incarnation id) with the controller and remembers the broker
+/// epoch it got; a registration counts as contact with the controller.
+async fn register(shared: &Arc<BrokerShared>) -> crate::error::Result<()> {
+    let cfg = &shared.config;
+    let epoch = shared
+        .meta
+        .register(
+            cfg.broker_id,
+            &cfg.host,
+            cfg.http_port,
+            cfg.kafka_port,
+            &shared.incarnation_id,
+        )
+        .await?;
+    shared
+        .heartbeat_ok_ms
+        .store(dmq_log::now_ms(), std::sync::atomic::Ordering::Release);
+    shared
+        .registered_epoch
+        .store(epoch, std::sync::atomic::Ordering::Release);
+    Ok(())
 }
 
 /// Heartbeats until they fail [`FAILED_HEARTBEATS_BEFORE_REDISCOVERY`] times in a row.
@@ -182,21 +187,8 @@ async fn heartbeat_loop(shared: &Arc<BrokerShared>) {
                     broker = id,
                     "the controller does not know this broker; registering again"
                 );
-                match shared
-                    .meta
-                    .register(
-                        id,
-                        &cfg.host,
-                        cfg.http_port,
-                        cfg.kafka_port,
-                        &shared.incarnation_id,
-                    )
-                    .await
-                {
-                    Ok(epoch) => shared
-                        .registered_epoch
-                        .store(epoch, std::sync::atomic::Ordering::Release),
-                    Err(e) => tracing::warn!(broker = id, "re-registration failed: {e}"),
+                if let Err(e) = register(shared).await {
+                    tracing::warn!(broker = id, "re-registration failed: {e}");
                 }
             }
             Err(e) => {

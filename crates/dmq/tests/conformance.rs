@@ -667,18 +667,7 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
         ApiKey::DeleteGroups => {
             let g = format!("conf-delgroup-{v}");
             let coord = ctx.coordinator(&g).await;
-            let commit = OffsetCommitRequest::default()
-                .with_group_id(group(&g))
-                .with_generation_id_or_member_epoch(-1)
-                .with_topics(vec![OffsetCommitRequestTopic::default()
-                    .with_name(name(TOPIC))
-                    .with_partitions(vec![OffsetCommitRequestPartition::default()
-                        .with_partition_index(0)
-                        .with_committed_offset(1)])]);
-            ok(
-                call(&coord, &commit, 2).await.topics[0].partitions[0].error_code,
-                "commit",
-            );
+            ok(commit_one(&coord, &g, -1, 0, 1, "").await, "commit");
             let req = DeleteGroupsRequest::default().with_groups_names(vec![group(&g)]);
             let resp = call(&coord, &req, v).await;
             ok(resp.results[0].error_code, &what);
@@ -687,18 +676,7 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
         ApiKey::OffsetDelete => {
             let g = format!("conf-offdel-{v}");
             let coord = ctx.coordinator(&g).await;
-            let commit = OffsetCommitRequest::default()
-                .with_group_id(group(&g))
-                .with_generation_id_or_member_epoch(-1)
-                .with_topics(vec![OffsetCommitRequestTopic::default()
-                    .with_name(name(TOPIC))
-                    .with_partitions(vec![OffsetCommitRequestPartition::default()
-                        .with_partition_index(0)
-                        .with_committed_offset(1)])]);
-            ok(
-                call(&coord, &commit, 2).await.topics[0].partitions[0].error_code,
-                "commit",
-            );
+            ok(commit_one(&coord, &g, -1, 0, 1, "").await, "commit");
             let req = OffsetDeleteRequest::default()
                 .with_group_id(group(&g))
                 .with_topics(vec![OffsetDeleteRequestTopic::default()

@@ -183,11 +183,7 @@ pub async fn alter_configs(ctx: &mut Ctx<'_>, r: AlterConfigsRequest) -> AlterCo
                     }
                 }
             }
-            RESOURCE_BROKER => broker_configs_refused(),
-            other => fail(
-                ResponseError::InvalidRequest,
-                format!("resource type {other} is not supported"),
-            ),
+            other => not_a_topic(other),
         };
         if outcome.0 != 0 {
             ctx.had_error = true;
@@ -238,11 +234,7 @@ pub async fn incremental_alter_configs(
                     },
                 }
             }
-            RESOURCE_BROKER => broker_configs_refused(),
-            other => fail(
-                ResponseError::InvalidRequest,
-                format!("resource type {other} is not supported"),
-            ),
+            other => not_a_topic(other),
         };
         if outcome.0 != 0 {
             ctx.had_error = true;
@@ -336,10 +328,18 @@ fn incremental_ops(
     Ok((set, delete))
 }
 
-fn broker_configs_refused() -> Outcome {
+/// The answer for a resource that is not a topic: brokers' dynamic configs are not supported
+/// (their settings come from services.json); other types are unknown here.
+fn not_a_topic(resource_type: i8) -> Outcome {
+    if resource_type == RESOURCE_BROKER {
+        return fail(
+            ResponseError::InvalidRequest,
+            "dynamic broker configs are not supported yet; broker settings come from services.json",
+        );
+    }
     fail(
         ResponseError::InvalidRequest,
-        "dynamic broker configs are not supported yet; broker settings come from services.json",
+        format!("resource type {resource_type} is not supported"),
     )
 }
 
