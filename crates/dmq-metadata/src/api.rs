@@ -68,7 +68,10 @@ pub fn router(shared: Shared) -> Router {
             "/api/v1/metadata/brokers",
             get(list_brokers).post(register_broker),
         )
-        .route("/api/v1/metadata/brokers/{id}", get(get_broker))
+        .route(
+            "/api/v1/metadata/brokers/{id}",
+            get(get_broker).delete(unregister_broker),
+        )
         .route("/api/v1/metadata/heartbeat/{id}", post(heartbeat))
         .route("/api/v1/metadata/producer-ids", post(allocate_producer_ids))
         .route("/api/v1/metadata/partitions/alter", post(alter_partition))
@@ -460,6 +463,32 @@ fn parse_broker_id(raw: &str) -> ApiResult<BrokerId> {
                 "broker id {raw:?} is not a non-negative integer"
             ))
         })
+}
+
+/// Removes a broker that is gone for good (Kafka's UnregisterBroker): only an OFFLINE broker
+/// that holds no replica may go (409 otherwise); 404 if it is not registered.
+async fn unregister_broker(
+    State(shared): State<Shared>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_broker_id(&raw)?;
+    shared.require_leader()?;
+    shared
+        .sm
+        .read()
+        .state
+        .check_unregister(id)
+        .map_err(result_error)?;
+    match shared
+        .propose(Command::UnregisterBroker { broker_id: id })
+        .await?
+    {
+        CommandResult::BrokerUnregistered { broker_id } => {
+            tracing::info!(broker = broker_id, "broker unregistered");
+            Ok(Json(json!({ "unregistered": broker_id })))
+        }
+        other => Err(result_error(other)),
+    }
 }
 
 async fn get_broker(
@@ -888,6 +917,10 @@ pub(crate) fn result_error(result: CommandResult) -> MetadataError {
             },
             IneligibleReplica => MetadataError::Fenced {
                 code: "INELIGIBLE_REPLICA",
+                message,
+            },
+            BrokerInUse => MetadataError::Fenced {
+                code: "BROKER_IN_USE",
                 message,
             },
             UnknownTopic | UnknownBroker | UnknownPartition | UnknownGroup => {

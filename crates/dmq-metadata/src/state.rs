@@ -55,6 +55,8 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         incarnation_id: Option<String>,
     },
+    /// Removes an OFFLINE broker that holds no replica (Kafka's UnregisterBroker).
+    UnregisterBroker { broker_id: BrokerId },
     /// The controller fences a silent broker (OFFLINE) or readmits it (ONLINE).
     UpdateBrokerStatus {
         broker_id: BrokerId,
@@ -168,6 +170,7 @@ impl Command {
             Command::Batch { commands } => {
                 BASE + commands.iter().map(Command::estimated_bytes).sum::<usize>()
             }
+            Command::UnregisterBroker { .. } => BASE,
             Command::CreatePartitions { name, assignment } => {
                 BASE + name.len() + assignment.iter().map(|r| r.len() * 12 + 4).sum::<usize>()
             }
@@ -279,6 +282,8 @@ pub enum RejectCode {
     NotLeader,
     /// A broker that is not ONLINE (or not a replica) would join the ISR (INELIGIBLE_REPLICA).
     IneligibleReplica,
+    /// The broker is ONLINE or holds replicas, so it cannot be unregistered.
+    BrokerInUse,
     InvalidCommand,
 }
 
@@ -299,6 +304,9 @@ pub enum CommandResult {
     ProducerIds {
         first: i64,
         count: u32,
+    },
+    BrokerUnregistered {
+        broker_id: BrokerId,
     },
     OffsetsCommitted {
         count: usize,
@@ -411,6 +419,15 @@ impl MetadataState {
                     self.leave_isrs_after_restart(*broker_id);
                 }
                 CommandResult::Broker(broker)
+            }
+            Command::UnregisterBroker { broker_id } => {
+                if let Err(rejected) = self.check_unregister(*broker_id) {
+                    return rejected;
+                }
+                self.brokers.remove(broker_id);
+                CommandResult::BrokerUnregistered {
+                    broker_id: *broker_id,
+                }
             }
             Command::UpdateBrokerStatus {
                 broker_id,
@@ -824,6 +841,38 @@ impl MetadataState {
         Ok(())
     }
 
+    /// Whether broker `broker_id` may be unregistered: registered, OFFLINE, holding no
+    /// replica. Pure, so the API checks before proposing (a refusal never reaches the log).
+    pub fn check_unregister(&self, broker_id: BrokerId) -> Result<(), CommandResult> {
+        let Some(b) = self.brokers.get(&broker_id) else {
+            return Err(reject(
+                RejectCode::UnknownBroker,
+                format!("broker {broker_id} is not registered"),
+            ));
+        };
+        if b.status == BrokerStatus::Online {
+            return Err(reject(
+                RejectCode::BrokerInUse,
+                format!("broker {broker_id} is ONLINE; stop it first"),
+            ));
+        }
+        let hosting = self
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+            .find(|(_, p)| p.replicas.contains(&broker_id));
+        if let Some((t, p)) = hosting {
+            return Err(reject(
+                RejectCode::BrokerInUse,
+                format!(
+                    "broker {broker_id} holds a replica of {}-{}; move or delete it first",
+                    t.topic_name, p.partition_id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn partition_mut(&mut self, topic: &str, partition_id: i32) -> Option<&mut Partition> {
         self.topics
             .get_mut(topic)
@@ -1177,6 +1226,9 @@ mod tests {
                 broker_id: 101,
                 status: BrokerStatus::Offline,
                 timestamp_ms: u64::MAX,
+            },
+            Command::UnregisterBroker {
+                broker_id: i32::MIN,
             },
         ];
         let batch = Command::Batch {
@@ -1600,6 +1652,49 @@ mod tests {
         state.apply(i, &c);
         assert_eq!(state.brokers[&3].broker_epoch, 14);
         assert_eq!(state.topics["t"].partitions[0].isr, vec![1, 2]);
+    }
+
+    #[test]
+    fn only_an_offline_broker_without_replicas_can_be_unregistered() {
+        let mut state = MetadataState::default();
+        for (i, id) in [1, 2, 3].into_iter().enumerate() {
+            register(&mut state, i as u64 + 1, id);
+        }
+        state.apply(4, &create("t", vec![vec![1, 2]]));
+        let code = |r: CommandResult| match r {
+            CommandResult::Rejected { code, .. } => Some(code),
+            _ => None,
+        };
+        let gone = |id| Command::UnregisterBroker { broker_id: id };
+        assert_eq!(
+            code(state.apply(5, &gone(3))),
+            Some(RejectCode::BrokerInUse),
+            "ONLINE"
+        );
+        for id in [2, 3] {
+            state.apply(
+                6,
+                &Command::UpdateBrokerStatus {
+                    broker_id: id,
+                    status: BrokerStatus::Offline,
+                    timestamp_ms: 0,
+                },
+            );
+        }
+        assert_eq!(
+            code(state.apply(7, &gone(2))),
+            Some(RejectCode::BrokerInUse),
+            "holds t-0"
+        );
+        assert_eq!(
+            state.apply(8, &gone(3)),
+            CommandResult::BrokerUnregistered { broker_id: 3 }
+        );
+        assert!(!state.brokers.contains_key(&3));
+        assert_eq!(
+            code(state.apply(9, &gone(3))),
+            Some(RejectCode::UnknownBroker)
+        );
     }
 
     #[test]

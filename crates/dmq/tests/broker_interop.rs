@@ -110,3 +110,24 @@ async fn run_python(cluster: &dmq::procs::MetadataCluster, script: &str) -> Stri
         .arg(cluster.bootstrap());
     run_interop(cmd).await
 }
+
+/// Consumers that start at "latest" with confluent-kafka, kafka-python and aiokafka read
+/// exactly what was produced after they started (ListOffsets latest at their versions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_consumers_starting_at_latest_read_only_new_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, 3).await;
+    let mut cmd = Command::new(venv_python());
+    cmd.arg("tests/interop/latest_consumers.py")
+        .arg("--bootstrap")
+        .arg(cluster.bootstrap())
+        .arg("--topic-prefix")
+        .arg("latest");
+    let out = run_interop(cmd).await;
+    for client in ["confluent-kafka", "kafka-python", "aiokafka"] {
+        assert!(
+            out.contains(&format!("OK latest {client}")),
+            "{client}: {out}"
+        );
+    }
+}

@@ -224,6 +224,21 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         .await
         .expect("broker 101");
     assert_eq!(after["port"], b101["port"], "address kept: {after}");
+    // Unregistering: an ONLINE broker cannot go; an unknown one is not found.
+    for (path, status, code) in [
+        ("/api/v1/metadata/brokers/101", 409, "BROKER_IN_USE"),
+        ("/api/v1/metadata/brokers/999", 404, "NOT_FOUND"),
+        ("/api/v1/metadata/brokers/x", 400, "INVALID_REQUEST"),
+    ] {
+        let r = http
+            .delete(format!("{url}{path}"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        let json: Value = r.json().await.expect("JSON");
+        assert_eq!(json["error"], code, "{path}: {json}");
+    }
 
     // Growing a topic (CreatePartitions): "dup" has 1 partition, RF 1, on broker 101.
     let grow = [
