@@ -687,6 +687,13 @@ impl Partition {
         Ok(())
     }
 
+    /// Leader: the idempotent producers this partition knows (Kafka's DescribeProducers).
+    pub fn active_producers(&self) -> Result<Vec<crate::producer_state::ActiveProducer>> {
+        let st = self.lock();
+        self.check_leader_locked(&st, -1)?;
+        Ok(st.producers.active())
+    }
+
     /// Leader: Kafka's DeleteRecords. Moves the log start to `offset` (-1 = the high
     /// watermark), which must not pass the high watermark; returns the new log start (the low
     /// watermark). Durable (the log-start checkpoint); followers follow with their next fetch.

@@ -26,6 +26,17 @@ struct BatchSeq {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchSeq>,
+    /// Largest timestamp of its last batch (DescribeProducers).
+    last_timestamp: i64,
+}
+
+/// One producer as DescribeProducers shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
 }
 
 /// What to do with an incoming batch.
@@ -118,6 +129,7 @@ impl ProducerStates {
             entry.epoch = h.producer_epoch();
             entry.batches.clear();
         }
+        entry.last_timestamp = h.max_timestamp();
         entry.batches.push_back(BatchSeq {
             first_seq: h.base_sequence(),
             last_seq: last_seq(h),
@@ -127,6 +139,25 @@ impl ProducerStates {
         while entry.batches.len() > BATCHES_KEPT {
             entry.batches.pop_front();
         }
+    }
+
+    /// Every producer with a batch still remembered, by producer id.
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let mut out: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .filter_map(|(pid, e)| {
+                let last = e.batches.back()?;
+                Some(ActiveProducer {
+                    producer_id: *pid,
+                    epoch: e.epoch,
+                    last_sequence: last.last_seq,
+                    last_timestamp: e.last_timestamp,
+                })
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
     }
 
     /// Forgets everything at or after `offset` (log truncation).

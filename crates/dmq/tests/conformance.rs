@@ -794,6 +794,85 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
                 "{what}"
             );
         }
+        ApiKey::DescribeTopicPartitions => {
+            use kafka_protocol::messages::describe_topic_partitions_request::TopicRequest;
+            let req = DescribeTopicPartitionsRequest::default()
+                .with_response_partition_limit(1)
+                .with_topics(vec![
+                    TopicRequest::default().with_name(name(TOPIC)),
+                    TopicRequest::default().with_name(name("no-such-topic")),
+                ]);
+            let resp = call(&ctx.any, &req, v).await;
+            let known = resp
+                .topics
+                .iter()
+                .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(TOPIC))
+                .expect("the topic");
+            ok(known.error_code, &what);
+            assert_eq!(known.partitions.len(), 1, "{what}");
+            let p = &known.partitions[0];
+            assert!(p.leader_id.0 >= 0 && p.leader_epoch >= 0, "{what}: {p:?}");
+            assert_eq!(p.replica_nodes.len(), 3, "{what}");
+            assert!(!known.topic_id.is_nil(), "{what}: topic id");
+            let missing = resp
+                .topics
+                .iter()
+                .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("no-such-topic"))
+                .expect("the unknown topic");
+            assert_eq!(
+                missing.error_code,
+                ResponseError::UnknownTopicOrPartition.code(),
+                "{what}"
+            );
+        }
+        ApiKey::DescribeProducers => {
+            // An idempotent producer writes one batch; the leader lists it.
+            let init = call(
+                &ctx.leader,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000),
+                1,
+            )
+            .await;
+            ok(init.error_code, "InitProducerId");
+            let pid = init.producer_id.0;
+            let mut conn = connect(&ctx.leader).await;
+            let one = vec![("k".to_string(), "idempotent".to_string())];
+            ok(
+                produce(&mut conn, TOPIC, 0, batch(&one, Some((pid, 0, 0))), -1)
+                    .await
+                    .error_code,
+                "idempotent produce",
+            );
+            use kafka_protocol::messages::describe_producers_request::TopicRequest;
+            let req = DescribeProducersRequest::default()
+                .with_topics(vec![TopicRequest::default()
+                    .with_name(name(TOPIC))
+                    .with_partition_indexes(vec![0])]);
+            let resp = call(&ctx.leader, &req, v).await;
+            let p = &resp.topics[0].partitions[0];
+            ok(p.error_code, &what);
+            let me = p
+                .active_producers
+                .iter()
+                .find(|x| x.producer_id.0 == pid)
+                .unwrap_or_else(|| panic!("{what}: producer {pid} in {:?}", p.active_producers));
+            assert_eq!((me.producer_epoch, me.last_sequence), (0, 0), "{what}");
+            assert!(me.last_timestamp > 0, "{what}");
+            // A follower does not answer for the partition.
+            let follower = ctx
+                .bootstrap
+                .iter()
+                .find(|b| **b != ctx.leader)
+                .expect("a follower");
+            let resp = call(follower, &req, v).await;
+            assert_eq!(
+                resp.topics[0].partitions[0].error_code,
+                ResponseError::NotLeaderOrFollower.code(),
+                "{what}"
+            );
+        }
         other => panic!("{other:?} is advertised but has no conformance case"),
     }
 }

@@ -60,7 +60,7 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn code(&mut self, e: &BrokerError) -> i16 {
+    pub(super) fn code(&mut self, e: &BrokerError) -> i16 {
         self.had_error = true;
         e.kafka_code()
     }
@@ -112,6 +112,12 @@ pub async fn handle(ctx: &mut Ctx<'_>, request: RequestKind) -> Option<ResponseK
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(ctx, r)),
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records(ctx, r)),
         RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect_leaders(ctx, r).await),
+        RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
+            super::describe::describe_topic_partitions(ctx, r),
+        ),
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(super::describe::describe_producers(ctx, r))
+        }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch(ctx, r))
         }

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod configs;
+pub mod describe;
 pub mod groups;
 pub mod handlers;
 pub mod server;
