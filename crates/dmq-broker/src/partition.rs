@@ -143,6 +143,20 @@ pub struct Partition {
     /// A fingerprint of the sealed segments after the last compaction pass (the cleaner skips
     /// a log whose sealed part has not changed since).
     pub compacted_sealed: std::sync::atomic::AtomicU64,
+    /// The high watermark last written to [`HW_CHECKPOINT_FILE`].
+    checkpointed_hw: AtomicI64,
+}
+
+/// Per-partition file holding the last checkpointed high watermark (decimal text).
+pub const HW_CHECKPOINT_FILE: &str = "high-watermark-checkpoint";
+
+/// The high watermark checkpointed in `dir`, if a readable one is there.
+fn read_hw_checkpoint(dir: &Path) -> Option<i64> {
+    std::fs::read_to_string(dir.join(HW_CHECKPOINT_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 impl std::fmt::Debug for Partition {
@@ -163,8 +177,13 @@ impl Partition {
         let settings = TopicSettings::from_config(&topic.config);
         let log = Arc::new(Log::open(dir, settings.log_config())?);
         let producers = rebuild_producers(&log)?;
-        let hw = log.log_start_offset();
         let leo = log.log_end_offset();
+        // The checkpointed high watermark (Kafka's replication-offset-checkpoint), within what
+        // the log holds after recovery: a restarted leader serves what was committed at once
+        // instead of waiting for its followers' first fetch.
+        let hw = read_hw_checkpoint(dir).map_or(log.log_start_offset(), |h| {
+            h.clamp(log.log_start_offset(), leo)
+        });
         let (hw_tx, _) = watch::channel(hw);
         let (leo_tx, _) = watch::channel(leo);
         let partition = Partition {
@@ -192,6 +211,7 @@ impl Partition {
             hw_tx,
             leo_tx,
             compacted_sealed: std::sync::atomic::AtomicU64::new(0),
+            checkpointed_hw: AtomicI64::new(hw),
         };
         Ok(partition)
     }
@@ -687,6 +707,27 @@ impl Partition {
         Ok(())
     }
 
+    /// Writes the high watermark to its checkpoint file if it moved since the last write
+    /// (housekeeping every 500 ms, and at a clean shutdown): written to a temporary file,
+    /// fsynced and renamed over the old one, so a crash leaves one whole value.
+    pub fn checkpoint_hw(&self) -> Result<()> {
+        let hw = self.high_watermark();
+        if hw == self.checkpointed_hw.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let dir = self.log.dir();
+        let tmp = dir.join(format!("{HW_CHECKPOINT_FILE}.tmp"));
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            writeln!(f, "{hw}")?;
+            f.sync_data()?;
+        }
+        std::fs::rename(&tmp, dir.join(HW_CHECKPOINT_FILE))?;
+        self.checkpointed_hw.store(hw, Ordering::Release);
+        Ok(())
+    }
+
     /// Leader: the idempotent producers this partition knows (Kafka's DescribeProducers).
     pub fn active_producers(&self) -> Result<Vec<crate::producer_state::ActiveProducer>> {
         let st = self.lock();
@@ -1011,6 +1052,42 @@ mod tests {
         assert_eq!(p.truncation_needed(), None);
         // The dropped batches' producer state is gone with them (rebuilt from the log).
         assert_eq!(p.log.latest_epoch(), Some(0));
+    }
+
+    /// Kafka's replication-offset-checkpoint: the high watermark survives a restart (within
+    /// what the log still holds), so committed records are readable at once.
+    #[test]
+    fn the_high_watermark_is_checkpointed_and_restored_within_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let p = Partition::open(dir.path(), &topic(), &meta(1, &[1], 0, 0), 1).expect("open");
+            p.apply_metadata(&topic(), &meta(1, &[1], 0, 0));
+            produce(&p, 4);
+            assert_eq!(p.high_watermark(), 4, "an ISR of one commits at once");
+            p.checkpoint_hw().expect("checkpoint");
+            p.log.close().expect("close");
+        }
+        let p = Partition::open(dir.path(), &topic(), &meta(1, &[1, 2, 3], 1, 1), 1).expect("open");
+        assert_eq!(
+            p.high_watermark(),
+            4,
+            "restored before any follower fetched"
+        );
+        p.log.close().expect("close");
+        drop(p);
+        // A checkpoint past the log (its tail lost in a crash) is cut to the log end.
+        std::fs::write(dir.path().join(HW_CHECKPOINT_FILE), "99\n").expect("write");
+        let p = Partition::open(dir.path(), &topic(), &meta(1, &[1, 2, 3], 1, 1), 1).expect("open");
+        assert_eq!(p.high_watermark(), 4);
+        p.log.close().expect("close");
+        drop(p);
+        std::fs::write(dir.path().join(HW_CHECKPOINT_FILE), "garbage").expect("write");
+        let p = Partition::open(dir.path(), &topic(), &meta(1, &[1, 2, 3], 1, 1), 1).expect("open");
+        assert_eq!(
+            p.high_watermark(),
+            0,
+            "an unreadable checkpoint counts for nothing"
+        );
     }
 
     /// Kafka's truncateTo: a replica elected for an epoch in which it wrote nothing keeps that

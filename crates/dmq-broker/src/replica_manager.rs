@@ -210,6 +210,9 @@ impl ReplicaManager {
     pub fn close_all(&self) {
         for part in self.all() {
             part.wake_all();
+            if let Err(e) = part.checkpoint_hw() {
+                tracing::warn!(partition = ?part, "checkpointing the high watermark: {e}");
+            }
             if let Err(e) = part.log.close() {
                 tracing::warn!(partition = ?part, "closing log: {e}");
             }
@@ -221,6 +224,9 @@ impl ReplicaManager {
     /// share of CPU and disk), and only where sealed segments changed since its last pass.
     pub fn housekeeping(&self, now_ms: i64, retention: bool, compaction: bool) {
         for part in self.all() {
+            if let Err(e) = part.checkpoint_hw() {
+                tracing::warn!(partition = ?part, "checkpointing the high watermark: {e}");
+            }
             if compaction && part.log.config().cleanup_policy.compacts() {
                 let segs = part.log.segments();
                 let sealed: u64 = segs
