@@ -30,7 +30,7 @@ use crate::error::{BrokerError, Result};
 use crate::fetcher::FetcherManager;
 use crate::meta_client::{ClusterImage, MetaClient};
 use crate::metrics::Metrics;
-use crate::replica_manager::ReplicaManager;
+use crate::replica_manager::{Housekeeping, ReplicaManager};
 
 /// Producer ids are taken from the quorum in blocks of this many.
 const PRODUCER_ID_BLOCK: u32 = 1_000;
@@ -39,6 +39,9 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// How often compacted partitions are looked at by the cleaner (Kafka's
 /// `log.cleaner.backoff.ms` is 15 s); a pass runs only where sealed segments changed.
 const COMPACTION_EVERY: Duration = Duration::from_secs(5);
+/// How often moved high watermarks are checkpointed (Kafka's
+/// `replica.high.watermark.checkpoint.interval.ms`): one fsync per moved partition each time.
+const HW_CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
 pub struct BrokerShared {
     pub config: BrokerConfig,
@@ -401,6 +404,7 @@ async fn housekeeping(shared: Arc<BrokerShared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut last_retention = tokio::time::Instant::now();
     let mut last_compaction = tokio::time::Instant::now();
+    let mut last_checkpoint = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         let retention = last_retention.elapsed() >= RETENTION_EVERY;
@@ -411,10 +415,20 @@ async fn housekeeping(shared: Arc<BrokerShared>) {
         if compaction {
             last_compaction = tokio::time::Instant::now();
         }
+        let checkpoint = last_checkpoint.elapsed() >= HW_CHECKPOINT_EVERY;
+        if checkpoint {
+            last_checkpoint = tokio::time::Instant::now();
+        }
         let s = shared.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            s.replicas
-                .housekeeping(dmq_log::now_ms(), retention, compaction)
+            s.replicas.housekeeping(
+                dmq_log::now_ms(),
+                Housekeeping {
+                    retention,
+                    compaction,
+                    checkpoint,
+                },
+            )
         })
         .await;
     }

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use dmq_types::BrokerId;
@@ -219,55 +220,43 @@ impl ReplicaManager {
         }
     }
 
-    /// Drives time-based flushing, retention and (on compacted topics) compaction for every
-    /// hosted log. Compaction runs one partition at a time on this blocking thread (a bounded
-    /// share of CPU and disk), and only where sealed segments changed since its last pass.
-    pub fn housekeeping(&self, now_ms: i64, retention: bool, compaction: bool) {
+    /// Drives time-based flushing and, when due, HW checkpoints, retention and (on compacted
+    /// topics) compaction for every hosted log. Compaction runs one partition at a time on
+    /// this blocking thread (a bounded share of CPU and disk), and only where sealed segments
+    /// changed since its last pass.
+    pub fn housekeeping(&self, now_ms: i64, due: Housekeeping) {
         for part in self.all() {
-            if let Err(e) = part.checkpoint_hw() {
-                tracing::warn!(partition = ?part, "checkpointing the high watermark: {e}");
+            if due.checkpoint {
+                if let Err(e) = part.checkpoint_hw() {
+                    tracing::warn!(partition = ?part, "checkpointing the high watermark: {e}");
+                }
             }
-            if compaction && part.log.config().cleanup_policy.compacts() {
-                let segs = part.log.segments();
-                let sealed: u64 = segs
-                    .iter()
-                    .take(segs.len().saturating_sub(1))
-                    .map(|s| s.size_bytes + s.base_offset as u64)
-                    .sum();
-                if sealed
-                    != part
-                        .compacted_sealed
-                        .load(std::sync::atomic::Ordering::Acquire)
-                {
-                    match part.log.compact(now_ms) {
-                        Ok(stats) => {
-                            if stats.records_removed > 0 {
-                                tracing::info!(
-                                    partition = ?part,
-                                    records_removed = stats.records_removed,
-                                    bytes_before = stats.bytes_before,
-                                    bytes_after = stats.bytes_after,
-                                    "compacted"
-                                );
-                            }
-                            // What the pass left is the new baseline.
-                            let segs = part.log.segments();
-                            let after: u64 = segs
-                                .iter()
-                                .take(segs.len().saturating_sub(1))
-                                .map(|s| s.size_bytes + s.base_offset as u64)
-                                .sum();
-                            part.compacted_sealed
-                                .store(after, std::sync::atomic::Ordering::Release);
+            if due.compaction
+                && part.log.config().cleanup_policy.compacts()
+                && sealed_fingerprint(&part) != part.compacted_sealed.load(Ordering::Acquire)
+            {
+                match part.log.compact(now_ms) {
+                    Ok(stats) => {
+                        if stats.records_removed > 0 {
+                            tracing::info!(
+                                partition = ?part,
+                                records_removed = stats.records_removed,
+                                bytes_before = stats.bytes_before,
+                                bytes_after = stats.bytes_after,
+                                "compacted"
+                            );
                         }
-                        Err(e) => tracing::warn!(partition = ?part, "compaction: {e}"),
+                        // What the pass left is the new baseline.
+                        part.compacted_sealed
+                            .store(sealed_fingerprint(&part), Ordering::Release);
                     }
+                    Err(e) => tracing::warn!(partition = ?part, "compaction: {e}"),
                 }
             }
             if let Err(e) = part.log.maybe_flush(now_ms) {
                 tracing::warn!(partition = ?part, "flush: {e}");
             }
-            if retention {
+            if due.retention {
                 match part.log.apply_retention(now_ms) {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(partition = ?part, "retention: {e}"),
@@ -275,6 +264,24 @@ impl ReplicaManager {
             }
         }
     }
+}
+
+/// Which periodic duties a [`ReplicaManager::housekeeping`] pass includes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Housekeeping {
+    pub retention: bool,
+    pub compaction: bool,
+    pub checkpoint: bool,
+}
+
+/// A fingerprint of a log's sealed segments (base offsets and sizes): it changes when a
+/// segment is sealed, removed or rewritten.
+fn sealed_fingerprint(part: &Partition) -> u64 {
+    let segs = part.log.segments();
+    segs.iter()
+        .take(segs.len().saturating_sub(1))
+        .map(|s| s.size_bytes + s.base_offset as u64)
+        .sum()
 }
 
 fn read_topic_id(path: &Path) -> Option<String> {

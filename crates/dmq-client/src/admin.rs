@@ -208,23 +208,20 @@ impl Admin {
         let timeout = self.cluster.config().request_timeout;
         let mut out = BTreeMap::new();
         for (leader, wanted) in by_leader {
-            let mut req_topics: Vec<DeleteRecordsTopic> = Vec::new();
-            for (tp, offset) in wanted {
-                let p = DeleteRecordsPartition::default()
-                    .with_partition_index(tp.partition)
-                    .with_offset(offset);
-                match req_topics
-                    .iter_mut()
-                    .find(|t| t.name.0.as_str() == tp.topic)
-                {
-                    Some(t) => t.partitions.push(p),
-                    None => req_topics.push(
-                        DeleteRecordsTopic::default()
-                            .with_name(topic_name(&tp.topic))
-                            .with_partitions(vec![p]),
-                    ),
-                }
-            }
+            let req_topics: Vec<DeleteRecordsTopic> =
+                crate::consumer::by_topic(wanted.iter().map(|(tp, offset)| {
+                    let p = DeleteRecordsPartition::default()
+                        .with_partition_index(tp.partition)
+                        .with_offset(*offset);
+                    (tp.topic.as_str(), p)
+                }))
+                .into_iter()
+                .map(|(t, ps)| {
+                    DeleteRecordsTopic::default()
+                        .with_name(topic_name(t))
+                        .with_partitions(ps)
+                })
+                .collect();
             let req = kafka_protocol::messages::DeleteRecordsRequest::default()
                 .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
                 .with_topics(req_topics);

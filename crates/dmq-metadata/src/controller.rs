@@ -227,15 +227,7 @@ pub fn election_change(
                 .and_then(|i| t.partitions.get(i))
         })
         .ok_or(ElectionRefusal::UnknownTopicOrPartition)?;
-    let change = |leader: BrokerId, isr: Vec<BrokerId>| PartitionChange {
-        topic: topic.to_string(),
-        partition,
-        expected_leader_epoch: p.leader_epoch,
-        expected_partition_epoch: p.partition_epoch,
-        leader,
-        isr,
-        leader_epoch: p.leader_epoch + 1,
-    };
+    let change = |leader, isr| PartitionChange::new_leader(topic, p, leader, isr);
     match kind {
         ElectionType::Preferred => {
             let preferred = *p
@@ -336,15 +328,7 @@ mod tests {
     /// Sets t-`partition`'s leader and ISR directly (a past election).
     fn set(state: &mut MetadataState, partition: i32, leader: BrokerId, isr: Vec<BrokerId>) {
         let p = &state.topics["t"].partitions[partition as usize];
-        let change = PartitionChange {
-            topic: "t".into(),
-            partition,
-            expected_leader_epoch: p.leader_epoch,
-            expected_partition_epoch: p.partition_epoch,
-            leader,
-            isr,
-            leader_epoch: p.leader_epoch + 1,
-        };
+        let change = PartitionChange::new_leader("t", p, leader, isr);
         let r = state.apply(
             100,
             &Command::UpdatePartitions {

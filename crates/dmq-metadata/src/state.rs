@@ -36,6 +36,22 @@ pub struct PartitionChange {
     pub leader_epoch: LeaderEpoch,
 }
 
+impl PartitionChange {
+    /// A new leader (and ISR) for `topic`-`p` at the next leader epoch, fenced by the epochs
+    /// `p` has now.
+    pub fn new_leader(topic: &str, p: &Partition, leader: BrokerId, isr: Vec<BrokerId>) -> Self {
+        PartitionChange {
+            topic: topic.to_string(),
+            partition: p.partition_id,
+            expected_leader_epoch: p.leader_epoch,
+            expected_partition_epoch: p.partition_epoch,
+            leader,
+            isr,
+            leader_epoch: p.leader_epoch + 1,
+        }
+    }
+}
+
 fn unchecked_epoch() -> i32 {
     -1
 }

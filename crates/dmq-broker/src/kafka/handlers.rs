@@ -454,6 +454,8 @@ async fn fetch(ctx: &mut Ctx<'_>, r: FetchRequest) -> FetchResponse {
     } as usize;
     let min_bytes = r.min_bytes.max(0) as usize;
     let image = shared.image();
+    // The follower's registration as this broker knows it (KIP-903), once per request.
+    let broker_epoch = image.brokers.get(&replica_id).map(|b| b.broker_epoch);
     // Resolve topics (v13+ would name them by id; we advertise ≤ 12, but accept ids anyway).
     let wanted: Vec<(String, uuid::Uuid, Vec<fetch_request::FetchPartition>)> = r
         .topics
@@ -492,6 +494,7 @@ async fn fetch(ctx: &mut Ctx<'_>, r: FetchRequest) -> FetchResponse {
                     p,
                     follower,
                     replica_id,
+                    broker_epoch,
                     max_bytes.saturating_sub(total),
                 );
                 match pd {
@@ -550,6 +553,7 @@ fn fetch_partition(
     p: &fetch_request::FetchPartition,
     follower: bool,
     replica_id: i32,
+    broker_epoch: Option<u64>,
     budget: usize,
 ) -> Result<(PartitionData, Option<Bytes>), BrokerError> {
     let part = produce::partition(shared, topic, p.partition)?;
@@ -578,11 +582,6 @@ fn fetch_partition(
                 ));
             }
         }
-        let broker_epoch = shared
-            .image()
-            .brokers
-            .get(&replica_id)
-            .map(|b| b.broker_epoch);
         part.follower_fetched(
             replica_id,
             p.fetch_offset,
