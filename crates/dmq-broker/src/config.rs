@@ -98,6 +98,10 @@ pub struct LogSettings {
     pub retention_ms: Option<i64>,
     pub retention_bytes: Option<u64>,
     pub cleanup_policy: CleanupPolicy,
+    pub delete_retention_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
 }
 
 fn parse<T: std::str::FromStr>(config: &BTreeMap<String, String>, key: &str) -> Option<T> {
@@ -128,6 +132,13 @@ impl TopicSettings {
                 retention_ms: (retention_ms >= 0).then_some(retention_ms),
                 retention_bytes: u64::try_from(retention_bytes).ok(),
                 cleanup_policy,
+                delete_retention_ms: parse(config, "delete.retention.ms")
+                    .unwrap_or(dmq_log::DELETE_RETENTION_MS_DEFAULT),
+                min_cleanable_dirty_ratio: parse::<f64>(config, "min.cleanable.dirty.ratio")
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .unwrap_or(0.5),
+                min_compaction_lag_ms: parse(config, "min.compaction.lag.ms").unwrap_or(0),
+                max_compaction_lag_ms: parse(config, "max.compaction.lag.ms").unwrap_or(i64::MAX),
             },
         }
     }
@@ -139,6 +150,10 @@ impl TopicSettings {
             retention_ms: self.log.retention_ms,
             retention_bytes: self.log.retention_bytes,
             cleanup_policy: self.log.cleanup_policy,
+            delete_retention_ms: self.log.delete_retention_ms,
+            min_cleanable_dirty_ratio: self.log.min_cleanable_dirty_ratio,
+            min_compaction_lag_ms: self.log.min_compaction_lag_ms,
+            max_compaction_lag_ms: self.log.max_compaction_lag_ms,
             ..LogConfig::default()
         }
     }

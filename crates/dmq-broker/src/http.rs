@@ -66,6 +66,9 @@ pub fn router(shared: Shared) -> Router {
         })
         .layer(DefaultBodyLimit::max(2 * HTTP_BODY_BYTES_MAX))
         .layer(axum::middleware::map_response(dmq_types::http::json_errors))
+        .layer(axum::middleware::from_fn(|req, next| {
+            dmq_types::http::refuse_oversized((2 * HTTP_BODY_BYTES_MAX) as u64, req, next)
+        }))
         .with_state(shared)
 }
 

@@ -1,10 +1,8 @@
 //! Compacted topics take only keyed records (Kafka's INVALID_RECORD otherwise): compaction
 //! keeps the last record per key, and a record without one could never be cleaned.
 
-use bytes::{Buf, Bytes};
-use dmq_log::batch::{self, Batches, BATCH_HEADER_BYTES};
+use dmq_log::batch::{self, Batches};
 use dmq_log::BatchHeader;
-use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
 use kafka_protocol::error::ResponseError;
 
 use crate::error::{BrokerError, Result};
@@ -20,17 +18,9 @@ pub fn require_keys(records: &[u8]) -> Result<()> {
         if h.is_control() {
             continue;
         }
-        let size = h.total_size().min(bytes.len());
-        let body = &bytes[BATCH_HEADER_BYTES.min(size)..size];
-        let plain;
-        let section: &[u8] = match h.compression() {
-            0 => body,
-            codec => {
-                plain = decompress(codec, Bytes::copy_from_slice(body))?;
-                &plain
-            }
-        };
-        for r in batch::records_in(h, section) {
+        let section = dmq_log::codec::plain_section(bytes)
+            .map_err(|reason| invalid(format!("bad batch: {reason}")))?;
+        for r in batch::records_in(h, &section) {
             let r = r.map_err(|reason| invalid(format!("bad record: {reason}")))?;
             if r.key.is_none() {
                 return Err(invalid(format!(
@@ -46,19 +36,6 @@ pub fn require_keys(records: &[u8]) -> Result<()> {
 
 fn invalid(message: String) -> BrokerError {
     BrokerError::kafka(ResponseError::InvalidRecord, message)
-}
-
-fn decompress(codec: u8, body: Bytes) -> Result<Bytes> {
-    let mut body = body;
-    let take = |b: &mut Bytes| Ok(b.copy_to_bytes(b.remaining()));
-    let res = match codec {
-        1 => Gzip::decompress(&mut body, take),
-        2 => Snappy::decompress(&mut body, take),
-        3 => Lz4::decompress(&mut body, take),
-        4 => Zstd::decompress(&mut body, take),
-        other => return Err(invalid(format!("unknown compression codec {other}"))),
-    };
-    res.map_err(|e| invalid(format!("cannot decompress a codec {codec} batch: {e}")))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
+use dmq_types::broker_config::BrokerConfigs;
 use dmq_types::model::{Broker, Partition, Topic};
 use dmq_types::BrokerId;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -26,6 +27,8 @@ pub struct ClusterImage {
     pub version: u64,
     pub brokers: BTreeMap<BrokerId, Broker>,
     pub topics: BTreeMap<String, Topic>,
+    /// Dynamic broker configs (cluster-wide and per broker).
+    pub broker_configs: BrokerConfigs,
 }
 
 impl ClusterImage {
@@ -39,6 +42,8 @@ struct ClusterResponse {
     version: u64,
     brokers: Vec<Broker>,
     topics: Vec<Topic>,
+    #[serde(default, rename = "brokerConfigs")]
+    broker_configs: BrokerConfigs,
 }
 
 /// Where the controller is, as last learnt.
@@ -297,6 +302,7 @@ impl MetaClient {
                 .into_iter()
                 .map(|t| (t.topic_name.clone(), t))
                 .collect(),
+            broker_configs: c.broker_configs,
         })
     }
 
@@ -307,6 +313,19 @@ impl MetaClient {
 
     /// Kafka's (Incremental)AlterConfigs: `PATCH /api/v1/metadata/topics/{name}/config` with
     /// `{"set", "delete", "replace", "validateOnly"}`.
+    /// Changes dynamic broker configs: one broker's, or (`None`) the cluster-wide defaults.
+    pub async fn alter_broker_config(
+        &self,
+        broker: Option<BrokerId>,
+        body: Value,
+    ) -> Result<ApiReply> {
+        let path = match broker {
+            Some(id) => format!("/api/v1/metadata/broker-configs/{id}"),
+            None => "/api/v1/metadata/broker-configs".to_string(),
+        };
+        self.leader_call(Method::PATCH, &path, Some(body)).await
+    }
+
     pub async fn alter_topic_config(&self, name: &str, body: Value) -> Result<ApiReply> {
         self.leader_call(
             Method::PATCH,

@@ -10,7 +10,8 @@
 //!     ├─ group timers      session expiry and rebalance deadlines of coordinated groups
 //!     ├─ offset committer  batches OffsetCommits into the metadata quorum
 //!     ├─ ISR manager       proposes ISR shrinks/expands for partitions it leads (AlterPartition)
-//!     └─ housekeeping      interval flushes and retention
+//!     ├─ housekeeping      interval flushes, HW checkpoints and retention
+//!     └─ log cleaner       compacts the compacted topics' logs, one at a time, I/O-throttled
 //!
 //!   BrokerNode::controlled_shutdown (SIGTERM): stop heartbeating → ask the controller to move
 //!     the leaderships away → wait until the metadata shows none here → shutdown
@@ -36,9 +37,9 @@ use crate::replica_manager::{Housekeeping, ReplicaManager};
 const PRODUCER_ID_BLOCK: u32 = 1_000;
 /// Retention runs at most this often.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
-/// How often compacted partitions are looked at by the cleaner (Kafka's
-/// `log.cleaner.backoff.ms` is 15 s); a pass runs only where sealed segments changed.
-const COMPACTION_EVERY: Duration = Duration::from_secs(5);
+/// How long the cleaner rests when no compacted log needs a pass (Kafka's
+/// `log.cleaner.backoff.ms` is 15 s).
+const CLEANER_BACKOFF: Duration = Duration::from_secs(2);
 /// How often moved high watermarks are checkpointed (Kafka's
 /// `replica.high.watermark.checkpoint.interval.ms`): one fsync per moved partition each time.
 const HW_CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
@@ -71,6 +72,8 @@ pub struct BrokerShared {
     pub incarnation_id: String,
     /// The current silence past the session timeout has been logged.
     pub cut_off_announced: AtomicBool,
+    /// Paces the log cleaner's reads and writes (`log.cleaner.io.max.bytes.per.second`).
+    pub cleaner_throttle: dmq_log::IoThrottle,
 }
 
 impl BrokerShared {
@@ -120,6 +123,8 @@ impl BrokerShared {
             .await
             .map_err(|e| BrokerError::Metadata(format!("metadata apply panicked: {e}")))?;
         *self.image.write().unwrap_or_else(|e| e.into_inner()) = image.clone();
+        self.cleaner_throttle
+            .set_rate(cleaner_rate(&image, self.config.broker_id));
         self.fetchers.update(self, groups);
         if image.version > current {
             tracing::debug!(from = current, to = image.version, "metadata applied");
@@ -211,6 +216,9 @@ impl BrokerNode {
             heartbeat_ok_ms: AtomicI64::new(dmq_log::now_ms()),
             incarnation_id: uuid::Uuid::new_v4().to_string(),
             cut_off_announced: AtomicBool::new(false),
+            cleaner_throttle: dmq_log::IoThrottle::new(
+                dmq_types::broker_config::CLEANER_IO_BYTES_PER_SEC_DEFAULT,
+            ),
         });
         tracing::info!(
             broker = shared.config.broker_id,
@@ -224,6 +232,7 @@ impl BrokerNode {
             tokio::spawn(crate::http::serve(shared.clone(), http)),
             tokio::spawn(crate::membership::run(shared.clone())),
             tokio::spawn(housekeeping(shared.clone())),
+            tokio::spawn(log_cleaner(shared.clone())),
             tokio::spawn(isr_manager(shared.clone())),
             tokio::spawn(crate::group::offsets::run(shared.clone(), commit_queue)),
             tokio::spawn(group_timers(shared.clone())),
@@ -321,6 +330,19 @@ impl BrokerNode {
     }
 }
 
+/// The log cleaner's I/O cap in force on `broker` (`log.cleaner.io.max.bytes.per.second`).
+fn cleaner_rate(image: &ClusterImage, broker: dmq_types::BrokerId) -> u64 {
+    image
+        .broker_configs
+        .dynamic_value(Some(broker), "log.cleaner.io.max.bytes.per.second")
+        .and_then(|(v, _)| v.trim().parse::<f64>().ok())
+        .filter(|r| r.is_finite() && *r >= 0.0)
+        .map_or(
+            dmq_types::broker_config::CLEANER_IO_BYTES_PER_SEC_DEFAULT,
+            |r| r.min(u64::MAX as f64) as u64,
+        )
+}
+
 /// Binds `host:port`, naming the listener in the error (a taken port stops start-up clearly).
 async fn listen(host: &str, port: u16, what: &str) -> Result<TcpListener> {
     TcpListener::bind((host, port)).await.map_err(|e| {
@@ -400,20 +422,32 @@ async fn group_timers(shared: Arc<BrokerShared>) {
     }
 }
 
+/// Kafka's log cleaner: one pass at a time on a blocking thread, the neediest log first,
+/// resting [`CLEANER_BACKOFF`] when no log needs one.
+async fn log_cleaner(shared: Arc<BrokerShared>) {
+    loop {
+        let s = shared.clone();
+        let cleaned = tokio::task::spawn_blocking(move || {
+            s.replicas
+                .clean_dirtiest(dmq_log::now_ms(), &s.cleaner_throttle)
+        })
+        .await
+        .unwrap_or(false);
+        if !cleaned {
+            tokio::time::sleep(CLEANER_BACKOFF).await;
+        }
+    }
+}
+
 async fn housekeeping(shared: Arc<BrokerShared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut last_retention = tokio::time::Instant::now();
-    let mut last_compaction = tokio::time::Instant::now();
     let mut last_checkpoint = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         let retention = last_retention.elapsed() >= RETENTION_EVERY;
         if retention {
             last_retention = tokio::time::Instant::now();
-        }
-        let compaction = last_compaction.elapsed() >= COMPACTION_EVERY;
-        if compaction {
-            last_compaction = tokio::time::Instant::now();
         }
         let checkpoint = last_checkpoint.elapsed() >= HW_CHECKPOINT_EVERY;
         if checkpoint {
@@ -425,7 +459,6 @@ async fn housekeeping(shared: Arc<BrokerShared>) {
                 dmq_log::now_ms(),
                 Housekeeping {
                     retention,
-                    compaction,
                     checkpoint,
                 },
             )

@@ -94,6 +94,9 @@ pub struct FollowerProgress {
     /// `None` until its first fetch. A fetch from a later incarnation starts the progress over
     /// (KIP-903): the earlier one's log end may be gone with its unflushed tail.
     pub broker_epoch: Option<u64>,
+    /// The follower's log start offset as its last fetch reported it (DeleteRecords waits for
+    /// every live replica's to pass the deletion point).
+    pub log_start_offset: Option<i64>,
 }
 
 /// An ISR change for the controller, fenced by the epochs it was computed against.
@@ -140,9 +143,6 @@ pub struct Partition {
     hw_tx: watch::Sender<i64>,
     /// Bumped whenever the log end moves (wakes followers' long polls).
     leo_tx: watch::Sender<i64>,
-    /// A fingerprint of the sealed segments after the last compaction pass (the cleaner skips
-    /// a log whose sealed part has not changed since).
-    pub compacted_sealed: std::sync::atomic::AtomicU64,
     /// The high watermark last written to [`HW_CHECKPOINT_FILE`].
     checkpointed_hw: AtomicI64,
 }
@@ -210,7 +210,6 @@ impl Partition {
             hw: AtomicI64::new(hw),
             hw_tx,
             leo_tx,
-            compacted_sealed: std::sync::atomic::AtomicU64::new(0),
             checkpointed_hw: AtomicI64::new(hw),
         };
         Ok(partition)
@@ -284,6 +283,7 @@ impl Partition {
                             last_fetch_ms: now,
                             last_fetch_leader_leo: leo,
                             broker_epoch: None,
+                            log_start_offset: None,
                         },
                     );
                 }
@@ -458,6 +458,7 @@ impl Partition {
         fetch_offset: i64,
         current_leader_epoch: i32,
         broker_epoch: Option<u64>,
+        log_start_offset: i64,
     ) -> Result<()> {
         let mut st = self.lock();
         self.check_leader_locked(&st, current_leader_epoch)?;
@@ -475,6 +476,7 @@ impl Partition {
             last_fetch_ms: now,
             last_fetch_leader_leo: i64::MAX,
             broker_epoch,
+            log_start_offset: None,
         };
         let f = st.followers.entry(follower).or_insert(fresh);
         match (f.broker_epoch, broker_epoch) {
@@ -499,8 +501,30 @@ impl Partition {
         f.last_fetch_leader_leo = leo;
         f.last_fetch_ms = now;
         f.log_end_offset = Some(fetch_offset.min(leo));
+        f.log_start_offset = (log_start_offset >= 0).then_some(log_start_offset);
         self.maybe_advance_hw(&st);
         Ok(())
+    }
+
+    /// Leader: the low watermark — the smallest log start offset of this replica and of every
+    /// follower on a live broker (Kafka's `lowWatermarkIfLeader`); a live follower that has not
+    /// reported one yet counts as -1. DeleteRecords is complete when it reaches the deletion
+    /// point.
+    pub fn low_watermark(&self, alive: impl Fn(BrokerId) -> bool) -> i64 {
+        let st = self.lock();
+        let mut low = self.log.log_start_offset();
+        for &r in &st.replicas {
+            if r == self.broker_id || !alive(r) {
+                continue;
+            }
+            let start = st
+                .followers
+                .get(&r)
+                .and_then(|f| f.log_start_offset)
+                .unwrap_or(-1);
+            low = low.min(start);
+        }
+        low
     }
 
     /// Leader: the ISR change the followers' progress calls for, if any and if none is pending
@@ -989,7 +1013,7 @@ mod tests {
         // Both followers are granted a lag window from the election; nothing changes within it.
         assert_eq!(p.isr_change(now, 10_000, |_| Some(1)), None);
         // Follower 2 catches up; follower 3 never fetches.
-        p.follower_fetched(2, 3, 0, Some(1)).expect("fetch");
+        p.follower_fetched(2, 3, 0, Some(1), 0).expect("fetch");
         assert_eq!(
             p.high_watermark(),
             0,
@@ -1014,7 +1038,7 @@ mod tests {
             "with 3 out of the ISR the HW follows 2"
         );
         // 3 catches up to the HW: it may rejoin; the HW counts it while that is pending.
-        p.follower_fetched(3, 3, 0, Some(1)).expect("fetch");
+        p.follower_fetched(3, 3, 0, Some(1), 0).expect("fetch");
         let change = p.isr_change(now_ms(), 10_000, |_| Some(1)).expect("expand");
         assert_eq!(
             (change.isr.clone(), change.added.clone()),

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use dmq_types::BrokerId;
@@ -68,6 +67,28 @@ impl ReplicaManager {
     pub fn apply(&self, image: &ClusterImage) -> FollowerGroups {
         let mut wanted: HashMap<TopicPartition, ()> = HashMap::new();
         for topic in image.topics.values() {
+            if !topic
+                .partitions
+                .iter()
+                .any(|p| p.replicas.contains(&self.broker_id))
+            {
+                continue;
+            }
+            // The topic's configs as this broker applies them: its own values, then this
+            // broker's and the cluster's dynamic defaults (AlterConfigs on BROKER resources).
+            let effective = image
+                .broker_configs
+                .effective_topic_config(&topic.config, Some(self.broker_id));
+            let with_effective;
+            let topic = if effective == topic.config {
+                topic
+            } else {
+                with_effective = dmq_types::model::Topic {
+                    config: effective,
+                    ..topic.clone()
+                };
+                &with_effective
+            };
             for p in &topic.partitions {
                 if !p.replicas.contains(&self.broker_id) {
                     continue;
@@ -220,37 +241,13 @@ impl ReplicaManager {
         }
     }
 
-    /// Drives time-based flushing and, when due, HW checkpoints, retention and (on compacted
-    /// topics) compaction for every hosted log. Compaction runs one partition at a time on
-    /// this blocking thread (a bounded share of CPU and disk), and only where sealed segments
-    /// changed since its last pass.
+    /// Drives time-based flushing and, when due, HW checkpoints and retention for every
+    /// hosted log. (Compaction has its own thread: [`ReplicaManager::clean_dirtiest`].)
     pub fn housekeeping(&self, now_ms: i64, due: Housekeeping) {
         for part in self.all() {
             if due.checkpoint {
                 if let Err(e) = part.checkpoint_hw() {
                     tracing::warn!(partition = ?part, "checkpointing the high watermark: {e}");
-                }
-            }
-            if due.compaction
-                && part.log.config().cleanup_policy.compacts()
-                && sealed_fingerprint(&part) != part.compacted_sealed.load(Ordering::Acquire)
-            {
-                match part.log.compact(now_ms) {
-                    Ok(stats) => {
-                        if stats.records_removed > 0 {
-                            tracing::info!(
-                                partition = ?part,
-                                records_removed = stats.records_removed,
-                                bytes_before = stats.bytes_before,
-                                bytes_after = stats.bytes_after,
-                                "compacted"
-                            );
-                        }
-                        // What the pass left is the new baseline.
-                        part.compacted_sealed
-                            .store(sealed_fingerprint(&part), Ordering::Release);
-                    }
-                    Err(e) => tracing::warn!(partition = ?part, "compaction: {e}"),
                 }
             }
             if let Err(e) = part.log.maybe_flush(now_ms) {
@@ -264,24 +261,58 @@ impl ReplicaManager {
             }
         }
     }
+
+    /// Kafka's log cleaner, one pass: of the compacted logs that need a pass (dirty ratio at
+    /// least `min.cleanable.dirty.ratio`, a record past `max.compaction.lag.ms`, or expired
+    /// tombstones), cleans the one that needs it most — overdue first, then the dirtiest —
+    /// below its high watermark. Returns whether it cleaned one. Runs on the broker's single
+    /// cleaner thread with its I/O paced by `throttle`: a bounded share of CPU and disk.
+    pub fn clean_dirtiest(&self, now_ms: i64, throttle: &dmq_log::IoThrottle) -> bool {
+        let pick = self
+            .all()
+            .into_iter()
+            .filter_map(|part| {
+                let c = part.log.cleanable(now_ms, part.high_watermark())?;
+                c.needs_cleaning().then_some((part, c))
+            })
+            .max_by(|(_, a), (_, b)| {
+                (a.overdue, a.dirty_ratio())
+                    .partial_cmp(&(b.overdue, b.dirty_ratio()))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+        let Some((part, c)) = pick else {
+            return false;
+        };
+        match part
+            .log
+            .compact_below(now_ms, part.high_watermark(), throttle)
+        {
+            Ok(stats) => {
+                tracing::info!(
+                    partition = ?part,
+                    dirty_ratio = c.dirty_ratio(),
+                    overdue = c.overdue,
+                    segments_rewritten = stats.segments_rewritten,
+                    records_removed = stats.records_removed,
+                    bytes_before = stats.bytes_before,
+                    bytes_after = stats.bytes_after,
+                    "compacted"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(partition = ?part, "compaction: {e}");
+                false
+            }
+        }
+    }
 }
 
 /// Which periodic duties a [`ReplicaManager::housekeeping`] pass includes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Housekeeping {
     pub retention: bool,
-    pub compaction: bool,
     pub checkpoint: bool,
-}
-
-/// A fingerprint of a log's sealed segments (base offsets and sizes): it changes when a
-/// segment is sealed, removed or rewritten.
-fn sealed_fingerprint(part: &Partition) -> u64 {
-    let segs = part.log.segments();
-    segs.iter()
-        .take(segs.len().saturating_sub(1))
-        .map(|s| s.size_bytes + s.base_offset as u64)
-        .sum()
 }
 
 fn read_topic_id(path: &Path) -> Option<String> {

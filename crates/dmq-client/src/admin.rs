@@ -156,12 +156,83 @@ impl Admin {
         name: &str,
         configs: &[(String, Option<String>)],
     ) -> Result<()> {
+        self.alter_configs(
+            2,
+            name,
+            configs,
+            &format!("altering the configs of {name:?}"),
+        )
+        .await
+    }
+
+    /// Sets (`Some`) or deletes (`None`) dynamic broker configs of one broker, or of the whole
+    /// cluster (`broker: None`, kafka-configs' `--entity-default`); they take effect without a
+    /// restart.
+    pub async fn alter_broker_configs(
+        &self,
+        broker: Option<i32>,
+        configs: &[(String, Option<String>)],
+    ) -> Result<()> {
+        let name = broker.map_or(String::new(), |b| b.to_string());
+        let what = match broker {
+            Some(b) => format!("altering the configs of broker {b}"),
+            None => "altering the cluster-wide broker configs".to_string(),
+        };
+        self.alter_configs(4, &name, configs, &what).await
+    }
+
+    /// The dynamic broker configs in force for one broker (set on it or cluster-wide), or
+    /// those set cluster-wide (`broker: None`): `name → (value, source)` with Kafka's source
+    /// names (`DYNAMIC_BROKER_CONFIG`, `DYNAMIC_DEFAULT_BROKER_CONFIG`).
+    pub async fn describe_broker_configs(
+        &self,
+        broker: Option<i32>,
+    ) -> Result<BTreeMap<String, (String, String)>> {
+        let name = broker.map_or(String::new(), |b| b.to_string());
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(StrBytes::from_string(name.clone()))
+                .with_configuration_keys(None),
+        ]);
+        let conn = self.cluster.any_broker().await?;
+        let (resp, _) = conn.send(&req, Duration::ZERO).await?;
+        let mut configs = BTreeMap::new();
+        for r in resp.results {
+            if r.error_code != 0 {
+                return Err(ClientError::kafka(
+                    r.error_code,
+                    format!("describing the configs of broker {name:?}"),
+                ));
+            }
+            for c in r.configs {
+                let source = match c.config_source {
+                    2 => "DYNAMIC_BROKER_CONFIG",
+                    3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+                    _ => continue,
+                };
+                if let Some(v) = c.value {
+                    configs.insert(c.name.to_string(), (v.to_string(), source.to_string()));
+                }
+            }
+        }
+        Ok(configs)
+    }
+
+    /// IncrementalAlterConfigs of one resource (2 = topic, 4 = broker): SET or DELETE.
+    async fn alter_configs(
+        &self,
+        resource_type: i8,
+        name: &str,
+        configs: &[(String, Option<String>)],
+        what: &str,
+    ) -> Result<()> {
         use kafka_protocol::messages::incremental_alter_configs_request::{
             AlterConfigsResource, AlterableConfig,
         };
         let req = kafka_protocol::messages::IncrementalAlterConfigsRequest::default()
             .with_resources(vec![AlterConfigsResource::default()
-                .with_resource_type(2)
+                .with_resource_type(resource_type)
                 .with_resource_name(StrBytes::from_string(name.to_string()))
                 .with_configs(
                     configs
@@ -181,7 +252,7 @@ impl Admin {
             resp.responses
                 .iter()
                 .map(|r| (r.error_code, r.error_message.as_ref())),
-            &format!("altering the configs of {name:?}"),
+            what,
         )
     }
 

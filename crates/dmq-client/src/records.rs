@@ -1,9 +1,8 @@
 //! Records as the application sees them, compression, and decoding of fetched batches.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use dmq_records::batch::BATCH_HEADER_BYTES;
 use dmq_records::{BatchHeader, Batches};
-use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
 
 use crate::error::{ClientError, Result};
 
@@ -52,46 +51,11 @@ impl std::str::FromStr for Compression {
 /// Compresses the records section of an uncompressed `batch` with `codec`, returning a new
 /// batch (header fields kept, length, attributes and CRC fixed).
 pub(crate) fn compress_batch(batch: Vec<u8>, codec: Compression) -> Result<Vec<u8>> {
-    if codec == Compression::None || batch.len() <= BATCH_HEADER_BYTES {
+    if codec == Compression::None {
         return Ok(batch);
     }
-    let body = &batch[BATCH_HEADER_BYTES..];
-    let mut out = BytesMut::with_capacity(body.len() / 2 + 64);
-    let fill = |tmp: &mut BytesMut| {
-        tmp.put_slice(body);
-        Ok(())
-    };
-    let res = match codec {
-        Compression::Gzip => Gzip::compress(&mut out, fill),
-        Compression::Snappy => Snappy::compress(&mut out, fill),
-        Compression::Lz4 => Lz4::compress(&mut out, fill),
-        Compression::Zstd => Zstd::compress(&mut out, fill),
-        Compression::None => Ok(()),
-    };
-    res.map_err(|e| ClientError::Protocol(format!("{codec:?} compression failed: {e}")))?;
-    let count = BatchHeader::new(&batch)
-        .map(|h| h.record_count())
-        .map_err(|e| ClientError::Protocol(e.to_string()))?;
-    Ok(dmq_records::with_records_section(
-        &batch,
-        &[&out],
-        count,
-        codec.id(),
-    ))
-}
-
-fn decompress(codec: u8, body: Bytes) -> Result<Bytes> {
-    let mut body = body;
-    let take = |b: &mut Bytes| Ok(b.copy_to_bytes(b.remaining()));
-
-    let res = match codec {
-        1 => Gzip::decompress(&mut body, take),
-        2 => Snappy::decompress(&mut body, take),
-        3 => Lz4::decompress(&mut body, take),
-        4 => Zstd::decompress(&mut body, take),
-        other => return Err(ClientError::Protocol(format!("unknown codec {other}"))),
-    };
-    res.map_err(|e| ClientError::Protocol(format!("cannot decompress codec {codec}: {e}")))
+    dmq_records::codec::compress_batch(&batch, codec.id())
+        .map_err(|e| ClientError::Protocol(format!("{codec:?} compression failed: {e}")))
 }
 
 /// A record read from a partition.
@@ -147,10 +111,10 @@ pub(crate) fn decode_fetched(
         let source: Bytes = if header.compression() == 0 {
             data.slice_ref(&batch[BATCH_HEADER_BYTES..])
         } else {
-            decompress(
-                header.compression(),
-                data.slice_ref(&batch[BATCH_HEADER_BYTES..]),
-            )?
+            let section = &batch[BATCH_HEADER_BYTES..];
+            dmq_records::codec::decompress(header.compression(), section)
+                .map(Bytes::from)
+                .map_err(|e| ClientError::Protocol(format!("{topic}-{partition}: {e}")))?
         };
         for r in dmq_records::records_in(header, &source) {
             let r = r.map_err(|e| {

@@ -50,6 +50,7 @@
 
 /// The RecordBatch v2 format lives in `dmq-records`, shared with the broker and the client.
 pub use dmq_records::batch;
+pub use dmq_records::codec;
 mod checkpoint;
 pub mod cleaner;
 pub mod epoch_cache;
@@ -61,7 +62,9 @@ mod segment;
 mod time_index;
 
 pub use batch::{BatchHeader, Record, RecordBatchBuilder, RecordHeader};
-pub use cleaner::{spawn_cleaner, CleanerHandle, CompactionStats};
+pub use cleaner::{
+    spawn_cleaner, Cleanable, CleanerHandle, CompactionStats, IoThrottle, CLEANER_CHECKPOINT_FILE,
+};
 pub use epoch_cache::{EpochEntry, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use error::{BatchDefect, LogError, Result};
 pub use log::{

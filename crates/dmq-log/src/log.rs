@@ -8,6 +8,7 @@
 //!     00000000000000004312.log …       later segments, named by base offset
 //!     leader-epoch-checkpoint          epoch → start offset (epoch_cache.rs)
 //!     log-start-offset                 log start after DeleteRecords (checkpoint.rs)
+//!     cleaner-offset-checkpoint        first dirty offset of a compacted log (cleaner.rs)
 //!     clean-shutdown                   present only between close() and the next open
 //! ```
 //!
@@ -113,6 +114,14 @@ pub struct LogConfig {
     pub cleanup_policy: CleanupPolicy,
     /// `delete.retention.ms`: how long compaction keeps tombstones.
     pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the share of the cleanable log that must be dirty before
+    /// the cleaner rewrites it.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: a record stays uncompacted at least this long.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty record older than this makes a pass due whatever the
+    /// dirty ratio (`i64::MAX` = never).
+    pub max_compaction_lag_ms: i64,
     /// Reserve disk space for the active segment in steps of this many bytes (capped at
     /// `segment_bytes`; 0 = off). Makes small appends cheaper on ext4; the zero tail is
     /// trimmed on roll/close and truncated by recovery after a crash.
@@ -131,6 +140,9 @@ impl Default for LogConfig {
             retention_bytes: None,
             cleanup_policy: CleanupPolicy::Delete,
             delete_retention_ms: DELETE_RETENTION_MS_DEFAULT,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
             preallocate_bytes: PREALLOCATE_BYTES_DEFAULT,
         }
     }
@@ -282,6 +294,11 @@ pub struct Log {
     durable: AtomicI64,
     epochs: RwLock<LeaderEpochFileCache>,
     closed: AtomicBool,
+    /// The cleaner checkpoint: offsets below it were deduplicated by a compaction pass.
+    first_dirty: AtomicI64,
+    /// When the earliest tombstone the last compaction pass kept expires (ms; `i64::MIN`
+    /// until a pass ran in this process, so the first one also sweeps tombstones).
+    next_tombstone_expiry: AtomicI64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -315,6 +332,7 @@ impl Log {
         let ckpt_start = read_log_start(dir)?.unwrap_or(first_base);
         let log_start = ckpt_start.max(first_base);
         let epochs = LeaderEpochFileCache::load(dir)?;
+        let first_dirty = read_first_dirty(dir)?.unwrap_or(log_start).min(log_end);
         let log = Log {
             dir: dir.to_path_buf(),
             config: RwLock::new(config),
@@ -328,6 +346,8 @@ impl Log {
             durable: AtomicI64::new(log_end),
             epochs: RwLock::new(epochs),
             closed: AtomicBool::new(false),
+            first_dirty: AtomicI64::new(first_dirty),
+            next_tombstone_expiry: AtomicI64::new(i64::MIN),
         };
         if log_start > log_end {
             // Data below the recorded log start was lost (or never replicated): start over there.
@@ -834,6 +854,7 @@ impl Log {
         active.sync_data()?;
         self.log_end.store(new_end, Ordering::Release);
         self.durable.fetch_min(new_end, Ordering::AcqRel);
+        self.lower_first_dirty(new_end)?;
         self.epochs
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -860,6 +881,8 @@ impl Log {
         self.log_start.store(offset, Ordering::Release);
         self.durable.store(offset, Ordering::Release);
         write_log_start(&self.dir, offset)?;
+        self.first_dirty.store(offset, Ordering::Release);
+        write_first_dirty(&self.dir, offset)?;
         self.epochs
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -955,10 +978,62 @@ impl Log {
         Ok(out)
     }
 
-    /// Compact sealed segments (latest record per key; tombstones older than
-    /// `delete.retention.ms` dropped). See `cleaner.rs`. No-op unless the policy compacts.
+    /// One compaction pass over every cleanable sealed segment, whatever the dirty ratio
+    /// (latest record per key; tombstones older than `delete.retention.ms` dropped). See
+    /// `cleaner.rs`. No-op unless the policy compacts.
     pub fn compact(&self, now_ms: i64) -> Result<crate::cleaner::CompactionStats> {
-        crate::cleaner::compact(self, now_ms)
+        let unlimited = crate::cleaner::IoThrottle::unlimited();
+        crate::cleaner::compact(self, now_ms, self.log_end_offset(), &unlimited)
+    }
+
+    /// A compaction pass over the sealed segments wholly below `upto` (the high watermark),
+    /// its I/O paced by `throttle`.
+    pub fn compact_below(
+        &self,
+        now_ms: i64,
+        upto: i64,
+        throttle: &crate::cleaner::IoThrottle,
+    ) -> Result<crate::cleaner::CompactionStats> {
+        crate::cleaner::compact(self, now_ms, upto, throttle)
+    }
+
+    /// What a compaction pass below `upto` would find (`None` unless the policy compacts):
+    /// the cleaner's choice of which log to clean next is made on it.
+    pub fn cleanable(&self, now_ms: i64, upto: i64) -> Option<crate::cleaner::Cleanable> {
+        crate::cleaner::cleanable(self, now_ms, upto)
+    }
+
+    /// The cleaner checkpoint (never below the log start).
+    pub fn first_dirty_offset(&self) -> i64 {
+        self.first_dirty
+            .load(Ordering::Acquire)
+            .max(self.log_start_offset())
+    }
+
+    pub(crate) fn next_tombstone_expiry(&self) -> i64 {
+        self.next_tombstone_expiry.load(Ordering::Acquire)
+    }
+
+    /// A pass deduplicated everything below `end`: moves the cleaner checkpoint there
+    /// (persisted) and remembers when the next kept tombstone expires.
+    pub(crate) fn cleaned_up_to(&self, end: i64, next_tombstone_expiry: i64) -> Result<()> {
+        self.next_tombstone_expiry
+            .store(next_tombstone_expiry, Ordering::Release);
+        let _w = lock(&self.writer);
+        // A truncation since the pass began may have removed what it cleaned.
+        let end = end.min(self.log_end_offset());
+        if self.first_dirty.swap(end, Ordering::AcqRel) != end {
+            write_first_dirty(&self.dir, end)?;
+        }
+        Ok(())
+    }
+
+    /// Truncation removed everything from `offset` on: nothing above it is clean any more.
+    fn lower_first_dirty(&self, offset: i64) -> Result<()> {
+        if self.first_dirty.fetch_min(offset, Ordering::AcqRel) > offset {
+            write_first_dirty(&self.dir, offset)?;
+        }
+        Ok(())
     }
 
     // -----------------------------------------------------------------------------------
@@ -1101,6 +1176,28 @@ fn write_log_start(dir: &Path, offset: i64) -> Result<()> {
     checkpoint::write(
         &dir.join(LOG_START_OFFSET_FILE),
         "log-start-offset",
+        &[offset.to_string()],
+    )
+}
+
+fn read_first_dirty(dir: &Path) -> Result<Option<i64>> {
+    let path = dir.join(crate::cleaner::CLEANER_CHECKPOINT_FILE);
+    match checkpoint::read(&path, "cleaner-offset")? {
+        None => Ok(None),
+        Some(lines) => match lines.as_slice() {
+            [l] if l.len() == 1 && l[0] >= 0 => Ok(Some(l[0])),
+            _ => Err(LogError::CorruptCheckpoint {
+                path,
+                reason: "expected one offset".into(),
+            }),
+        },
+    }
+}
+
+fn write_first_dirty(dir: &Path, offset: i64) -> Result<()> {
+    checkpoint::write(
+        &dir.join(crate::cleaner::CLEANER_CHECKPOINT_FILE),
+        "cleaner-offset",
         &[offset.to_string()],
     )
 }

@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use crate::controller::assign_replicas;
 use crate::node::{now_ms, NodeShared};
 use crate::raft::TypeConfig;
-use crate::state::{Broker, Command, CommandResult, ReplicaEpoch, Topic};
+use crate::state::{Broker, BrokerConfigs, Command, CommandResult, ReplicaEpoch, Topic};
 use crate::MetadataError;
 
 /// How long a linearizable read waits for the local state to catch up with the read index.
@@ -69,6 +69,14 @@ pub fn router(shared: Shared) -> Router {
             get(list_brokers).post(register_broker),
         )
         .route(
+            "/api/v1/metadata/broker-configs",
+            get(get_broker_configs).patch(alter_cluster_broker_config),
+        )
+        .route(
+            "/api/v1/metadata/broker-configs/{id}",
+            axum::routing::patch(alter_one_broker_config),
+        )
+        .route(
             "/api/v1/metadata/brokers/{id}",
             get(get_broker).delete(unregister_broker),
         )
@@ -95,6 +103,9 @@ pub fn router(shared: Shared) -> Router {
         // else is far smaller. The JSON extractor below enforces the API's own limit.
         .layer(DefaultBodyLimit::max(8 * HTTP_BODY_BYTES_MAX))
         .layer(axum::middleware::map_response(dmq_types::http::json_errors))
+        .layer(axum::middleware::from_fn(|req, next| {
+            dmq_types::http::refuse_oversized((8 * HTTP_BODY_BYTES_MAX) as u64, req, next)
+        }))
         .with_state(shared)
 }
 
@@ -232,7 +243,7 @@ async fn cluster(
 ) -> ApiResult<Json<Value>> {
     ensure_consistent(&shared, &q).await?;
     let m = shared.raft.metrics().borrow().clone();
-    let (version, brokers, topics, total_partitions) = {
+    let (version, brokers, topics, total_partitions, broker_configs) = {
         let data = shared.sm.read();
         let brokers: Vec<Broker> = data.state.brokers.values().cloned().collect();
         let topics: Vec<Topic> = data.state.topics.values().cloned().collect();
@@ -241,6 +252,7 @@ async fn cluster(
             brokers,
             topics,
             data.state.total_partitions(),
+            data.state.broker_configs.clone(),
         )
     };
     let brokers: Vec<Broker> = brokers
@@ -260,6 +272,7 @@ async fn cluster(
         "totalPartitions": total_partitions,
         "controllerInfo": controller_json(&shared).unwrap_or(Value::Null),
         "activeMetadataNodes": nodes,
+        "brokerConfigs": broker_configs,
     })))
 }
 
@@ -414,6 +427,93 @@ async fn alter_topic_config(
         CommandResult::Topic(topic) => {
             tracing::info!(topic = %topic.topic_name, config = ?topic.config, "topic config changed");
             Ok(Json(topic))
+        }
+        other => Err(result_error(other)),
+    }
+}
+
+/// The dynamic broker configs: `{"cluster": {…}, "brokers": {"<id>": {…}}}`.
+async fn get_broker_configs(
+    State(shared): State<Shared>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult<Json<BrokerConfigs>> {
+    ensure_consistent(&shared, &q).await?;
+    Ok(Json(shared.sm.read().state.broker_configs.clone()))
+}
+
+/// Changes the cluster-wide dynamic broker configs (Kafka's `--entity-default`).
+async fn alter_cluster_broker_config(
+    State(shared): State<Shared>,
+    body: Bytes,
+) -> ApiResult<Json<BrokerConfigs>> {
+    alter_broker_config(shared, None, body).await
+}
+
+/// Changes one broker's dynamic configs.
+async fn alter_one_broker_config(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<BrokerConfigs>> {
+    let id: BrokerId = id
+        .parse()
+        .ok()
+        .filter(|id: &BrokerId| *id >= 0)
+        .ok_or_else(|| {
+            MetadataError::InvalidRequest(format!("broker id {id:?} is not a non-negative integer"))
+        })?;
+    alter_broker_config(shared, Some(id), body).await
+}
+
+/// Body `{"set": {k: v}, "delete": [k], "validateOnly": bool}`: every key must be a dynamic
+/// broker config and every value valid (400 `INVALID_CONFIG`, or `INVALID_REQUEST` for a
+/// read-only config; nothing stored). Brokers apply the result without a restart.
+async fn alter_broker_config(
+    shared: Shared,
+    broker: Option<BrokerId>,
+    body: Bytes,
+) -> ApiResult<Json<BrokerConfigs>> {
+    let req: AlterConfigRequest = parse_json(&body)?;
+    if req.replace {
+        return Err(MetadataError::InvalidRequest(
+            "broker configs take set and delete, not replace".into(),
+        ));
+    }
+    let refuse = |(read_only, message): (bool, String)| {
+        if read_only {
+            MetadataError::InvalidRequest(message)
+        } else {
+            MetadataError::invalid_config(message)
+        }
+    };
+    for (k, v) in &req.set {
+        dmq_types::broker_config::validate_dynamic_broker_config(k, v).map_err(refuse)?;
+    }
+    for k in &req.delete {
+        dmq_types::broker_config::check_dynamic(k).map_err(refuse)?;
+    }
+    shared.require_leader()?;
+    if req.validate_only {
+        let mut configs = shared.sm.read().state.broker_configs.clone();
+        let target = match broker {
+            Some(id) => configs.brokers.entry(id.to_string()).or_default(),
+            None => &mut configs.cluster,
+        };
+        *target = crate::state::altered_config(target, &req.set, &req.delete, false);
+        configs.brokers.retain(|_, c| !c.is_empty());
+        return Ok(Json(configs));
+    }
+    match shared
+        .propose(Command::AlterBrokerConfig {
+            broker,
+            set: req.set,
+            delete: req.delete,
+        })
+        .await?
+    {
+        CommandResult::BrokerConfigs(configs) => {
+            tracing::info!(broker = ?broker, configs = ?configs, "broker configs changed");
+            Ok(Json(configs))
         }
         other => Err(result_error(other)),
     }

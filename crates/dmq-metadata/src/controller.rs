@@ -114,6 +114,16 @@ impl Liveness {
     }
 }
 
+/// Whether `topic` allows unclean leader election: its own config, else the cluster-wide
+/// dynamic broker default (the controller's view, as in Kafka's KRaft), else no.
+pub fn unclean_allowed(state: &MetadataState, topic: &dmq_types::model::Topic) -> bool {
+    topic
+        .config
+        .get(UNCLEAN_LEADER_ELECTION)
+        .or_else(|| state.broker_configs.cluster.get(UNCLEAN_LEADER_ELECTION))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
 /// Leadership and ISR changes that follow from broker liveness (seed flow 3).
 ///
 /// For every partition: OFFLINE brokers leave the ISR (except the last member, which stays so that
@@ -125,10 +135,7 @@ impl Liveness {
 pub fn partition_changes(state: &MetadataState) -> Vec<PartitionChange> {
     let mut changes = Vec::new();
     for topic in state.topics.values() {
-        let unclean = topic
-            .config
-            .get(UNCLEAN_LEADER_ELECTION)
-            .is_some_and(|v| v == "true");
+        let unclean = unclean_allowed(state, topic);
         for p in &topic.partitions {
             let online_isr: Vec<BrokerId> = p
                 .isr
@@ -529,9 +536,25 @@ mod tests {
     }
 
     #[test]
-    fn unclean_election_only_when_the_topic_allows_it() {
-        for unclean in [false, true] {
-            let mut state = cluster(&[], unclean);
+    fn unclean_election_only_when_the_topic_or_the_cluster_default_allows_it() {
+        // (topic config, cluster-wide broker default, unclean election expected)
+        for (topic, cluster_default, unclean) in [
+            (false, None, false),
+            (true, None, true),
+            (false, Some("TRUE"), true),
+            (false, Some("false"), false),
+        ] {
+            let mut state = cluster(&[], topic);
+            if let Some(v) = cluster_default {
+                state.apply(
+                    49,
+                    &Command::AlterBrokerConfig {
+                        broker: None,
+                        set: [(UNCLEAN_LEADER_ELECTION.to_string(), v.to_string())].into(),
+                        delete: vec![],
+                    },
+                );
+            }
             // p0's ISR shrinks to [1] (say 2 lagged), then 1 dies.
             state.apply(
                 50,

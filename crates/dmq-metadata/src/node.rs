@@ -64,6 +64,9 @@ pub struct NodeShared {
     pub(crate) log: LogStore,
     /// Broker heartbeats as seen by this node while it is the controller.
     pub(crate) liveness: Mutex<Liveness>,
+    /// On a follower: the controller's last-heartbeat times, mirrored every second (heartbeats
+    /// are not replicated), and when they were fetched.
+    pub(crate) mirrored_heartbeats: Mutex<(Option<std::time::Instant>, BTreeMap<BrokerId, u64>)>,
     pub(crate) http: reqwest::Client,
     /// Quorum members: Raft id → HTTP base URL.
     pub(crate) members: BTreeMap<NodeId, String>,
@@ -221,6 +224,18 @@ impl NodeShared {
             if let Some(seen) = live.last_seen_ms(broker.broker_id) {
                 broker.last_heartbeat = broker.last_heartbeat.max(seen);
             }
+        } else {
+            // A follower shows what the controller saw, as of its last mirror (if recent).
+            let mirror = self
+                .mirrored_heartbeats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let fresh = mirror
+                .0
+                .is_some_and(|at| at.elapsed() <= HEARTBEAT_MIRROR_FRESH);
+            if let Some(seen) = mirror.1.get(&broker.broker_id).filter(|_| fresh) {
+                broker.last_heartbeat = broker.last_heartbeat.max(*seen);
+            }
         }
         broker
     }
@@ -312,6 +327,7 @@ impl MetadataNode {
             sm: sm_shared,
             log,
             liveness: Mutex::new(Liveness::default()),
+            mirrored_heartbeats: Mutex::new((None, BTreeMap::new())),
             wake: tokio::sync::Notify::new(),
             push_version: watch::channel(0).0,
             http,
@@ -374,6 +390,7 @@ impl MetadataNode {
             "metadata node started"
         );
         let controller = tokio::spawn(controller_loop(shared.clone(), stop_rx.clone()));
+        tokio::spawn(heartbeat_mirror(shared.clone(), stop_rx.clone()));
         tokio::spawn(metadata_pusher(shared.clone(), stop_rx));
         Ok(Self {
             shared,
@@ -403,6 +420,54 @@ impl MetadataNode {
         }
         let _ = self.server.await;
         tracing::info!(node = self.shared.node_id, "metadata node stopped");
+    }
+}
+
+/// How often a follower mirrors the controller's broker heartbeat times.
+const HEARTBEAT_MIRROR_EVERY: Duration = Duration::from_secs(1);
+/// A mirror older than this is not shown (the controller may be unreachable).
+const HEARTBEAT_MIRROR_FRESH: Duration = Duration::from_secs(5);
+
+/// On a follower, copies the controller's view of broker heartbeats every second: broker
+/// liveness lives in the controller's memory (heartbeats are not Raft entries), and without
+/// the mirror a follower would report each broker's registration time as its last heartbeat.
+async fn heartbeat_mirror(shared: Arc<NodeShared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(HEARTBEAT_MIRROR_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        if shared.is_leader() {
+            continue;
+        }
+        let (Some(_), Some(url)) = shared.leader() else {
+            continue;
+        };
+        let reply = shared
+            .http
+            .get(format!(
+                "{}/api/v1/metadata/brokers",
+                url.trim_end_matches('/')
+            ))
+            .timeout(HEARTBEAT_MIRROR_EVERY)
+            .send()
+            .await;
+        let brokers: Option<Vec<Broker>> = match reply {
+            Ok(r) if r.status().is_success() => r.json().await.ok(),
+            _ => None,
+        };
+        if let Some(brokers) = brokers {
+            let seen = brokers
+                .into_iter()
+                .map(|b| (b.broker_id, b.last_heartbeat))
+                .collect();
+            *shared
+                .mirrored_heartbeats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = (Some(std::time::Instant::now()), seen);
+        }
     }
 }
 

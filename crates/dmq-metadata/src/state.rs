@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+pub use dmq_types::broker_config::BrokerConfigs;
 pub use dmq_types::model::{Broker, BrokerStatus, Partition, Topic};
 use dmq_types::{BrokerId, LeaderEpoch, NO_LEADER, TOPIC_PARTITIONS_MAX};
 use serde::{Deserialize, Serialize};
@@ -136,6 +137,17 @@ pub enum Command {
         #[serde(default)]
         replace: bool,
     },
+    /// Dynamic broker configs (Kafka's AlterConfigs on a BROKER resource): for the whole
+    /// cluster (`broker: None`, Kafka's `--entity-default`) or one broker. Values are checked
+    /// against the broker config table before proposing.
+    AlterBrokerConfig {
+        #[serde(default)]
+        broker: Option<BrokerId>,
+        #[serde(default)]
+        set: BTreeMap<String, String>,
+        #[serde(default)]
+        delete: Vec<String>,
+    },
     /// Independent commands proposed together (group commit), applied in order at one index,
     /// each with its own result: one rejected command does not affect the others.
     Batch { commands: Vec<Command> },
@@ -204,6 +216,13 @@ impl Command {
                         .iter()
                         .map(|(k, v)| 8 + (k.len() + v.len()) * 6)
                         .sum::<usize>()
+                    + delete.iter().map(|k| 4 + k.len() * 6).sum::<usize>()
+            }
+            Command::AlterBrokerConfig { set, delete, .. } => {
+                BASE + set
+                    .iter()
+                    .map(|(k, v)| 8 + (k.len() + v.len()) * 6)
+                    .sum::<usize>()
                     + delete.iter().map(|k| 4 + k.len() * 6).sum::<usize>()
             }
             Command::AlterPartition {
@@ -333,6 +352,8 @@ pub enum CommandResult {
     GroupOffsetsDeleted {
         count: usize,
     },
+    /// The dynamic broker configs after an AlterBrokerConfig.
+    BrokerConfigs(BrokerConfigs),
     /// The partition as an AlterPartition left it.
     Partition {
         topic: String,
@@ -364,6 +385,9 @@ pub struct MetadataState {
     /// Consumer groups' committed offsets, by group id.
     #[serde(default)]
     pub groups: BTreeMap<String, GroupOffsets>,
+    /// Dynamic broker configs (cluster-wide defaults and per broker).
+    #[serde(default)]
+    pub broker_configs: BrokerConfigs,
 }
 
 /// Largest producer-id block one command hands out.
@@ -588,6 +612,23 @@ impl MetadataState {
                     format!("topic {name:?} does not exist"),
                 ),
             },
+            Command::AlterBrokerConfig {
+                broker,
+                set,
+                delete,
+            } => {
+                let configs = match broker {
+                    Some(id) => self
+                        .broker_configs
+                        .brokers
+                        .entry(id.to_string())
+                        .or_default(),
+                    None => &mut self.broker_configs.cluster,
+                };
+                *configs = altered_config(configs, set, delete, false);
+                self.broker_configs.brokers.retain(|_, c| !c.is_empty());
+                CommandResult::BrokerConfigs(self.broker_configs.clone())
+            }
             Command::AlterPartition {
                 broker_id,
                 topic,
@@ -1222,6 +1263,11 @@ mod tests {
                 delete: vec!["segment.bytes".into(), "\u{3}".into()],
                 replace: true,
             },
+            Command::AlterBrokerConfig {
+                broker: Some(i32::MAX),
+                set: [("log.retention.ms".to_string(), "\u{2}".repeat(50))].into(),
+                delete: vec!["min.insync.replicas".into(), "\u{3}".into()],
+            },
             Command::AlterPartition {
                 broker_id: 101,
                 topic: "orders".into(),
@@ -1761,6 +1807,42 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn broker_configs_are_set_and_deleted_per_broker_and_for_the_cluster() {
+        let mut state = MetadataState::default();
+        let alter = |broker, set: &[(&str, &str)], delete: &[&str]| Command::AlterBrokerConfig {
+            broker,
+            set: set
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            delete: delete.iter().map(|k| k.to_string()).collect(),
+        };
+        state.apply(1, &alter(None, &[("log.retention.ms", "1000")], &[]));
+        state.apply(2, &alter(Some(2), &[("min.insync.replicas", "2")], &[]));
+        assert_eq!(state.broker_configs.cluster["log.retention.ms"], "1000");
+        assert_eq!(
+            state.broker_configs.brokers["2"]["min.insync.replicas"],
+            "2"
+        );
+        let result = state.apply(3, &alter(Some(2), &[], &["min.insync.replicas"]));
+        assert!(matches!(result, CommandResult::BrokerConfigs(c) if c.brokers.is_empty()));
+        state.apply(4, &alter(None, &[], &["log.retention.ms"]));
+        assert_eq!(state.broker_configs, BrokerConfigs::default());
+        // A snapshot keeps them; one written before they existed reads as none.
+        state.apply(5, &alter(None, &[("message.max.bytes", "2000")], &[]));
+        let text = serde_json::to_string(&state).expect("serialize");
+        let back: MetadataState = serde_json::from_str(&text).expect("deserialize");
+        assert_eq!(back.broker_configs, state.broker_configs);
+        let mut old: serde_json::Value = serde_json::from_str(&text).expect("json");
+        old.as_object_mut()
+            .expect("object")
+            .remove("broker_configs");
+        old.as_object_mut().expect("object").remove("brokerConfigs");
+        let back: MetadataState = serde_json::from_value(old).expect("old snapshot");
+        assert_eq!(back.broker_configs, BrokerConfigs::default());
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //!
 //! The producer builds batches with [`RecordBatchBuilder`], the broker validates and stamps them
 //! ([`validate_batch`], [`BatchHeaderMut`]), the log stores them verbatim and the consumer reads
-//! them back with [`records`]. The crate has no I/O and no knowledge of storage or networking.
+//! them back with [`records`]; [`codec`] compresses and decompresses records sections. The crate
+//! has no I/O and no knowledge of storage or networking.
 
 pub mod batch;
+pub mod codec;
 
 pub use batch::{
     compute_crc, records, records_in, validate_batch, with_records_section, BatchHeader,
@@ -36,8 +38,14 @@ pub enum BatchDefect {
     TooLarge { size: usize, max: usize },
     /// A record inside the batch does not decode (bad varint, length past the end, ...).
     MalformedRecord { index: usize },
-    /// Records of a compressed batch cannot be iterated by this crate.
+    /// Records of a compressed batch cannot be iterated without decompressing it first.
     Compressed { codec: u8 },
+    /// The compression bits name no codec Kafka defines.
+    UnknownCodec { codec: u8 },
+    /// The compressed records section does not decompress.
+    Undecompressable { codec: u8 },
+    /// Compressing a records section failed.
+    Uncompressable { codec: u8 },
     /// The append buffer holds no batch at all.
     Empty,
     /// A batch's offsets do not follow the previous batch (or leave the segment's range).
@@ -74,6 +82,16 @@ impl fmt::Display for BatchDefect {
                     f,
                     "records of a compressed batch (codec {codec}) cannot be iterated"
                 )
+            }
+            BatchDefect::UnknownCodec { codec } => write!(f, "unknown compression codec {codec}"),
+            BatchDefect::Undecompressable { codec } => {
+                write!(
+                    f,
+                    "the records section does not decompress with codec {codec}"
+                )
+            }
+            BatchDefect::Uncompressable { codec } => {
+                write!(f, "compressing a records section with codec {codec} failed")
             }
             BatchDefect::Empty => write!(f, "no record batch in buffer"),
             BatchDefect::OffsetOutOfOrder {

@@ -4,6 +4,7 @@
 //! This crate does no I/O except [`ServicesConfig::load`], which reads one file; everything else is
 //! plain data and pure validation so that every other crate can depend on it.
 
+pub mod broker_config;
 mod config;
 mod error;
 #[cfg(feature = "http")]

@@ -48,7 +48,7 @@ pub struct TopicConfigDef {
     pub doc: &'static str,
 }
 
-const fn def(
+pub(crate) const fn def(
     name: &'static str,
     kind: ConfigType,
     default: &'static str,
@@ -69,7 +69,7 @@ const fn def(
     }
 }
 
-const fn choice(
+pub(crate) const fn choice(
     name: &'static str,
     kind: ConfigType,
     default: &'static str,
@@ -89,8 +89,8 @@ const fn choice(
     }
 }
 
-const I32_MAX: f64 = i32::MAX as f64;
-const I64_MAX: f64 = i64::MAX as f64;
+pub(crate) const I32_MAX: f64 = i32::MAX as f64;
+pub(crate) const I64_MAX: f64 = i64::MAX as f64;
 
 /// Every topic config, Kafka's names and defaults.
 pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
@@ -177,7 +177,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "9223372036854775807",
         Some(1.0),
         Some(I64_MAX),
-        false,
+        true,
         "Longest a record stays uncompacted.",
     ),
     def(
@@ -221,7 +221,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "0.5",
         Some(0.0),
         Some(1.0),
-        false,
+        true,
         "Share of the log that must be uncompacted before the cleaner runs.",
     ),
     def(
@@ -230,7 +230,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "0",
         Some(0.0),
         Some(I64_MAX),
-        false,
+        true,
         "Shortest time a record stays uncompacted.",
     ),
     def(
@@ -324,6 +324,13 @@ pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
     let Some(d) = topic_config(name) else {
         return Err(format!("unknown topic config {name:?}"));
     };
+    validate_value(d, value)
+}
+
+/// Checks `value` against one config definition (type, range, allowed values); the error
+/// names the config and says why. Topic and broker configs share it.
+pub fn validate_value(d: &TopicConfigDef, value: &str) -> Result<(), String> {
+    let name = d.name;
     let bad = |why: String| Err(format!("invalid value {value:?} for {name}: {why}"));
     let v = value.trim();
     match d.kind {

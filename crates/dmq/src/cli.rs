@@ -101,6 +101,19 @@ pub enum TopicCommand {
 pub enum ClusterCommand {
     /// Controller, Raft members, brokers and under-replicated partitions.
     Status,
+    /// Show or change dynamic broker configs (kafka-configs --entity-type brokers): for one
+    /// broker with --broker, else cluster-wide. Changes take effect without a restart.
+    Config {
+        /// The broker to configure (default: the cluster-wide defaults).
+        #[arg(long)]
+        broker: Option<i32>,
+        /// Set a dynamic broker config, key=value (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        /// Remove a dynamic broker config (repeatable).
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete_configs: Vec<String>,
+    },
 }
 
 /// `dmq produce` options.
@@ -303,14 +316,7 @@ pub async fn topic(cmd: TopicCommand, args: ClientArgs) -> anyhow::Result<()> {
             if partitions.is_none() && configs.is_empty() && delete_configs.is_empty() {
                 bail!("topic alter needs --partitions, --config or --delete-config");
             }
-            let mut changes: Vec<(String, Option<String>)> = Vec::new();
-            for c in &configs {
-                let (k, v) = c
-                    .split_once('=')
-                    .ok_or_else(|| anyhow!("--config {c:?} is not KEY=VALUE"))?;
-                changes.push((k.to_string(), Some(v.to_string())));
-            }
-            changes.extend(delete_configs.iter().map(|k| (k.clone(), None)));
+            let changes = config_changes(&configs, &delete_configs)?;
             if !changes.is_empty() {
                 admin.alter_topic_configs(&name, &changes).await?;
             }
@@ -601,7 +607,72 @@ async fn metadata_get(
 }
 
 pub async fn cluster(cmd: ClusterCommand, args: ClientArgs) -> anyhow::Result<()> {
-    let ClusterCommand::Status = cmd;
+    match cmd {
+        ClusterCommand::Status => cluster_status(args).await,
+        ClusterCommand::Config {
+            broker,
+            configs,
+            delete_configs,
+        } => cluster_config(broker, configs, delete_configs, args).await,
+    }
+}
+
+/// `dmq cluster config`: changes (if asked) and then shows the dynamic broker configs.
+async fn cluster_config(
+    broker: Option<i32>,
+    configs: Vec<String>,
+    delete_configs: Vec<String>,
+    args: ClientArgs,
+) -> anyhow::Result<()> {
+    let admin = Admin::new(args.client()).await?;
+    let changes = config_changes(&configs, &delete_configs)?;
+    if !changes.is_empty() {
+        admin.alter_broker_configs(broker, &changes).await?;
+    }
+    let now = admin.describe_broker_configs(broker).await?;
+    let whom = match broker {
+        Some(b) => format!("broker {b}"),
+        None => "the cluster".to_string(),
+    };
+    match args.output {
+        OutputFormat::Json => print_json(&json!({
+            "broker": broker,
+            "configs": now
+                .iter()
+                .map(|(k, (v, source))| (k.clone(), json!({"value": v, "source": source})))
+                .collect::<serde_json::Map<String, Value>>(),
+        })),
+        OutputFormat::Table => {
+            if now.is_empty() {
+                println!("No dynamic broker configs for {whom}.");
+            } else {
+                println!("Dynamic broker configs for {whom}:");
+                for (k, (v, source)) in &now {
+                    println!("  {k}={v} ({source})");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--config k=v` and `--delete-config k` as (key, Some(value) | None) changes.
+fn config_changes(
+    configs: &[String],
+    delete_configs: &[String],
+) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    let mut changes: Vec<(String, Option<String>)> = Vec::new();
+    for c in configs {
+        let (k, v) = c
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--config {c:?} is not KEY=VALUE"))?;
+        changes.push((k.to_string(), Some(v.to_string())));
+    }
+    changes.extend(delete_configs.iter().map(|k| (k.clone(), None)));
+    Ok(changes)
+}
+
+async fn cluster_status(args: ClientArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;

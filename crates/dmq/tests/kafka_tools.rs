@@ -107,6 +107,7 @@ async fn kafka_cli_tools_manage_topics_configs_groups_and_records() {
     let cluster = start_cluster(dir.path(), 3, 3).await;
     let bs = cluster.bootstrap();
     let b = bs.as_str();
+    let broker = cluster.broker_ids()[0].to_string();
 
     // kafka-topics
     let out = ok(
@@ -233,6 +234,105 @@ async fn kafka_cli_tools_manage_topics_configs_groups_and_records() {
         !success && (out + &err).contains("InvalidConfigurationException"),
         "a bad value is refused"
     );
+
+    // kafka-configs on brokers: a cluster-wide default (--entity-default) that the topic then
+    // inherits, a per-broker value, and a read-only config refused.
+    let out = ok(
+        CONFIGS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--entity-type",
+            "brokers",
+            "--entity-default",
+            "--alter",
+            "--add-config",
+            "log.retention.ms=3600000",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        out.contains("Completed updating default config for brokers in the cluster."),
+        "{out}"
+    );
+    let out = ok(
+        CONFIGS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--entity-type",
+            "brokers",
+            "--entity-default",
+            "--describe",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        out.contains("log.retention.ms=3600000") && out.contains("DYNAMIC_DEFAULT_BROKER_CONFIG"),
+        "{out}"
+    );
+    ok(
+        CONFIGS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--entity-type",
+            "brokers",
+            "--entity-name",
+            &broker,
+            "--alter",
+            "--add-config",
+            "log.retention.ms=7200000",
+        ],
+        None,
+    )
+    .await;
+    let out = ok(
+        CONFIGS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--entity-type",
+            "brokers",
+            "--entity-name",
+            &broker,
+            "--describe",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        out.contains("log.retention.ms=7200000") && out.contains("DYNAMIC_BROKER_CONFIG"),
+        "{out}"
+    );
+    let (success, out, err) = tool(
+        CONFIGS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--entity-type",
+            "brokers",
+            "--entity-name",
+            &broker,
+            "--alter",
+            "--add-config",
+            "num.partitions=7",
+        ],
+        None,
+    )
+    .await;
+    assert!(!success, "a read-only broker config is refused: {out}{err}");
+    for (entity, key) in [
+        (&["--entity-default"][..], "log.retention.ms"),
+        (&["--entity-name", &broker][..], "log.retention.ms"),
+    ] {
+        let mut args = vec!["--bootstrap-server", b, "--entity-type", "brokers"];
+        args.extend_from_slice(entity);
+        args.extend_from_slice(&["--alter", "--delete-config", key]);
+        ok(CONFIGS, &args, None).await;
+    }
     let out = ok(
         CONFIGS,
         &[

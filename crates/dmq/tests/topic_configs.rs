@@ -353,3 +353,222 @@ async fn config_changes_take_effect_on_the_brokers_without_a_restart() {
         (Some("604800000".into()), 5)
     );
 }
+
+/// DescribeConfigs of a BROKER resource: `key`'s (value, source, read-only, synonym sources).
+async fn described_broker(
+    conn: &mut KafkaConnection,
+    broker: &str,
+    key: &str,
+) -> (Option<String>, i8, bool, Vec<i8>) {
+    let req = DescribeConfigsRequest::default()
+        .with_include_synonyms(true)
+        .with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(s(broker))
+            .with_configuration_keys(Some(vec![s(key)]))]);
+    let r = conn
+        .send(&req, 4, Duration::ZERO)
+        .await
+        .expect("DescribeConfigs");
+    assert_eq!(
+        r.results[0].error_code, 0,
+        "{:?}",
+        r.results[0].error_message
+    );
+    let c = &r.results[0].configs[0];
+    (
+        c.value.as_deref().map(str::to_string),
+        c.config_source,
+        c.read_only,
+        c.synonyms.iter().map(|x| x.source).collect(),
+    )
+}
+
+/// One BROKER resource's (error code, message) of an IncrementalAlterConfigs SET (`Some`) or
+/// DELETE (`None`).
+async fn alter_broker(
+    conn: &mut KafkaConnection,
+    broker: &str,
+    key: &str,
+    value: Option<&str>,
+) -> (i16, String) {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(s(broker))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(s(key))
+                .with_config_operation(if value.is_some() { 0 } else { 1 })
+                .with_value(value.map(s))]),
+    ]);
+    let r = conn
+        .send(&req, 1, Duration::ZERO)
+        .await
+        .expect("IncrementalAlterConfigs");
+    let x = &r.responses[0];
+    (
+        x.error_code,
+        x.error_message.as_deref().unwrap_or("").to_string(),
+    )
+}
+
+/// Dynamic broker configs (kafka-configs --entity-type brokers): a cluster-wide default and a
+/// per-broker value apply to topics without their own value, without a restart, in Kafka's
+/// order (topic, broker, cluster, default); read-only and bad values are refused and nothing
+/// is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_broker_configs_apply_to_topics_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 1, 1).await;
+    let body = json!({"topicName": "dyn", "numPartitions": 1, "replicationFactor": 1});
+    let (status, created) = post_leader(&cluster, "/api/v1/metadata/topics", &body).await;
+    assert_eq!(status, 201, "{created}");
+    wait_topic_on_brokers(&cluster, "dyn", 1, 1).await;
+    let id = cluster.broker_ids()[0].to_string();
+    let addr = cluster.kafka_addr(cluster.broker_ids()[0]);
+    let mut conn = connect(&addr).await;
+    let big = || batch(&[("k".to_string(), "x".repeat(5000))], None);
+    assert_eq!(produce(&mut conn, "dyn", 0, big(), 1).await.error_code, 0);
+
+    // The cluster-wide default, set with the CLI: the topic inherits it.
+    let dmq = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dmq"))
+            .args(args)
+            .arg("--bootstrap")
+            .arg(&addr)
+            .output()
+            .expect("dmq");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )
+    };
+    let (code, out, err) = dmq(&["cluster", "config", "--config", "message.max.bytes=2000"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "Dynamic broker configs for the cluster:\n  message.max.bytes=2000 \
+         (DYNAMIC_DEFAULT_BROKER_CONFIG)"
+    );
+    assert_eq!(
+        described(&mut conn, "dyn", "max.message.bytes").await,
+        (Some("2000".into()), 3)
+    );
+    let r = produce(&mut conn, "dyn", 0, big(), 1).await;
+    assert_eq!(r.error_code, 10, "MESSAGE_TOO_LARGE: {:?}", r.error_message);
+
+    // This broker's own value beats the cluster's.
+    let (code, message) = alter_broker(&mut conn, &id, "message.max.bytes", Some("1000000")).await;
+    assert_eq!(code, 0, "{message}");
+    assert_eq!(
+        described(&mut conn, "dyn", "max.message.bytes").await,
+        (Some("1000000".into()), 2)
+    );
+    assert_eq!(
+        described_broker(&mut conn, &id, "message.max.bytes").await,
+        (Some("1000000".into()), 2, false, vec![2, 3, 5]),
+        "value, DYNAMIC_BROKER_CONFIG, not read-only, synonyms broker > cluster > default"
+    );
+    assert_eq!(produce(&mut conn, "dyn", 0, big(), 1).await.error_code, 0);
+
+    // The topic's own value beats both.
+    let (code, message) = alter(&mut conn, "dyn", "max.message.bytes", "3000", true).await;
+    assert_eq!(code, 0, "{message}");
+    assert_eq!(
+        described(&mut conn, "dyn", "max.message.bytes").await,
+        (Some("3000".into()), 1)
+    );
+    assert_eq!(produce(&mut conn, "dyn", 0, big(), 1).await.error_code, 10);
+
+    // Refused, nothing stored: a read-only config, a bad value, an unknown key, a bad entity.
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+    let stored = || async {
+        cluster
+            .get(leader, "/api/v1/metadata/broker-configs?consistent=true")
+            .await
+            .expect("GET broker-configs")
+    };
+    let before = stored().await;
+    assert_eq!(before.0, 200);
+    assert_eq!(
+        before.1,
+        json!({"cluster": {"message.max.bytes": "2000"},
+               "brokers": {id.clone(): {"message.max.bytes": "1000000"}}})
+    );
+    for (entity, key, value, want) in [
+        (id.as_str(), "broker.id", "7", 42),
+        ("", "num.partitions", "7", 42),
+        (id.as_str(), "min.insync.replicas", "0", 40),
+        ("", "log.retention.ms", "-5", 40),
+        ("", "no.such.config", "1", 40),
+        ("not-a-broker", "log.retention.ms", "1000", 42),
+    ] {
+        let (code, message) = alter_broker(&mut conn, entity, key, Some(value)).await;
+        assert_eq!(code, want, "{entity:?} {key}={value}: {message}");
+        assert!(
+            message.contains(key) || message.contains(entity),
+            "{message}"
+        );
+    }
+    let (status, answer) = {
+        let resp = reqwest::Client::new()
+            .patch(format!(
+                "{}/api/v1/metadata/broker-configs",
+                cluster.url(leader)
+            ))
+            .header("content-type", "application/json")
+            .body(r#"{"set": {"log.segment.bytes": "0"}}"#)
+            .send()
+            .await
+            .expect("PATCH");
+        (
+            resp.status().as_u16(),
+            resp.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    };
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("INVALID_CONFIG"))
+    );
+    assert_eq!(stored().await, before, "nothing stored");
+    let (value, source, read_only, _) = described_broker(&mut conn, &id, "broker.id").await;
+    assert_eq!((value, source, read_only), (Some(id.clone()), 4, true));
+
+    // Deleting the broker's value falls back to the cluster's.
+    let (code, out, err) = dmq(&[
+        "cluster",
+        "config",
+        "--broker",
+        &id,
+        "--delete-config",
+        "message.max.bytes",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "Dynamic broker configs for broker {id}:\n  message.max.bytes=2000 \
+             (DYNAMIC_DEFAULT_BROKER_CONFIG)"
+        )
+    );
+    let (code, _, err) = dmq(&[
+        "topic",
+        "alter",
+        "dyn",
+        "--delete-config",
+        "max.message.bytes",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        described(&mut conn, "dyn", "max.message.bytes").await,
+        (Some("2000".into()), 3),
+        "without its own value the topic is back on the cluster's"
+    );
+}

@@ -1,7 +1,9 @@
-//! Topic configs over the Kafka protocol: DescribeConfigs, AlterConfigs and
-//! IncrementalAlterConfigs. Every value is checked against the one config table
-//! (`dmq_types::topic_config`) by the controller, which commits the change; brokers apply it
-//! when their metadata shows it, without a restart.
+//! Topic and broker configs over the Kafka protocol: DescribeConfigs (with sources and
+//! synonyms), AlterConfigs and IncrementalAlterConfigs. Every value is checked against the one
+//! config table (`dmq_types::topic_config`, `dmq_types::broker_config`) by the controller,
+//! which commits the change; brokers apply it when their metadata shows it, without a restart.
+//! A BROKER resource named `""` is the cluster-wide default (Kafka's `--entity-default`), one
+//! named by a broker id is that broker.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResourceResponse;
 use kafka_protocol::messages::{
@@ -20,13 +22,15 @@ use kafka_protocol::protocol::StrBytes;
 use serde_json::{json, Value};
 
 use super::handlers::{s, Ctx};
+use crate::node::BrokerShared;
+use dmq_types::broker_config::{
+    broker_config, BrokerConfigDef, BrokerConfigs, ConfigSource, UpdateMode, BROKER_CONFIGS,
+};
 use dmq_types::topic_config::{topic_config, ConfigType, TOPIC_CONFIGS};
+use dmq_types::BrokerId;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
 
 /// IncrementalAlterConfigs operations (KIP-339).
 const OP_SET: i8 = 0;
@@ -42,6 +46,7 @@ pub fn describe_configs(ctx: &mut Ctx<'_>, r: DescribeConfigsRequest) -> Describ
     let shared = ctx.shared;
     let image = shared.image();
     let version = ctx.version;
+    let dynamic = &image.broker_configs;
     let mut results = Vec::new();
     for res in r.resources {
         let name = res.resource_name.to_string();
@@ -51,14 +56,36 @@ pub fn describe_configs(ctx: &mut Ctx<'_>, r: DescribeConfigsRequest) -> Describ
                 .as_ref()
                 .is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k))
         };
-        let entry = |k: &str, v: String, source: i8, kind: Option<ConfigType>, doc: &str| {
+        // One config: its value in force is the head of `chain` (most specific source first,
+        // Kafka's synonyms).
+        let entry = |k: &str,
+                     chain: &[(String, String, ConfigSource)],
+                     read_only: bool,
+                     kind: ConfigType,
+                     doc: &str| {
+            let (value, source) = chain
+                .first()
+                .map_or((None, ConfigSource::Default), |c| (Some(c.1.clone()), c.2));
             let mut e = DescribeConfigsResourceResult::default()
                 .with_name(s(k))
-                .with_value(Some(s(v)))
-                .with_config_source(source)
-                .with_read_only(source == SOURCE_STATIC_BROKER);
+                .with_value(value.map(s))
+                .with_read_only(read_only);
+            e = e.with_config_source(source.kafka_code());
+            if r.include_synonyms {
+                e = e.with_synonyms(
+                    chain
+                        .iter()
+                        .map(|(n, v, src)| {
+                            DescribeConfigsSynonym::default()
+                                .with_name(s(n.as_str()))
+                                .with_value(Some(s(v.as_str())))
+                                .with_source(src.kafka_code())
+                        })
+                        .collect(),
+                );
+            }
             if version >= 3 {
-                e = e.with_config_type(kind.map_or(0, ConfigType::kafka_code));
+                e = e.with_config_type(kind.kafka_code());
                 if r.include_documentation {
                     e = e.with_documentation(Some(s(doc)));
                 }
@@ -68,82 +95,134 @@ pub fn describe_configs(ctx: &mut Ctx<'_>, r: DescribeConfigsRequest) -> Describ
         let mut result = DescribeConfigsResult::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
+        let mut refuse = |result: DescribeConfigsResult, e: ResponseError, msg: String| {
+            ctx.had_error = true;
+            result
+                .with_error_code(e.code())
+                .with_error_message(Some(s(msg)))
+        };
         match res.resource_type {
             RESOURCE_TOPIC => match image.topics.get(&name) {
                 Some(t) => {
+                    let me = Some(shared.config.broker_id);
                     let configs = TOPIC_CONFIGS
                         .iter()
                         .filter(|d| wanted(d.name))
-                        .map(|d| match t.config.get(d.name) {
-                            Some(v) => {
-                                entry(d.name, v.clone(), SOURCE_DYNAMIC_TOPIC, Some(d.kind), d.doc)
-                            }
-                            None => entry(
-                                d.name,
-                                d.default.to_string(),
-                                SOURCE_DEFAULT,
-                                Some(d.kind),
-                                d.doc,
-                            ),
+                        .map(|d| {
+                            let chain = dynamic.topic_value_chain(&t.config, me, d.name, d.default);
+                            entry(d.name, &chain, false, d.kind, d.doc)
                         })
                         .collect();
                     result = result.with_configs(configs);
                 }
                 None => {
-                    ctx.had_error = true;
-                    result = result
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        .with_error_message(Some(s(format!("topic {name:?} does not exist"))));
+                    result = refuse(
+                        result,
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic {name:?} does not exist"),
+                    );
                 }
             },
-            RESOURCE_BROKER => {
-                let d = &shared.config.topic_defaults;
-                let all = [
-                    (
-                        "broker.id",
-                        shared.config.broker_id.to_string(),
-                        ConfigType::Int,
-                    ),
-                    (
-                        "num.partitions",
-                        d.num_partitions.to_string(),
-                        ConfigType::Int,
-                    ),
-                    (
-                        "default.replication.factor",
-                        d.default_replication_factor.to_string(),
-                        ConfigType::Int,
-                    ),
-                    (
-                        "message.max.bytes",
-                        dmq_types::MESSAGE_BYTES_MAX_DEFAULT.to_string(),
-                        ConfigType::Int,
-                    ),
-                    (
-                        "auto.create.topics.enable",
-                        "true".to_string(),
-                        ConfigType::Boolean,
-                    ),
-                ];
-                result = result.with_configs(
-                    all.iter()
-                        .filter(|(k, _, _)| wanted(k))
-                        .map(|(k, v, kind)| {
-                            entry(k, v.clone(), SOURCE_STATIC_BROKER, Some(*kind), "")
-                        })
-                        .collect(),
-                );
+            RESOURCE_BROKER if name.is_empty() => {
+                // Kafka's `--entity-default`: the cluster-wide dynamic configs that are set.
+                let configs = BROKER_CONFIGS
+                    .iter()
+                    .filter(|d| wanted(d.def.name))
+                    .filter_map(|d| {
+                        let v = dynamic.cluster.get(d.def.name)?;
+                        let chain = [(
+                            d.def.name.to_string(),
+                            v.clone(),
+                            ConfigSource::DynamicDefaultBroker,
+                        )];
+                        Some(entry(d.def.name, &chain, false, d.def.kind, d.def.doc))
+                    })
+                    .collect();
+                result = result.with_configs(configs);
             }
+            RESOURCE_BROKER => match broker_resource(&name) {
+                Ok(id) => {
+                    let configs = BROKER_CONFIGS
+                        .iter()
+                        .filter(|d| wanted(d.def.name))
+                        .map(|d| {
+                            let chain = broker_value_chain(shared, dynamic, id, d);
+                            let read_only = d.mode == UpdateMode::ReadOnly;
+                            entry(d.def.name, &chain, read_only, d.def.kind, d.def.doc)
+                        })
+                        .collect();
+                    result = result.with_configs(configs);
+                }
+                Err((e, msg)) => result = refuse(result, e, msg),
+            },
             other => {
-                ctx.had_error = true;
-                result = result
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(s(format!("resource type {other} is not supported"))));
+                result = refuse(
+                    result,
+                    ResponseError::InvalidRequest,
+                    format!("resource type {other} is not supported"),
+                );
             }
         }
         results.push(result);
     }
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// The broker id a BROKER resource names.
+fn broker_resource(name: &str) -> Result<BrokerId, (ResponseError, String)> {
+    name.parse::<BrokerId>()
+        .ok()
+        .filter(|id| *id >= 0)
+        .ok_or_else(|| {
+            (
+                ResponseError::InvalidRequest,
+                format!("broker resource name {name:?} is not a broker id"),
+            )
+        })
+}
+
+/// Every value broker config `d` has on broker `id`, most specific first: the broker's dynamic
+/// value, the cluster's, then the static (services.json) or built-in default.
+fn broker_value_chain(
+    shared: &BrokerShared,
+    dynamic: &BrokerConfigs,
+    id: BrokerId,
+    d: &BrokerConfigDef,
+) -> Vec<(String, String, ConfigSource)> {
+    let name = d.def.name;
+    let stat = |v: String| vec![(name.to_string(), v, ConfigSource::StaticBroker)];
+    let defaults = &shared.config.topic_defaults;
+    match name {
+        "broker.id" => return stat(id.to_string()),
+        "num.partitions" => return stat(defaults.num_partitions.to_string()),
+        "default.replication.factor" => {
+            return stat(defaults.default_replication_factor.to_string())
+        }
+        "auto.create.topics.enable" => return stat("true".into()),
+        "log.dirs" if id == shared.config.broker_id => {
+            return stat(shared.config.data_dir.display().to_string())
+        }
+        _ => {}
+    }
+    let mut chain = Vec::new();
+    if let Some(v) = dynamic.of_broker(id).and_then(|c| c.get(name)) {
+        chain.push((name.to_string(), v.clone(), ConfigSource::DynamicBroker));
+    }
+    if let Some(v) = dynamic.cluster.get(name) {
+        chain.push((
+            name.to_string(),
+            v.clone(),
+            ConfigSource::DynamicDefaultBroker,
+        ));
+    }
+    if !d.def.default.is_empty() {
+        chain.push((
+            name.to_string(),
+            d.def.default.to_string(),
+            ConfigSource::Default,
+        ));
+    }
+    chain
 }
 
 /// One resource's outcome: `(error code, message)`; `(0, None)` on success.
@@ -158,7 +237,7 @@ pub async fn alter_configs(ctx: &mut Ctx<'_>, r: AlterConfigsRequest) -> AlterCo
     let mut responses = Vec::new();
     for res in r.resources {
         let outcome = match res.resource_type {
-            RESOURCE_TOPIC => {
+            RESOURCE_TOPIC | RESOURCE_BROKER => {
                 let mut set = BTreeMap::new();
                 let mut bad = None;
                 for c in &res.configs {
@@ -176,6 +255,20 @@ pub async fn alter_configs(ctx: &mut Ctx<'_>, r: AlterConfigsRequest) -> AlterCo
                 }
                 match bad {
                     Some(b) => b,
+                    None if res.resource_type == RESOURCE_BROKER => {
+                        // The legacy API replaces the entity's whole dynamic config.
+                        match broker_entity(res.resource_name.as_str()) {
+                            Ok(broker) => {
+                                let current = current_broker_config(ctx, broker);
+                                let delete: Vec<&String> =
+                                    current.keys().filter(|k| !set.contains_key(*k)).collect();
+                                let body = json!({"set": set, "delete": delete,
+                                                  "validateOnly": r.validate_only});
+                                alter_broker(ctx, broker, body).await
+                            }
+                            Err(e) => e,
+                        }
+                    }
                     None => {
                         let body = json!({"set": set, "replace": true,
                                           "validateOnly": r.validate_only});
@@ -224,16 +317,32 @@ pub async fn incremental_alter_configs(
                         ResponseError::UnknownTopicOrPartition,
                         format!("topic {name:?} does not exist"),
                     ),
-                    Some(current) => match incremental_ops(&current, &res.configs) {
+                    Some(current) => {
+                        match incremental_ops(&current, &res.configs, topic_list_default) {
+                            Ok((set, delete)) => {
+                                let body = json!({"set": set, "delete": delete,
+                                                  "validateOnly": r.validate_only});
+                                alter_topic(ctx, &name, body).await
+                            }
+                            Err(e) => e,
+                        }
+                    }
+                }
+            }
+            RESOURCE_BROKER => match broker_entity(res.resource_name.as_str()) {
+                Ok(broker) => {
+                    let current = current_broker_config(ctx, broker);
+                    match incremental_ops(&current, &res.configs, broker_list_default) {
                         Ok((set, delete)) => {
                             let body = json!({"set": set, "delete": delete,
                                               "validateOnly": r.validate_only});
-                            alter_topic(ctx, &name, body).await
+                            alter_broker(ctx, broker, body).await
                         }
                         Err(e) => e,
-                    },
+                    }
                 }
-            }
+                Err(e) => e,
+            },
             other => not_a_topic(other),
         };
         if outcome.0 != 0 {
@@ -250,11 +359,22 @@ pub async fn incremental_alter_configs(
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-/// The `(set, delete)` an IncrementalAlterConfigs resource asks for, against the topic's
+/// The kind and default of a topic config (`None`: no such config).
+fn topic_list_default(key: &str) -> Option<(ConfigType, &'static str)> {
+    topic_config(key).map(|d| (d.kind, d.default))
+}
+
+/// The kind and default of a broker config (`None`: no such config).
+fn broker_list_default(key: &str) -> Option<(ConfigType, &'static str)> {
+    broker_config(key).map(|d| (d.def.kind, d.def.default))
+}
+
+/// The `(set, delete)` an IncrementalAlterConfigs resource asks for, against the entity's
 /// `current` configs (APPEND and SUBTRACT edit list values, as Kafka does).
 fn incremental_ops(
     current: &BTreeMap<String, String>,
     configs: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+    lookup: fn(&str) -> Option<(ConfigType, &'static str)>,
 ) -> Result<(BTreeMap<String, String>, Vec<String>), Outcome> {
     let mut set = BTreeMap::new();
     let mut delete = Vec::new();
@@ -267,10 +387,10 @@ fn incremental_ops(
                 format!("config {key} appears twice in one resource"),
             ));
         }
-        let Some(def) = topic_config(&key) else {
+        let Some((kind, default)) = lookup(&key) else {
             return Err(fail(
                 ResponseError::InvalidConfig,
-                format!("unknown topic config {key:?}"),
+                format!("unknown config {key:?}"),
             ));
         };
         let value = c.value.as_ref().map(|v| v.to_string());
@@ -288,7 +408,7 @@ fn incremental_ops(
             },
             OP_DELETE => delete.push(key),
             OP_APPEND | OP_SUBTRACT => {
-                if def.kind != ConfigType::List {
+                if kind != ConfigType::List {
                     return Err(fail(
                         ResponseError::InvalidConfig,
                         format!("{key} is not a list config; APPEND and SUBTRACT need one"),
@@ -297,7 +417,7 @@ fn incremental_ops(
                 let now = current
                     .get(&key)
                     .cloned()
-                    .unwrap_or_else(|| def.default.to_string());
+                    .unwrap_or_else(|| default.to_string());
                 let mut items: Vec<String> = now
                     .split(',')
                     .map(|x| x.trim().to_string())
@@ -328,19 +448,60 @@ fn incremental_ops(
     Ok((set, delete))
 }
 
-/// The answer for a resource that is not a topic: brokers' dynamic configs are not supported
-/// (their settings come from services.json); other types are unknown here.
+/// The answer for a resource that is neither a topic nor a broker.
 fn not_a_topic(resource_type: i8) -> Outcome {
-    if resource_type == RESOURCE_BROKER {
-        return fail(
-            ResponseError::InvalidRequest,
-            "dynamic broker configs are not supported yet; broker settings come from services.json",
-        );
-    }
     fail(
         ResponseError::InvalidRequest,
         format!("resource type {resource_type} is not supported"),
     )
+}
+
+/// The entity a BROKER resource name stands for: `""` is the cluster-wide default (`None`).
+fn broker_entity(name: &str) -> Result<Option<BrokerId>, Outcome> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    broker_resource(name)
+        .map(Some)
+        .map_err(|(e, msg)| fail(e, msg))
+}
+
+/// The dynamic configs the metadata shows for a broker entity.
+fn current_broker_config(ctx: &Ctx<'_>, broker: Option<BrokerId>) -> BTreeMap<String, String> {
+    let image = ctx.shared.image();
+    match broker {
+        Some(id) => image
+            .broker_configs
+            .of_broker(id)
+            .cloned()
+            .unwrap_or_default(),
+        None => image.broker_configs.cluster.clone(),
+    }
+}
+
+/// Sends a dynamic broker config change to the controller and, unless validating, waits
+/// until this broker's metadata shows the result.
+async fn alter_broker(ctx: &Ctx<'_>, broker: Option<BrokerId>, body: Value) -> Outcome {
+    let shared = ctx.shared;
+    let validate_only = body["validateOnly"].as_bool().unwrap_or(false);
+    let reply = match shared.meta.alter_broker_config(broker, body).await {
+        Ok(r) => r,
+        Err(e) => return fail(ResponseError::RequestTimedOut, e.to_string()),
+    };
+    if !reply.status.is_success() {
+        let msg = reply.message();
+        let code = super::handlers::metadata_error(reply.status.as_u16(), reply.error_code());
+        return fail(code, msg);
+    }
+    if !validate_only {
+        let want: Option<BrokerConfigs> = serde_json::from_value(reply.body.clone()).ok();
+        if let Some(want) = want {
+            shared
+                .wait_for_metadata(APPLIED_WAIT, |img| img.broker_configs == want)
+                .await;
+        }
+    }
+    (0, None)
 }
 
 /// Sends a topic config change to the controller and, unless validating, waits until this

@@ -110,7 +110,7 @@ pub async fn handle(ctx: &mut Ctx<'_>, request: RequestKind) -> Option<ResponseK
         RequestKind::Produce(r) => return produce_request(ctx, r).await.map(ResponseKind::Produce),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch(ctx, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(ctx, r)),
-        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records(ctx, r)),
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records(ctx, r).await),
         RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect_leaders(ctx, r).await),
         RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
             super::describe::describe_topic_partitions(ctx, r),
@@ -437,6 +437,9 @@ async fn produce_request(ctx: &mut Ctx<'_>, r: ProduceRequest) -> Option<Produce
 // Fetch
 // ---------------------------------------------------------------------------------------
 
+/// Longest a DeleteRecords answer waits for the followers' log starts.
+const DELETE_RECORDS_WAIT_CAP_MS: i32 = 30_000;
+
 async fn fetch(ctx: &mut Ctx<'_>, r: FetchRequest) -> FetchResponse {
     let shared = ctx.shared;
     let replica_id: i32 = if ctx.version >= 15 {
@@ -587,6 +590,7 @@ fn fetch_partition(
             p.fetch_offset,
             p.current_leader_epoch,
             broker_epoch,
+            p.log_start_offset,
         )?;
     }
     let hw = part.high_watermark();
@@ -769,9 +773,12 @@ async fn elect_leaders(
     )
 }
 
-/// Kafka's DeleteRecords: each partition's leader moves its log start (the low watermark) to
-/// the given offset (-1 = the high watermark); followers follow with their next fetch.
-fn delete_records(
+/// Kafka's DeleteRecords: each partition's leader moves its log start to the given offset
+/// (-1 = the high watermark), then the answer waits (up to the request's timeout) until every
+/// replica on a live broker has moved its own there with its next fetch — the low watermark
+/// in the answer is theirs, as in Kafka's DelayedDeleteRecords. A partition whose replicas do
+/// not get there in time answers REQUEST_TIMED_OUT.
+async fn delete_records(
     ctx: &mut Ctx<'_>,
     r: kafka_protocol::messages::DeleteRecordsRequest,
 ) -> kafka_protocol::messages::DeleteRecordsResponse {
@@ -779,29 +786,67 @@ fn delete_records(
         DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
     };
     let shared = ctx.shared;
-    let mut topics = Vec::new();
-    for t in r.topics {
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(r.timeout_ms.clamp(0, DELETE_RECORDS_WAIT_CAP_MS) as u64);
+    // (topic, partition index, the partition and its new log start | the error)
+    let mut started = Vec::new();
+    for t in &r.topics {
         let name = t.name.0.to_string();
-        let mut parts = Vec::new();
-        for p in t.partitions {
+        for p in &t.partitions {
             let result = produce::partition(shared, &name, p.partition_index)
-                .and_then(|part| part.delete_records(p.offset));
-            parts.push(match result {
-                Ok(low) => DeleteRecordsPartitionResult::default()
-                    .with_partition_index(p.partition_index)
-                    .with_low_watermark(low),
-                Err(e) => DeleteRecordsPartitionResult::default()
-                    .with_partition_index(p.partition_index)
-                    .with_low_watermark(-1)
-                    .with_error_code(ctx.code(&e)),
-            });
+                .and_then(|part| part.delete_records(p.offset).map(|start| (part, start)));
+            started.push((name.clone(), p.partition_index, result));
         }
-        topics.push(
+    }
+    let alive = |id: BrokerId| {
+        shared
+            .image()
+            .brokers
+            .get(&id)
+            .is_some_and(|b| b.status == dmq_types::model::BrokerStatus::Online)
+    };
+    loop {
+        let waiting = started.iter().any(|(_, _, res)| {
+            res.as_ref()
+                .is_ok_and(|(part, start)| part.low_watermark(alive) < *start)
+        });
+        if !waiting || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut by_topic: BTreeMap<String, Vec<DeleteRecordsPartitionResult>> = BTreeMap::new();
+    for (name, index, result) in started {
+        let result = result.and_then(|(part, start)| {
+            let low = part.low_watermark(alive);
+            if low < start {
+                return Err(BrokerError::kafka(
+                    ResponseError::RequestTimedOut,
+                    format!(
+                        "the leader's log starts at {start}, but a live replica's is still at {low}"
+                    ),
+                ));
+            }
+            Ok(low)
+        });
+        by_topic.entry(name).or_default().push(match result {
+            Ok(low) => DeleteRecordsPartitionResult::default()
+                .with_partition_index(index)
+                .with_low_watermark(low),
+            Err(e) => DeleteRecordsPartitionResult::default()
+                .with_partition_index(index)
+                .with_low_watermark(-1)
+                .with_error_code(ctx.code(&e)),
+        });
+    }
+    let topics = by_topic
+        .into_iter()
+        .map(|(name, parts)| {
             DeleteRecordsTopicResult::default()
                 .with_name(topic_name(&name))
-                .with_partitions(parts),
-        );
-    }
+                .with_partitions(parts)
+        })
+        .collect();
     kafka_protocol::messages::DeleteRecordsResponse::default().with_topics(topics)
 }
 
