@@ -116,6 +116,14 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
             413,
             "PAYLOAD_TOO_LARGE",
         ),
+        (
+            // Still being sent when the answer is ready: read and dropped first, so the client
+            // gets the 413 and not a connection reset.
+            "101 MiB body",
+            json!({"topicName": "p", "pad": "y".repeat(101 * 1024 * 1024)}).to_string(),
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
     ];
     for (what, body, status, code) in posts {
         let resp = http
@@ -135,6 +143,37 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         assert!(
             json["message"].as_str().is_some_and(|m| !m.is_empty()),
             "{what}: {json}"
+        );
+    }
+    // A client that asks before sending (Expect: 100-continue) is told at once and never
+    // has to send the body.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = url.trim_start_matches("http://").to_string();
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let head = format!(
+            "POST /api/v1/metadata/topics HTTP/1.1\r\nHost: {addr}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\
+             Expect: 100-continue\r\n\r\n",
+            101 * 1024 * 1024
+        );
+        tcp.write_all(head.as_bytes()).await.expect("send head");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("PAYLOAD_TOO_LARGE") {
+            let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+                .await
+                .expect("an answer without the body")
+                .expect("read");
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 413") && answer.contains("PAYLOAD_TOO_LARGE"),
+            "{answer}"
         );
     }
     let (_, _, rf) = cluster

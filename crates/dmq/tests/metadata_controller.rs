@@ -222,3 +222,52 @@ async fn silent_broker_goes_offline_and_its_partitions_move_within_the_isr() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Heartbeats live in the controller's memory, not in the Raft log: a follower node mirrors
+/// them, so its `lastHeartbeat` moves on with the broker's heartbeats instead of showing the
+/// registration time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_nodes_report_the_controllers_last_heartbeat() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_quorum(dir.path(), liveness_config());
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(3))
+        .await
+        .expect("leader");
+    register_brokers(&cluster, &[101]).await;
+    let registered = cluster
+        .get(leader, "/api/v1/metadata/brokers/101?consistent=true")
+        .await
+        .expect("broker")
+        .1["lastHeartbeat"]
+        .as_u64()
+        .expect("lastHeartbeat");
+    let urls = cluster.ids().iter().map(|id| cluster.url(*id)).collect();
+    let _beats = Heartbeats::start(urls, &[101], Duration::from_millis(300));
+    let c = &cluster;
+    let last_heartbeat = |node| async move {
+        c.get(node, "/api/v1/metadata/brokers/101")
+            .await
+            .and_then(|(status, b)| (status == 200).then(|| b["lastHeartbeat"].as_u64()))
+            .flatten()
+    };
+    // The controller has seen a heartbeat after the registration …
+    let seen = wait_until(Duration::from_secs(5), "a heartbeat", || async {
+        last_heartbeat(leader).await.filter(|t| *t > registered)
+    })
+    .await
+    .expect("the controller records heartbeats");
+    // … and every follower shows it (or a later one), and keeps up.
+    for node in cluster.ids().into_iter().filter(|n| *n != leader) {
+        let mirrored = wait_until(Duration::from_secs(5), "the follower's mirror", || async {
+            last_heartbeat(node).await.filter(|t| *t >= seen)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("node {node}: {e}"));
+        wait_until(Duration::from_secs(5), "a later heartbeat", || async {
+            last_heartbeat(node).await.filter(|t| *t > mirrored)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("node {node} keeps up: {e}"));
+    }
+}
