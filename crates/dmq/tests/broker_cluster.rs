@@ -654,7 +654,8 @@ async fn delete_records_moves_the_log_start_on_every_replica_and_survives_restar
 
 /// `cleanup.policy=compact` (issue: compaction never ran): the broker's cleaner keeps the last
 /// record per key in sealed segments while consumers read on (offsets never move, the last
-/// value of every key survives), and a keyless record is refused with INVALID_RECORD.
+/// value of every key survives), compressed batches included, and a keyless record is refused
+/// with INVALID_RECORD.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compacted_topic_shrinks_to_the_last_record_per_key() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -669,12 +670,32 @@ async fn a_compacted_topic_shrinks_to_the_last_record_per_key() {
     )
     .await;
     let mut conn = connect(&cluster.kafka_addr(leaders[0])).await;
-    let pad = "x".repeat(500);
+    // Every batch compressed, each codec in turn: compressed batches are compacted too. The
+    // values are hex noise, so that batches stay large and segments roll.
+    let codecs = [
+        dmq_log::codec::GZIP,
+        dmq_log::codec::SNAPPY,
+        dmq_log::codec::LZ4,
+        dmq_log::codec::ZSTD,
+    ];
+    let mut noise = 0x9e37_79b9_7f4a_7c15u64;
+    let mut pad = || -> String {
+        (0..64)
+            .map(|_| {
+                noise = noise
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                format!("{:016x}", noise >> 1)
+            })
+            .collect()
+    };
     for round in 0..20 {
         let recs: Vec<(String, String)> = (0..5)
-            .map(|k| (format!("key{k}"), format!("round{round}-{pad}")))
+            .map(|k| (format!("key{k}"), format!("round{round}-{}", pad())))
             .collect();
-        let r = produce(&mut conn, topic, 0, batch(&recs, None), -1).await;
+        let packed = dmq_log::codec::compress_batch(&batch(&recs, None), codecs[round % 4])
+            .expect("compress");
+        let r = produce(&mut conn, topic, 0, packed, -1).await;
         assert_eq!(r.error_code, 0, "round {round}: {:?}", r.error_message);
     }
     // A record without a key can never be compacted away: refused, nothing written.
