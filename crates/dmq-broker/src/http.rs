@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -41,6 +41,7 @@ pub async fn serve(shared: Shared, listener: TcpListener) {
 }
 
 pub fn router(shared: Shared) -> Router {
+    let registry = shared.metrics.registry();
     Router::new()
         .route(
             "/api/v1/storage/topics/{topic}/partitions/{partition}",
@@ -51,6 +52,8 @@ pub fn router(shared: Shared) -> Router {
             get(replication_status),
         )
         .route("/api/v1/storage/metadata/update", post(metadata_update))
+        .route("/api/v1/storage/groups", get(list_groups))
+        .route("/api/v1/storage/groups/{group}", get(describe_group))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/health/ready", get(ready))
@@ -64,6 +67,9 @@ pub fn router(shared: Shared) -> Router {
                 "method not allowed on this path",
             )
         })
+        .route_layer(axum::middleware::from_fn(move |req, next| {
+            dmq_metrics::track_http(registry.clone(), req, next)
+        }))
         .layer(DefaultBodyLimit::max(2 * HTTP_BODY_BYTES_MAX))
         .layer(axum::middleware::map_response(dmq_types::http::json_errors))
         .layer(axum::middleware::from_fn(|req, next| {
@@ -246,12 +252,7 @@ async fn produce_records(
     Query(q): Query<ProduceQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let result = produce_inner(&shared, &topic, &partition, q, body).await;
-    shared
-        .metrics
-        .observe("HttpProduce", started.elapsed(), result.is_err());
-    result
+    produce_inner(&shared, &topic, &partition, q, body).await
 }
 
 async fn produce_inner(
@@ -358,12 +359,7 @@ async fn consume_records(
     Path((topic, partition)): Path<(String, String)>,
     Query(q): Query<ConsumeQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let started = Instant::now();
-    let result = consume_inner(&shared, &topic, &partition, q);
-    shared
-        .metrics
-        .observe("HttpConsume", started.elapsed(), result.is_err());
-    result.map(Json)
+    consume_inner(&shared, &topic, &partition, q).map(Json)
 }
 
 fn consume_inner(
@@ -518,6 +514,7 @@ async fn replication_status(State(shared): State<Shared>) -> Json<Value> {
             "logStartOffset": s.log_start_offset,
             "logEndOffset": s.log_end_offset,
             "highWatermark": s.high_watermark,
+            "sizeBytes": p.log.size_bytes(),
             "replicas": s.replicas,
             "isr": s.isr,
             "pendingIsr": s.pending_isr,
@@ -531,6 +528,104 @@ async fn replication_status(State(shared): State<Shared>) -> Json<Value> {
         "metadataVersion": shared.image().version,
         "partitions": parts,
     }))
+}
+
+/// The consumer groups this broker coordinates (membership lives on the coordinator only;
+/// committed offsets are in the metadata quorum): id, protocol type, state, member count.
+async fn list_groups(State(shared): State<Shared>) -> Json<Value> {
+    let image = shared.image();
+    let groups: Vec<Value> = shared
+        .groups
+        .list()
+        .into_iter()
+        .map(|(id, protocol_type, state)| {
+            let members = shared.groups.describe(&id).map_or(0, |g| g.members.len());
+            let coordinator = crate::group::coordinator_for(&image, &id);
+            json!({
+                "groupId": id,
+                "protocolType": protocol_type,
+                "state": state.as_str(),
+                "members": members,
+                "coordinator": coordinator == Some(shared.config.broker_id),
+            })
+        })
+        .collect();
+    Json(json!({"brokerId": shared.config.broker_id, "groups": groups}))
+}
+
+/// One group's membership as its coordinator sees it (read-only; Kafka's DescribeGroups over
+/// HTTP): state, generation, protocol, leader and each member with its assignment, decoded
+/// from the consumer protocol when the group is a `consumer` group. 404 `GROUP_ID_NOT_FOUND`
+/// when this broker has no members of the group; `coordinator` says whether this broker is
+/// the group's coordinator by the current metadata.
+async fn describe_group(
+    State(shared): State<Shared>,
+    Path(group): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let coordinator = crate::group::coordinator_for(&shared.image(), &group);
+    let Some(g) = shared.groups.describe(&group) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "GROUP_ID_NOT_FOUND",
+            format!(
+                "broker {} has no members of group {group:?}",
+                shared.config.broker_id
+            ),
+        ));
+    };
+    let consumer = g.protocol_type == "consumer";
+    let members: Vec<Value> = g
+        .members
+        .iter()
+        .map(|m| {
+            let assignment = if consumer {
+                decode_assignment(&m.assignment)
+            } else {
+                Value::Null
+            };
+            json!({
+                "memberId": m.member_id,
+                "instanceId": m.instance_id,
+                "clientId": m.client_id,
+                "clientHost": m.client_host,
+                "assignment": assignment,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "groupId": group,
+        "brokerId": shared.config.broker_id,
+        "coordinator": coordinator == Some(shared.config.broker_id),
+        "state": g.state.as_str(),
+        "generation": g.generation,
+        "protocolType": g.protocol_type,
+        "protocol": g.protocol,
+        "leader": g.leader,
+        "members": members,
+    })))
+}
+
+/// A consumer-protocol assignment (`ConsumerProtocolAssignment`, as SyncGroup carries it) as
+/// `[{"topic", "partitions": [...]}]`; empty bytes (no assignment yet) are `[]` and bytes
+/// that do not decode are `null` (the member sent something else).
+fn decode_assignment(raw: &bytes::Bytes) -> Value {
+    use bytes::Buf as _;
+    use kafka_protocol::messages::ConsumerProtocolAssignment;
+    use kafka_protocol::protocol::Decodable as _;
+    let mut data = raw.clone();
+    if data.remaining() < 2 {
+        return json!([]);
+    }
+    let version = data.get_i16().clamp(0, 3);
+    match ConsumerProtocolAssignment::decode(&mut data, version) {
+        Ok(a) => Value::Array(
+            a.assigned_partitions
+                .iter()
+                .map(|t| json!({"topic": t.topic.0.to_string(), "partitions": t.partitions}))
+                .collect(),
+        ),
+        Err(_) => Value::Null,
+    }
 }
 
 async fn metadata_update(
@@ -604,39 +699,16 @@ async fn metrics(State(shared): State<Shared>) -> Response {
             }
         }
     }
+    use crate::metrics::*;
     let gauges = [
-        (
-            "dmq_broker_partitions",
-            "Partition replicas hosted by this broker.",
-            parts.len() as f64,
-        ),
-        (
-            "dmq_broker_leader_partitions",
-            "Partitions this broker leads.",
-            leaders,
-        ),
-        (
-            "dmq_broker_under_replicated_partitions",
-            "Led partitions whose ISR is smaller than the replica set.",
-            under_replicated,
-        ),
-        (
-            "dmq_broker_under_min_isr_partitions",
-            "Led partitions whose ISR is below min.insync.replicas.",
-            under_min_isr,
-        ),
-        (
-            "dmq_broker_max_follower_lag_records",
-            "Largest lag (leader log end minus follower log end) among followers of led partitions.",
-            max_lag as f64,
-        ),
-        (
-            "dmq_broker_metadata_version",
-            "Metadata version this broker acts on.",
-            shared.image().version as f64,
-        ),
+        (PARTITION_COUNT, parts.len() as f64),
+        (LEADER_COUNT, leaders),
+        (UNDER_REPLICATED, under_replicated),
+        (UNDER_MIN_ISR, under_min_isr),
+        (MAX_FOLLOWER_LAG, max_lag as f64),
+        (METADATA_VERSION, shared.image().version as f64),
     ];
-    let text = shared.metrics.render(shared.config.broker_id, &gauges);
+    let text = shared.metrics.render(&gauges);
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -1,203 +1,201 @@
-//! The broker's Prometheus metrics (SPEC §8), kept per broker instance so that `dmq dev`, which
-//! runs three brokers in one process, reports each separately.
+//! The broker's Prometheus metrics (SPEC §8) on the node's own [`dmq_metrics::Registry`], so
+//! that `dmq dev`, which runs three brokers in one process, reports each separately. Names
+//! follow Kafka's (as its JMX exporter spells them) and Redpanda's conventions.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the request latency histogram buckets.
-const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+use dmq_metrics::Registry;
 
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-    errors: u64,
-}
+const CONNECTIONS: &str = "kafka_server_socket_server_metrics_connection_count";
+const CONNECTIONS_CREATED: &str = "kafka_server_socket_server_metrics_connection_creation_total";
+const REQUEST_LATENCY: &str = "kafka_request_latency_seconds";
+const REQUEST_ERRORS: &str = "kafka_request_errors_total";
+const BYTES_IN: &str = "kafka_server_brokertopicmetrics_bytes_in_total";
+const BYTES_OUT: &str = "kafka_server_brokertopicmetrics_bytes_out_total";
+const MESSAGES_IN: &str = "kafka_server_brokertopicmetrics_messages_in_total";
+const MESSAGES_OUT: &str = "kafka_server_brokertopicmetrics_messages_out_total";
+const REPLICATION_BYTES_IN: &str = "kafka_server_brokertopicmetrics_replication_bytes_in_total";
+const ISR_SHRINKS: &str = "kafka_server_replicamanager_isr_shrinks_total";
+const ISR_EXPANDS: &str = "kafka_server_replicamanager_isr_expands_total";
 
-#[derive(Default, Clone, Copy)]
-struct TopicCounters {
-    bytes_in: u64,
-    records_in: u64,
-    bytes_out: u64,
-    records_out: u64,
-    replicated_bytes: u64,
-    isr_shrinks: u64,
-    isr_expands: u64,
-}
+/// Point-in-time gauges the `/metrics` handler computes from the replicas at scrape time.
+pub const PARTITION_COUNT: &str = "kafka_server_replicamanager_partition_count";
+pub const LEADER_COUNT: &str = "kafka_server_replicamanager_leader_count";
+pub const UNDER_REPLICATED: &str = "kafka_server_replicamanager_under_replicated_partitions";
+pub const UNDER_MIN_ISR: &str = "kafka_server_replicamanager_under_min_isr_partition_count";
+pub const MAX_FOLLOWER_LAG: &str = "kafka_server_replicafetchermanager_max_lag";
+pub const METADATA_VERSION: &str = "kafka_server_broker_metadata_version";
 
-/// A per-topic counter family: name, help, accessor.
-type Series = (&'static str, &'static str, fn(&TopicCounters) -> u64);
-
-#[derive(Default)]
 pub struct Metrics {
-    pub connections: AtomicI64,
-    pub connections_total: AtomicU64,
-    requests: Mutex<BTreeMap<&'static str, Histogram>>,
-    topics: Mutex<BTreeMap<String, TopicCounters>>,
+    registry: Arc<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let registry = Registry::new();
+        for (name, help) in [
+            (CONNECTIONS_CREATED, "Kafka connections accepted."),
+            (
+                REQUEST_ERRORS,
+                "Kafka requests answered with an error, per API.",
+            ),
+            (
+                BYTES_IN,
+                "Bytes produced to the partitions this broker leads.",
+            ),
+            (BYTES_OUT, "Bytes fetched by consumers."),
+            (
+                MESSAGES_IN,
+                "Records produced to the partitions this broker leads.",
+            ),
+            (MESSAGES_OUT, "Records fetched by consumers."),
+            (
+                REPLICATION_BYTES_IN,
+                "Bytes this broker copied from leaders as a follower.",
+            ),
+            (
+                ISR_SHRINKS,
+                "ISR shrinks committed for partitions this broker leads.",
+            ),
+            (
+                ISR_EXPANDS,
+                "ISR expansions committed for partitions this broker leads.",
+            ),
+        ] {
+            registry.describe_counter(name, help);
+        }
+        for (name, help) in [
+            (CONNECTIONS, "Open Kafka connections."),
+            (PARTITION_COUNT, "Partition replicas hosted by this broker."),
+            (LEADER_COUNT, "Partitions this broker leads."),
+            (
+                UNDER_REPLICATED,
+                "Led partitions whose ISR is smaller than the replica set.",
+            ),
+            (
+                UNDER_MIN_ISR,
+                "Led partitions whose ISR is below min.insync.replicas.",
+            ),
+            (
+                MAX_FOLLOWER_LAG,
+                "Largest lag in records (leader log end minus follower log end) among the \
+                 followers of partitions this broker leads.",
+            ),
+            (
+                METADATA_VERSION,
+                "The metadata version this broker acts on.",
+            ),
+        ] {
+            registry.describe_gauge(name, help);
+        }
+        registry.describe_histogram(REQUEST_LATENCY, "Kafka request latency per API.");
+        Metrics {
+            registry: Arc::new(registry),
+        }
+    }
 }
 
 impl Metrics {
+    /// The registry, for the HTTP latency middleware.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
+    /// A Kafka request of `api` took `elapsed`; `error`: some part of it was refused.
     pub fn observe(&self, api: &'static str, elapsed: Duration, error: bool) {
-        let secs = elapsed.as_secs_f64();
-        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let h = m.entry(api).or_default();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
+        self.registry
+            .histogram(REQUEST_LATENCY, &[("request", api)])
+            .record(elapsed.as_secs_f64());
+        let errors = self.registry.counter(REQUEST_ERRORS, &[("request", api)]);
         if error {
-            h.errors += 1;
+            errors.increment(1);
+        } else {
+            // Registered at zero, so that rates exist before the first error.
+            errors.increment(0);
         }
     }
 
-    fn topic(&self, topic: &str, f: impl FnOnce(&mut TopicCounters)) {
-        let mut m = self.topics.lock().unwrap_or_else(|e| e.into_inner());
-        match m.get_mut(topic) {
-            Some(c) => f(c),
-            None => f(m.entry(topic.to_string()).or_default()),
+    pub fn connection_opened(&self) {
+        self.registry.counter(CONNECTIONS_CREATED, &[]).increment(1);
+        self.registry.gauge(CONNECTIONS, &[]).increment(1.0);
+    }
+
+    pub fn connection_closed(&self) {
+        self.registry.gauge(CONNECTIONS, &[]).decrement(1.0);
+    }
+
+    /// Registers the per-topic series of a topic this broker hosts at zero, so that
+    /// dashboards see them (with a rate of 0) before the first record or ISR change.
+    pub fn topic_hosted(&self, topic: &str) {
+        for name in [
+            BYTES_IN,
+            BYTES_OUT,
+            MESSAGES_IN,
+            MESSAGES_OUT,
+            REPLICATION_BYTES_IN,
+            ISR_SHRINKS,
+            ISR_EXPANDS,
+        ] {
+            self.registry
+                .counter(name, &[("topic", topic)])
+                .increment(0);
         }
     }
 
     pub fn produced(&self, topic: &str, bytes: u64, records: u64) {
-        self.topic(topic, |c| {
-            c.bytes_in += bytes;
-            c.records_in += records;
-        });
+        self.registry
+            .counter(BYTES_IN, &[("topic", topic)])
+            .increment(bytes);
+        self.registry
+            .counter(MESSAGES_IN, &[("topic", topic)])
+            .increment(records);
     }
 
     pub fn consumed(&self, topic: &str, bytes: u64, records: u64) {
-        self.topic(topic, |c| {
-            c.bytes_out += bytes;
-            c.records_out += records;
-        });
+        self.registry
+            .counter(BYTES_OUT, &[("topic", topic)])
+            .increment(bytes);
+        self.registry
+            .counter(MESSAGES_OUT, &[("topic", topic)])
+            .increment(records);
     }
 
     pub fn replicated_bytes(&self, topic: &str, bytes: u64) {
-        self.topic(topic, |c| c.replicated_bytes += bytes);
+        self.registry
+            .counter(REPLICATION_BYTES_IN, &[("topic", topic)])
+            .increment(bytes);
     }
 
     pub fn isr_shrink(&self, topic: &str) {
-        self.topic(topic, |c| c.isr_shrinks += 1);
+        self.registry
+            .counter(ISR_SHRINKS, &[("topic", topic)])
+            .increment(1);
+        self.registry
+            .counter(ISR_EXPANDS, &[("topic", topic)])
+            .increment(0);
     }
 
     pub fn isr_expand(&self, topic: &str) {
-        self.topic(topic, |c| c.isr_expands += 1);
+        self.registry
+            .counter(ISR_EXPANDS, &[("topic", topic)])
+            .increment(1);
+        self.registry
+            .counter(ISR_SHRINKS, &[("topic", topic)])
+            .increment(0);
     }
 
     /// Prometheus text exposition; `gauges` are point-in-time values computed by the caller.
-    pub fn render(&self, broker_id: i32, gauges: &[(&str, &str, f64)]) -> String {
-        let mut out = String::new();
-        let b = broker_id;
-        let _ = writeln!(out, "# HELP dmq_broker_connections Open Kafka connections.\n# TYPE dmq_broker_connections gauge");
-        let _ = writeln!(
-            out,
-            "dmq_broker_connections{{broker=\"{b}\"}} {}",
-            self.connections.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(out, "# HELP dmq_broker_connections_total Kafka connections accepted.\n# TYPE dmq_broker_connections_total counter");
-        let _ = writeln!(
-            out,
-            "dmq_broker_connections_total{{broker=\"{b}\"}} {}",
-            self.connections_total.load(Ordering::Relaxed)
-        );
-        for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            let _ = writeln!(out, "{name}{{broker=\"{b}\"}} {value}");
+    pub fn render(&self, gauges: &[(&'static str, f64)]) -> String {
+        for (name, value) in gauges {
+            self.registry.gauge(name, &[]).set(*value);
         }
-        let topics = self
-            .topics
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let series: [Series; 7] = [
-            (
-                "dmq_topic_bytes_in_total",
-                "Bytes produced to the partitions this broker leads.",
-                |c| c.bytes_in,
-            ),
-            ("dmq_topic_records_in_total", "Records produced.", |c| {
-                c.records_in
-            }),
-            (
-                "dmq_topic_bytes_out_total",
-                "Bytes fetched by consumers.",
-                |c| c.bytes_out,
-            ),
-            (
-                "dmq_topic_records_out_total",
-                "Records fetched by consumers (batch record counts).",
-                |c| c.records_out,
-            ),
-            (
-                "dmq_topic_replicated_bytes_total",
-                "Bytes this broker copied from leaders as a follower.",
-                |c| c.replicated_bytes,
-            ),
-            (
-                "dmq_topic_isr_shrinks_total",
-                "ISR shrinks committed for partitions this broker leads.",
-                |c| c.isr_shrinks,
-            ),
-            (
-                "dmq_topic_isr_expands_total",
-                "ISR expansions committed for partitions this broker leads.",
-                |c| c.isr_expands,
-            ),
-        ];
-        for (name, help, get) in series {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (topic, c) in &topics {
-                let _ = writeln!(out, "{name}{{broker=\"{b}\",topic=\"{topic}\"}} {}", get(c));
-            }
-        }
-        let requests = self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let name = "dmq_request_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Request latency per API (Kafka and HTTP).\n# TYPE {name} histogram"
-        );
-        for (api, h) in &requests {
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{broker=\"{b}\",api=\"{api}\",le=\"{bound}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{broker=\"{b}\",api=\"{api}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(out, "{name}_sum{{broker=\"{b}\",api=\"{api}\"}} {}", h.sum);
-            let _ = writeln!(
-                out,
-                "{name}_count{{broker=\"{b}\",api=\"{api}\"}} {}",
-                h.count
-            );
-        }
-        let name = "dmq_request_errors_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Requests answered with an error, per API.\n# TYPE {name} counter"
-        );
-        for (api, h) in &requests {
-            let _ = writeln!(out, "{name}{{broker=\"{b}\",api=\"{api}\"}} {}", h.errors);
-        }
-        out
+        self.registry.render()
+    }
+
+    /// Folds histogram samples into buckets (the housekeeping loop calls it).
+    pub fn upkeep(&self) {
+        self.registry.upkeep();
     }
 }
 
@@ -206,22 +204,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative() {
+    fn kafka_names_with_buckets_errors_and_topics() {
         let m = Metrics::default();
         m.observe("Produce", Duration::from_micros(300), false);
         m.observe("Produce", Duration::from_millis(30), true);
         m.produced("t", 100, 3);
         m.isr_shrink("t");
-        let text = m.render(101, &[]);
-        assert!(text.contains(
-            "dmq_request_duration_seconds_bucket{broker=\"101\",api=\"Produce\",le=\"0.0005\"} 1"
-        ));
-        assert!(text.contains(
-            "dmq_request_duration_seconds_bucket{broker=\"101\",api=\"Produce\",le=\"0.05\"} 2"
-        ));
-        assert!(text.contains("dmq_request_errors_total{broker=\"101\",api=\"Produce\"} 1"));
-        assert!(text.contains("dmq_topic_records_in_total{broker=\"101\",topic=\"t\"} 3"));
-        assert!(text.contains("dmq_topic_isr_shrinks_total{broker=\"101\",topic=\"t\"} 1"));
-        assert!(text.contains("dmq_topic_isr_expands_total{broker=\"101\",topic=\"t\"} 0"));
+        m.connection_opened();
+        let text = m.render(&[(UNDER_REPLICATED, 2.0)]);
+        for want in [
+            "kafka_request_latency_seconds_bucket{request=\"Produce\",le=\"0.0005\"} 1",
+            "kafka_request_latency_seconds_bucket{request=\"Produce\",le=\"0.05\"} 2",
+            "kafka_request_errors_total{request=\"Produce\"} 1",
+            "kafka_server_brokertopicmetrics_messages_in_total{topic=\"t\"} 3",
+            "kafka_server_brokertopicmetrics_bytes_in_total{topic=\"t\"} 100",
+            "kafka_server_replicamanager_isr_shrinks_total{topic=\"t\"} 1",
+            "kafka_server_replicamanager_isr_expands_total{topic=\"t\"} 0",
+            "kafka_server_socket_server_metrics_connection_count 1",
+            "kafka_server_replicamanager_under_replicated_partitions 2",
+            "# TYPE kafka_request_latency_seconds histogram",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
     }
 }

@@ -128,6 +128,15 @@ impl BrokerShared {
         self.fetchers.update(self, groups);
         if image.version > current {
             tracing::debug!(from = current, to = image.version, "metadata applied");
+            let hosted: std::collections::BTreeSet<String> = self
+                .replicas
+                .all()
+                .into_iter()
+                .map(|p| p.topic.clone())
+                .collect();
+            for topic in &hosted {
+                self.metrics.topic_hosted(topic);
+            }
         }
         Ok(image.version)
     }
@@ -453,6 +462,7 @@ async fn housekeeping(shared: Arc<BrokerShared>) {
         if checkpoint {
             last_checkpoint = tokio::time::Instant::now();
         }
+        shared.metrics.upkeep();
         let s = shared.clone();
         let _ = tokio::task::spawn_blocking(move || {
             s.replicas.housekeeping(

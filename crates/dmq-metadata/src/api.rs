@@ -7,7 +7,6 @@
 //! Every error is JSON `{"error": CODE, "message": text}`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +44,7 @@ type ApiResult<T> = Result<T, MetadataError>;
 
 /// All routes of a metadata node.
 pub fn router(shared: Shared) -> Router {
+    let registry = shared.metrics.clone();
     Router::new()
         .route("/api/v1/metadata/controller", get(controller))
         .route("/api/v1/metadata/cluster", get(cluster))
@@ -99,6 +99,9 @@ pub fn router(shared: Shared) -> Router {
         .route("/health/ready", get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(axum::middleware::from_fn(move |req, next| {
+            dmq_metrics::track_http(registry.clone(), req, next)
+        }))
         // Raft snapshot chunks are bounded by openraft's `snapshot_max_chunk_size`; everything
         // else is far smaller. The JSON extractor below enforces the API's own limit.
         .layer(DefaultBodyLimit::max(8 * HTTP_BODY_BYTES_MAX))
@@ -1032,7 +1035,7 @@ pub(crate) fn result_error(result: CommandResult) -> MetadataError {
     }
 }
 
-fn state_name(state: ServerState) -> &'static str {
+pub(crate) fn state_name(state: ServerState) -> &'static str {
     match state {
         ServerState::Leader => "LEADER",
         ServerState::Follower => "FOLLOWER",
@@ -1121,109 +1124,8 @@ async fn health(State(shared): State<Shared>) -> Json<Value> {
 
 /// Prometheus text exposition, computed from Raft metrics and the applied state at scrape time.
 async fn metrics(State(shared): State<Shared>) -> Response {
-    let m = shared.raft.metrics().borrow().clone();
-    let log = shared.log.stats();
-    let (version, online, offline, topics, partitions, leaderless) = {
-        let data = shared.sm.read();
-        let s = &data.state;
-        let online = s.online_brokers().len();
-        let leaderless = s
-            .topics
-            .values()
-            .flat_map(|t| &t.partitions)
-            .filter(|p| p.leader == dmq_types::NO_LEADER)
-            .count();
-        (
-            s.version,
-            online,
-            s.brokers.len() - online,
-            s.topics.len(),
-            s.total_partitions(),
-            leaderless,
-        )
-    };
-    let node = shared.node_id;
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, labels: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        let _ = writeln!(out, "{name}{{node=\"{node}\"{labels}}} {value}");
-    };
-    gauge("dmq_raft_term", "Current Raft term.", "", m.current_term);
-    gauge(
-        "dmq_raft_is_leader",
-        "1 on the Raft leader (the controller).",
-        "",
-        u64::from(m.state == ServerState::Leader),
-    );
-    gauge(
-        "dmq_raft_state",
-        "Raft role of this node (the label), always 1.",
-        &format!(",state=\"{}\"", state_name(m.state)),
-        1,
-    );
-    let applied = m.last_applied.map_or(0, |l| l.index);
-    gauge(
-        "dmq_raft_commit_index",
-        "Highest committed log index known here.",
-        "",
-        shared.log.committed_index().max(applied),
-    );
-    gauge(
-        "dmq_raft_applied_index",
-        "Last log index applied to the state machine.",
-        "",
-        applied,
-    );
-    gauge(
-        "dmq_raft_last_log_index",
-        "Last log index stored here.",
-        "",
-        m.last_log_index.unwrap_or(0),
-    );
-    gauge(
-        "dmq_raft_snapshot_index",
-        "Last log index covered by the snapshot.",
-        "",
-        m.snapshot.map_or(0, |l| l.index),
-    );
-    gauge(
-        "dmq_raft_log_file_bytes",
-        "Size of the Raft log file.",
-        "",
-        log.file_bytes,
-    );
-    gauge(
-        "dmq_metadata_version",
-        "Metadata version (applied index).",
-        "",
-        version,
-    );
-    gauge(
-        "dmq_brokers",
-        "Registered brokers by status.",
-        ",status=\"ONLINE\"",
-        online as u64,
-    );
-    gauge(
-        "dmq_brokers",
-        "Registered brokers by status.",
-        ",status=\"OFFLINE\"",
-        offline as u64,
-    );
-    gauge("dmq_topics", "Topics.", "", topics as u64);
-    gauge(
-        "dmq_partitions",
-        "Partitions over all topics.",
-        "",
-        partitions as u64,
-    );
-    gauge(
-        "dmq_partitions_leaderless",
-        "Partitions with no ONLINE in-sync leader.",
-        "",
-        leaderless as u64,
-    );
-    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+    let text = crate::metrics::render(&shared).await;
+    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 
 impl NodeShared {

@@ -84,7 +84,7 @@ async fn commit_offsets(State(shared): State<Shared>, body: Bytes) -> ApiResult<
 }
 
 /// Leader broker URL per (topic, partition) of the given groups' committed partitions.
-fn leader_urls<'a>(
+pub(crate) fn leader_urls<'a>(
     state: &crate::state::MetadataState,
     groups: impl Iterator<Item = &'a GroupOffsets>,
 ) -> BTreeMap<(String, i32), String> {
@@ -110,7 +110,7 @@ fn leader_urls<'a>(
 
 /// One group's JSON: committed offset, log end offset (the leader's high watermark: what
 /// consumers can reach) and lag per partition, and the total lag.
-fn group_json(
+pub(crate) fn group_json(
     id: &str,
     g: &GroupOffsets,
     leaders: &BTreeMap<(String, i32), String>,
@@ -141,6 +141,37 @@ fn group_json(
         }
     }
     json!({"groupId": id, "partitions": rows, "totalLag": total_lag})
+}
+
+/// `(group, topic, partition, lag)` of every committed partition of every group (lag `None`
+/// when the partition's leader did not answer): what `/metrics` exports as consumer lag.
+pub(crate) async fn group_lags(shared: &NodeShared) -> Vec<(String, String, i32, Option<i64>)> {
+    let (groups, leaders) = {
+        let data = shared.sm.read();
+        let groups = data.state.groups.clone();
+        let leaders = leader_urls(&data.state, groups.values());
+        (groups, leaders)
+    };
+    let ends = log_ends(shared, leaders.values().cloned().collect()).await;
+    let mut out = Vec::new();
+    for (id, g) in &groups {
+        for (topic, parts) in &g.offsets {
+            for (p, c) in parts {
+                let key = (topic.clone(), *p);
+                let end = leaders
+                    .get(&key)
+                    .and_then(|url| ends.get(url))
+                    .and_then(|m| m.get(&key));
+                out.push((
+                    id.clone(),
+                    topic.clone(),
+                    *p,
+                    end.map(|e| (e - c.offset).max(0)),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// `?lag=false` skips asking the brokers for log end offsets (brokers listing group ids).
@@ -209,7 +240,7 @@ async fn describe_group(
 
 /// `(topic, partition) → high watermark` from each leader broker's replication status, asked
 /// in parallel; a broker that does not answer within a second contributes nothing (lag null).
-async fn log_ends(
+pub(crate) async fn log_ends(
     shared: &NodeShared,
     urls: Vec<String>,
 ) -> BTreeMap<String, BTreeMap<(String, i32), i64>> {

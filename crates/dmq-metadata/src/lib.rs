@@ -10,6 +10,7 @@ mod api;
 pub mod controller;
 mod error;
 mod groups_api;
+mod metrics;
 pub mod node;
 pub mod raft;
 pub mod state;

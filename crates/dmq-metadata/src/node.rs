@@ -76,6 +76,8 @@ pub struct NodeShared {
     pub(crate) push_version: watch::Sender<u64>,
     /// Group commit in front of Raft: every write goes through it.
     pub(crate) proposer: Proposer,
+    /// This node's metrics (`/metrics`).
+    pub(crate) metrics: Arc<dmq_metrics::Registry>,
 }
 
 impl NodeShared {
@@ -328,6 +330,11 @@ impl MetadataNode {
             log,
             liveness: Mutex::new(Liveness::default()),
             mirrored_heartbeats: Mutex::new((None, BTreeMap::new())),
+            metrics: {
+                let registry = dmq_metrics::Registry::new();
+                crate::metrics::describe(&registry);
+                Arc::new(registry)
+            },
             wake: tokio::sync::Notify::new(),
             push_version: watch::channel(0).0,
             http,
@@ -428,9 +435,10 @@ const HEARTBEAT_MIRROR_EVERY: Duration = Duration::from_secs(1);
 /// A mirror older than this is not shown (the controller may be unreachable).
 const HEARTBEAT_MIRROR_FRESH: Duration = Duration::from_secs(5);
 
-/// On a follower, copies the controller's view of broker heartbeats every second: broker
-/// liveness lives in the controller's memory (heartbeats are not Raft entries), and without
-/// the mirror a follower would report each broker's registration time as its last heartbeat.
+/// Every second: metrics upkeep, and on a follower, a copy of the controller's view of broker
+/// heartbeats. Broker liveness lives in the controller's memory (heartbeats are not Raft
+/// entries); without the mirror a follower would report each broker's registration time as
+/// its last heartbeat.
 async fn heartbeat_mirror(shared: Arc<NodeShared>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(HEARTBEAT_MIRROR_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -439,6 +447,8 @@ async fn heartbeat_mirror(shared: Arc<NodeShared>, mut stop: watch::Receiver<boo
             _ = stop.changed() => return,
             _ = tick.tick() => {}
         }
+        // Fold histogram samples into buckets between scrapes (bounded memory).
+        shared.metrics.upkeep();
         if shared.is_leader() {
             continue;
         }

@@ -412,10 +412,17 @@ async fn http_api_produces_consumes_and_rejects_bad_requests_with_json() {
         .await
         .expect("text");
     assert!(
-        text.contains("dmq_topic_records_in_total{broker=\"") && text.contains("topic=\"web\"} 3"),
+        text.contains("kafka_server_brokertopicmetrics_messages_in_total{topic=\"web\"} 3"),
         "{text}"
     );
-    assert!(text.contains("api=\"HttpProduce\""), "{text}");
+    // HTTP latency per route template (not per raw path), method and status.
+    assert!(
+        text.contains(
+            "http_server_request_duration_seconds_bucket{method=\"POST\",\
+             route=\"/api/v1/storage/topics/{topic}/partitions/{partition}\",status=\"200\",le=\"+Inf\"}"
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,7 +150,9 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let addr = url.trim_start_matches("http://").to_string();
-        let mut tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let mut tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
         let head = format!(
             "POST /api/v1/metadata/topics HTTP/1.1\r\nHost: {addr}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\

@@ -712,8 +712,8 @@ async fn a_stalled_follower_leaves_the_isr_after_the_lag_time_and_rejoins() {
         .await
         .expect("metrics text");
     for (name, at_least) in [
-        ("dmq_topic_isr_shrinks_total", 1),
-        ("dmq_topic_isr_expands_total", 1),
+        ("kafka_server_replicamanager_isr_shrinks_total", 1),
+        ("kafka_server_replicamanager_isr_expands_total", 1),
     ] {
         let value: u64 = metrics
             .lines()
@@ -956,8 +956,9 @@ async fn twice_bounced_replicas_rejoin_the_isr_without_spinning() {
             let text = reqwest::get(url).await.ok()?.text().await.ok()?;
             text.lines()
                 .filter(|l| {
-                    (l.contains("api=\"Fetch\"") || l.contains("api=\"OffsetForLeaderEpoch\""))
-                        && l.starts_with("dmq_request_duration_seconds_count")
+                    (l.contains("request=\"Fetch\"")
+                        || l.contains("request=\"OffsetForLeaderEpoch\""))
+                        && l.starts_with("kafka_request_latency_seconds_count")
                 })
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .reduce(|a, b| a + b)

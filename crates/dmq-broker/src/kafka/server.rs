@@ -6,7 +6,6 @@
 //! affects other connections or the broker.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -95,11 +94,7 @@ pub async fn serve(shared: Arc<BrokerShared>, listener: TcpListener) {
 }
 
 async fn connection(shared: Arc<BrokerShared>, sock: TcpStream, peer: SocketAddr) {
-    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
-    shared
-        .metrics
-        .connections_total
-        .fetch_add(1, Ordering::Relaxed);
+    shared.metrics.connection_opened();
     let _ = sock.set_nodelay(true);
     let (rd, mut wr) = sock.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
@@ -126,7 +121,7 @@ async fn connection(shared: Arc<BrokerShared>, sock: TcpStream, peer: SocketAddr
             }
         }
     }
-    shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    shared.metrics.connection_closed();
 }
 
 /// Handles one request frame; `Ok(None)` means no response (acks=0 produce).
