@@ -4,7 +4,9 @@
 #   - Java 17 and Maven (Debian's, if missing) and the pinned Java client and Kafka CLI tools of
 #     tests/interop/java/pom.xml in ${DMQ_KAFKA_JUDGES:-<repo>/target/kafka-judges}/lib;
 #   - a Python venv at ${DMQ_VENV:-<repo>/target/interop-venv} holding the pinned clients of
-#     tests/interop/requirements.txt (confluent-kafka, kafka-python and its codecs, aiokafka).
+#     tests/interop/requirements.txt (confluent-kafka, kafka-python and its codecs, aiokafka);
+#   - for the web console's browser tests: Debian's chromium and playwright-core (npm ci in
+#     tests/console/).
 # Idempotent and fast when everything is there: the venv is rebuilt only when the hash of the
 # requirements file plus the interpreter version differs from the marker file written after the
 # last successful install. Concurrent runs serialise on a lock file beside the venv.
@@ -67,6 +69,37 @@ else
     flock -u 8
 fi
 log "Kafka judges: $(ls "$JUDGES/lib" | grep -E '^kafka-(clients|tools)-' | tr '\n' ' ')"
+
+# --- Web console browser tests (crates/dmq/tests/console.rs) ---------------------------------
+# Debian's chromium (apt-get, only when /usr/bin/chromium is missing) and playwright-core from
+# tests/console/package-lock.json (`npm ci`, redone only when the lock file changes).
+if [ ! -x /usr/bin/chromium ]; then
+    log "chromium missing; installing Debian's chromium with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    SUDO=()
+    [ "$(id -u)" -ne 0 ] && SUDO=(sudo)
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    [ -x /usr/bin/chromium ] || die "apt-get installed chromium but /usr/bin/chromium is missing"
+fi
+command -v npm >/dev/null 2>&1 || die "npm (Node.js 18+) is needed for the console's browser tests"
+CONSOLE_TESTS="$REPO/tests/console"
+CWANT="$(sha256sum "$CONSOLE_TESTS/package-lock.json" | cut -d' ' -f1)"
+CMARKER="$CONSOLE_TESTS/node_modules/.dmq-lock.sha256"
+if [ -f "$CMARKER" ] && [ "$(cat "$CMARKER")" = "$CWANT" ] \
+        && [ -d "$CONSOLE_TESTS/node_modules/playwright-core" ]; then
+    log "playwright-core up to date: $CONSOLE_TESTS/node_modules"
+else
+    mkdir -p "$REPO/target"
+    exec 7>"$REPO/target/.console-npm.lock"
+    flock -w 600 7 || die "timed out waiting for target/.console-npm.lock"
+    log "installing playwright-core (npm ci) in $CONSOLE_TESTS"
+    (cd "$CONSOLE_TESTS" && npm ci --no-audit --no-fund --loglevel=error) >&2 \
+        || die "npm ci failed in $CONSOLE_TESTS"
+    echo "$CWANT" >"$CMARKER"
+    flock -u 7
+fi
+log "console tests: $(/usr/bin/chromium --version 2>/dev/null | head -1), playwright-core $(node -p "require('$CONSOLE_TESTS/node_modules/playwright-core/package.json').version")"
 
 # --- Python venv ------------------------------------------------------------------------------
 [ -f "$REQS" ] || die "missing $REQS"

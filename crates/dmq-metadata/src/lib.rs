@@ -4,6 +4,7 @@
 //! - [`controller`]: replica placement, broker liveness and leader election — pure functions.
 //! - `raft`: openraft 0.9 glue: the fsynced log store, the snapshotting state machine, HTTP RPCs.
 //! - `api`: the HTTP API of SPEC §3.
+//! - `ui`: the web console at `/ui/` (SPEC §12): embedded assets and its `/ui/api/` relays.
 //! - [`node`]: a running node — Raft, the HTTP server and the controller loop.
 
 mod api;
@@ -14,6 +15,7 @@ mod metrics;
 pub mod node;
 pub mod raft;
 pub mod state;
+mod ui;
 
 pub use error::MetadataError;
 pub use node::{MetadataNode, MetadataNodeOptions};

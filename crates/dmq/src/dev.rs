@@ -81,6 +81,9 @@ pub async fn run(data_dir: PathBuf, config: Option<PathBuf>) -> anyhow::Result<(
         .collect();
     println!();
     println!("Kafka bootstrap: {}", bootstrap.join(","));
+    if let Some(first) = config.services.metadata_services.first() {
+        println!("Web console:     {}/ui/", first.base_url());
+    }
     if let Some(first) = bootstrap.first() {
         println!("Try: kcat -b {first} -L");
     }
