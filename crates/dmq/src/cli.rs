@@ -114,6 +114,21 @@ pub enum ClusterCommand {
         #[arg(long = "delete-config", value_name = "KEY")]
         delete_configs: Vec<String>,
     },
+    /// Restart the brokers one at a time, each only when every broker is ONLINE and every ISR
+    /// is full, and wait for it to come back (registered anew, ISRs full) before the next.
+    RollingRestart {
+        /// Restarts one broker, run with `sh -c`; `{id}` and `{host}` name it. It should stop
+        /// the broker with SIGTERM (controlled shutdown) and start it again, e.g.
+        /// "systemctl restart dmq-broker@{id}".
+        #[arg(long)]
+        restart_command: String,
+        /// Only these brokers (repeatable; default: all, in id order).
+        #[arg(long = "broker")]
+        brokers: Vec<i64>,
+        /// Longest wait for the cluster to be whole, before and after each restart.
+        #[arg(long, default_value_t = 300)]
+        step_timeout_secs: u64,
+    },
 }
 
 /// `dmq produce` options.
@@ -577,7 +592,7 @@ fn print_record(
 }
 
 /// GETs `path` from the first metadata node that answers.
-async fn metadata_get(
+pub(crate) async fn metadata_get(
     http: &reqwest::Client,
     urls: &[String],
     path: &str,
@@ -614,7 +629,29 @@ pub async fn cluster(cmd: ClusterCommand, args: ClientArgs) -> anyhow::Result<()
             configs,
             delete_configs,
         } => cluster_config(broker, configs, delete_configs, args).await,
+        ClusterCommand::RollingRestart {
+            restart_command,
+            brokers,
+            step_timeout_secs,
+        } => {
+            crate::rolling::run(
+                &metadata_urls(&args),
+                &restart_command,
+                &brokers,
+                Duration::from_secs(step_timeout_secs),
+            )
+            .await
+        }
     }
+}
+
+/// The `--metadata` URLs.
+fn metadata_urls(args: &ClientArgs) -> Vec<String> {
+    args.metadata
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// `dmq cluster config`: changes (if asked) and then shows the dynamic broker configs.

@@ -18,6 +18,7 @@ mod bench_client;
 mod bench_groups;
 mod cli;
 mod dev;
+mod rolling;
 mod table;
 
 /// Malformed Kafka frames may claim absurd array lengths; see `dmq_broker::alloc`.
