@@ -5,7 +5,7 @@ import { html, ErrorBox, Loading, Table, Badge, Card } from './ui.js';
 import { ago, num, list } from './format.js';
 
 /** Polled fast so that a dead broker shows OFFLINE within a second of the controller's verdict. */
-const OVERVIEW_POLL_MS = 500;
+const OVERVIEW_POLL_MS = 300;
 
 export function Overview() {
   const { data, error } = usePoll(() => api('/ui/api/overview'), OVERVIEW_POLL_MS);

@@ -1014,3 +1014,56 @@ fn reset_partitions(
     }
     Ok((previous, partitions, leaders))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_segments_are_percent_encoded() {
+        let url = url_with(
+            "http://127.0.0.1:8081",
+            &["api", "v1", "storage", "groups", "a/b c?#"],
+        )
+        .expect("url");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:8081/api/v1/storage/groups/a%2Fb%20c%3F%23"
+        );
+        let url = url_with("http://h:1/", &["metrics"]).expect("url");
+        assert_eq!(url.as_str(), "http://h:1/metrics");
+    }
+
+    #[test]
+    fn every_asset_is_embedded_and_the_page_loads_them() {
+        for (name, _, bytes) in ASSETS {
+            assert!(
+                !bytes.is_empty(),
+                "{name} is empty: run scripts/build-console.sh"
+            );
+        }
+        let index = String::from_utf8_lossy(ASSETS[0].2);
+        for file in ["app.js", "app.css", "favicon.svg"] {
+            assert!(index.contains(file), "index.html does not load {file}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_assets_are_json_404s() {
+        let resp = serve_asset("../Cargo.toml");
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["error"], "NOT_FOUND");
+        let resp = serve_asset("app.js");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("text/javascript; charset=utf-8")
+        );
+    }
+}
