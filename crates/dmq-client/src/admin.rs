@@ -189,34 +189,47 @@ impl Admin {
         broker: Option<i32>,
     ) -> Result<BTreeMap<String, (String, String)>> {
         let name = broker.map_or(String::new(), |b| b.to_string());
+        let what = format!("describing the configs of broker {name:?}");
+        let mut configs = BTreeMap::new();
+        for (key, value, source) in self.describe_configs(4, &name, &what).await? {
+            let source = match source {
+                2 => "DYNAMIC_BROKER_CONFIG",
+                3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+                _ => continue,
+            };
+            configs.insert(key, (value, source.to_string()));
+        }
+        Ok(configs)
+    }
+
+    /// DescribeConfigs of one resource (2 = topic, 4 = broker): every config with a value, as
+    /// `(name, value, Kafka's config source code)`.
+    async fn describe_configs(
+        &self,
+        resource_type: i8,
+        name: &str,
+        what: &str,
+    ) -> Result<Vec<(String, String, i8)>> {
         let req = DescribeConfigsRequest::default().with_resources(vec![
             DescribeConfigsResource::default()
-                .with_resource_type(4)
-                .with_resource_name(StrBytes::from_string(name.clone()))
+                .with_resource_type(resource_type)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
                 .with_configuration_keys(None),
         ]);
         let conn = self.cluster.any_broker().await?;
         let (resp, _) = conn.send(&req, Duration::ZERO).await?;
-        let mut configs = BTreeMap::new();
+        let mut out = Vec::new();
         for r in resp.results {
             if r.error_code != 0 {
-                return Err(ClientError::kafka(
-                    r.error_code,
-                    format!("describing the configs of broker {name:?}"),
-                ));
+                return Err(ClientError::kafka(r.error_code, what.to_string()));
             }
             for c in r.configs {
-                let source = match c.config_source {
-                    2 => "DYNAMIC_BROKER_CONFIG",
-                    3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
-                    _ => continue,
-                };
                 if let Some(v) = c.value {
-                    configs.insert(c.name.to_string(), (v.to_string(), source.to_string()));
+                    out.push((c.name.to_string(), v.to_string(), c.config_source));
                 }
             }
         }
-        Ok(configs)
+        Ok(out)
     }
 
     /// IncrementalAlterConfigs of one resource (2 = topic, 4 = broker): SET or DELETE.
@@ -384,31 +397,15 @@ impl Admin {
             .topic(name)
             .cloned()
             .ok_or_else(|| ClientError::kafka(3, format!("describing topic {name:?}")))?;
-        let req = DescribeConfigsRequest::default().with_resources(vec![
-            DescribeConfigsResource::default()
-                .with_resource_type(2)
-                .with_resource_name(StrBytes::from_string(name.to_string()))
-                .with_configuration_keys(None),
-        ]);
-        let conn = self.cluster.any_broker().await?;
-        let (resp, _) = conn.send(&req, Duration::ZERO).await?;
-        let mut configs = BTreeMap::new();
-        for r in resp.results {
-            if r.error_code != 0 {
-                return Err(ClientError::kafka(
-                    r.error_code,
-                    format!("describing configs of {name:?}"),
-                ));
-            }
-            for c in r.configs {
-                // 1 = DYNAMIC_TOPIC_CONFIG: set on this topic.
-                if c.config_source == 1 {
-                    if let Some(v) = c.value {
-                        configs.insert(c.name.to_string(), v.to_string());
-                    }
-                }
-            }
-        }
+        let what = format!("describing configs of {name:?}");
+        let configs = self
+            .describe_configs(2, name, &what)
+            .await?
+            .into_iter()
+            // 1 = DYNAMIC_TOPIC_CONFIG: set on this topic.
+            .filter(|c| c.2 == 1)
+            .map(|(k, v, _)| (k, v))
+            .collect();
         Ok(TopicDescription {
             name: info.name.clone(),
             id: info.id,

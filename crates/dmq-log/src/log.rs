@@ -1158,9 +1158,10 @@ pub(crate) fn delete_segment_files(dir: &Path, segs: &[Arc<LogSegment>]) -> Resu
     Ok(())
 }
 
-fn read_log_start(dir: &Path) -> Result<Option<i64>> {
-    let path = dir.join(LOG_START_OFFSET_FILE);
-    match checkpoint::read(&path, "log-start-offset")? {
+/// A one-offset checkpoint file (`log-start-offset`, `cleaner-offset-checkpoint`).
+fn read_offset_file(dir: &Path, file: &str, kind: &str) -> Result<Option<i64>> {
+    let path = dir.join(file);
+    match checkpoint::read(&path, kind)? {
         None => Ok(None),
         Some(lines) => match lines.as_slice() {
             [l] if l.len() == 1 && l[0] >= 0 => Ok(Some(l[0])),
@@ -1170,6 +1171,10 @@ fn read_log_start(dir: &Path) -> Result<Option<i64>> {
             }),
         },
     }
+}
+
+fn read_log_start(dir: &Path) -> Result<Option<i64>> {
+    read_offset_file(dir, LOG_START_OFFSET_FILE, "log-start-offset")
 }
 
 fn write_log_start(dir: &Path, offset: i64) -> Result<()> {
@@ -1181,17 +1186,11 @@ fn write_log_start(dir: &Path, offset: i64) -> Result<()> {
 }
 
 fn read_first_dirty(dir: &Path) -> Result<Option<i64>> {
-    let path = dir.join(crate::cleaner::CLEANER_CHECKPOINT_FILE);
-    match checkpoint::read(&path, "cleaner-offset")? {
-        None => Ok(None),
-        Some(lines) => match lines.as_slice() {
-            [l] if l.len() == 1 && l[0] >= 0 => Ok(Some(l[0])),
-            _ => Err(LogError::CorruptCheckpoint {
-                path,
-                reason: "expected one offset".into(),
-            }),
-        },
-    }
+    read_offset_file(
+        dir,
+        crate::cleaner::CLEANER_CHECKPOINT_FILE,
+        "cleaner-offset",
+    )
 }
 
 fn write_first_dirty(dir: &Path, offset: i64) -> Result<()> {

@@ -108,8 +108,24 @@ pub(crate) fn leader_urls<'a>(
     leaders
 }
 
-/// One group's JSON: committed offset, log end offset (the leader's high watermark: what
-/// consumers can reach) and lag per partition, and the total lag.
+/// The log end offset (the leader's high watermark: what consumers can reach) of a
+/// partition, from what its leader answered.
+fn log_end(
+    leaders: &BTreeMap<(String, i32), String>,
+    ends: &BTreeMap<String, BTreeMap<(String, i32), i64>>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let key = (topic.to_string(), partition);
+    leaders
+        .get(&key)
+        .and_then(|url| ends.get(url))
+        .and_then(|m| m.get(&key))
+        .copied()
+}
+
+/// One group's JSON: committed offset, log end offset and lag per partition, and the total
+/// lag.
 pub(crate) fn group_json(
     id: &str,
     g: &GroupOffsets,
@@ -120,12 +136,7 @@ pub(crate) fn group_json(
     let mut total_lag = 0i64;
     for (topic, parts) in &g.offsets {
         for (p, c) in parts {
-            let key = (topic.clone(), *p);
-            let end = leaders
-                .get(&key)
-                .and_then(|url| ends.get(url))
-                .and_then(|m| m.get(&key))
-                .copied();
+            let end = log_end(leaders, ends, topic, *p);
             let lag = end.map(|e| (e - c.offset).max(0));
             total_lag += lag.unwrap_or(0);
             rows.push(json!({
@@ -157,17 +168,8 @@ pub(crate) async fn group_lags(shared: &NodeShared) -> Vec<(String, String, i32,
     for (id, g) in &groups {
         for (topic, parts) in &g.offsets {
             for (p, c) in parts {
-                let key = (topic.clone(), *p);
-                let end = leaders
-                    .get(&key)
-                    .and_then(|url| ends.get(url))
-                    .and_then(|m| m.get(&key));
-                out.push((
-                    id.clone(),
-                    topic.clone(),
-                    *p,
-                    end.map(|e| (e - c.offset).max(0)),
-                ));
+                let lag = log_end(&leaders, &ends, topic, *p).map(|e| (e - c.offset).max(0));
+                out.push((id.clone(), topic.clone(), *p, lag));
             }
         }
     }

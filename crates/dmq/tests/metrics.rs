@@ -144,6 +144,20 @@ async fn nodes_export_kafka_named_metrics_and_the_dashboard_uses_only_real_ones(
     );
     let mut seen = families(&text);
 
+    // A consumer's fetch counts bytes and records out.
+    let (code, _, fetched) = common::kafka::fetch_once(&mut conn, "metered", 0, 0).await;
+    assert_eq!(code, 0);
+    assert!(!fetched.is_empty());
+    let text = scrape(&broker).await;
+    assert_eq!(
+        sample(
+            &text,
+            "kafka_server_brokertopicmetrics_messages_out_total{topic=\"metered\"}"
+        ),
+        Some(fetched.len() as f64),
+        "{text}"
+    );
+
     // A follower counts what it copied.
     let follower = cluster
         .broker_ids()

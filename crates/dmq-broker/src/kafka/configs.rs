@@ -483,33 +483,37 @@ fn current_broker_config(ctx: &Ctx<'_>, broker: Option<BrokerId>) -> BTreeMap<St
 /// until this broker's metadata shows the result.
 async fn alter_broker(ctx: &Ctx<'_>, broker: Option<BrokerId>, body: Value) -> Outcome {
     let shared = ctx.shared;
-    let validate_only = body["validateOnly"].as_bool().unwrap_or(false);
-    let reply = match shared.meta.alter_broker_config(broker, body).await {
-        Ok(r) => r,
-        Err(e) => return fail(ResponseError::RequestTimedOut, e.to_string()),
-    };
-    if !reply.status.is_success() {
-        let msg = reply.message();
-        let code = super::handlers::metadata_error(reply.status.as_u16(), reply.error_code());
-        return fail(code, msg);
-    }
-    if !validate_only {
-        let want: Option<BrokerConfigs> = serde_json::from_value(reply.body.clone()).ok();
-        if let Some(want) = want {
-            shared
-                .wait_for_metadata(APPLIED_WAIT, |img| img.broker_configs == want)
-                .await;
-        }
-    }
-    (0, None)
+    let reply = shared.meta.alter_broker_config(broker, body.clone()).await;
+    answered(ctx, &body, reply, |reply, img| {
+        serde_json::from_value::<BrokerConfigs>(reply.clone())
+            .is_ok_and(|want| img.broker_configs == want)
+    })
+    .await
 }
 
 /// Sends a topic config change to the controller and, unless validating, waits until this
 /// broker's metadata shows the result.
 async fn alter_topic(ctx: &Ctx<'_>, name: &str, body: Value) -> Outcome {
     let shared = ctx.shared;
-    let validate_only = body["validateOnly"].as_bool().unwrap_or(false);
-    let reply = match shared.meta.alter_topic_config(name, body).await {
+    let reply = shared.meta.alter_topic_config(name, body.clone()).await;
+    answered(ctx, &body, reply, |reply, img| {
+        img.topics.get(name).is_some_and(|t| {
+            serde_json::to_value(&t.config).ok().as_ref() == Some(&reply["config"])
+        })
+    })
+    .await
+}
+
+/// The outcome of a config change the controller answered: its refusal as the Kafka error,
+/// or — unless the request only validated — success once this broker's metadata shows the
+/// change (`applied(answer body, image)`), waiting at most [`APPLIED_WAIT`].
+async fn answered(
+    ctx: &Ctx<'_>,
+    request: &Value,
+    reply: crate::error::Result<crate::meta_client::ApiReply>,
+    applied: impl Fn(&Value, &crate::meta_client::ClusterImage) -> bool,
+) -> Outcome {
+    let reply = match reply {
         Ok(r) => r,
         Err(e) => return fail(ResponseError::RequestTimedOut, e.to_string()),
     };
@@ -518,15 +522,9 @@ async fn alter_topic(ctx: &Ctx<'_>, name: &str, body: Value) -> Outcome {
         let code = super::handlers::metadata_error(reply.status.as_u16(), reply.error_code());
         return fail(code, msg);
     }
-    if !validate_only {
-        let want = reply.body["config"].clone();
-        let name = name.to_string();
-        shared
-            .wait_for_metadata(APPLIED_WAIT, |img| {
-                img.topics
-                    .get(&name)
-                    .is_some_and(|t| serde_json::to_value(&t.config).ok().as_ref() == Some(&want))
-            })
+    if !request["validateOnly"].as_bool().unwrap_or(false) {
+        ctx.shared
+            .wait_for_metadata(APPLIED_WAIT, |img| applied(&reply.body, img))
             .await;
     }
     (0, None)

@@ -437,6 +437,16 @@ async fn produce_request(ctx: &mut Ctx<'_>, r: ProduceRequest) -> Option<Produce
 // Fetch
 // ---------------------------------------------------------------------------------------
 
+/// Records in the whole batches of a fetch answer (a trailing partial batch is not counted).
+fn record_count(data: &[u8]) -> u64 {
+    dmq_log::batch::Batches::new(data, false)
+        .flatten()
+        .filter_map(|(_, b)| dmq_log::BatchHeader::new(b).ok())
+        .filter(|h| !h.is_control())
+        .map(|h| h.record_count().max(0) as u64)
+        .sum()
+}
+
 /// Longest a DeleteRecords answer waits for the followers' log starts.
 const DELETE_RECORDS_WAIT_CAP_MS: i32 = 30_000;
 
@@ -531,13 +541,15 @@ async fn fetch(ctx: &mut Ctx<'_>, r: FetchRequest) -> FetchResponse {
         if total >= min_bytes.max(1) || any_error || expired || watches.is_empty() {
             if !follower {
                 for t in &responses {
-                    let bytes: usize = t
-                        .partitions
-                        .iter()
-                        .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
-                        .sum();
+                    let (mut bytes, mut records) = (0u64, 0u64);
+                    for p in &t.partitions {
+                        if let Some(b) = &p.records {
+                            bytes += b.len() as u64;
+                            records += record_count(b);
+                        }
+                    }
                     if bytes > 0 {
-                        shared.metrics.consumed(t.topic.0.as_str(), bytes as u64, 0);
+                        shared.metrics.consumed(t.topic.0.as_str(), bytes, records);
                     }
                 }
             }
