@@ -564,9 +564,11 @@ async fn controller_loop(shared: Arc<NodeShared>, mut stop: watch::Receiver<bool
     }
 }
 
-/// A heartbeat this late makes the controller check whether the broker process still exists.
+/// A heartbeat this late makes the controller check whether the broker process still exists:
+/// 1.2 intervals. The check is safe to make early (only a refused connection fences, a live
+/// process always accepts), and each 100 ms here is 100 ms of a dead leader's failover.
 fn overdue_after_ms(c: &dmq_types::ControllerConfig) -> u64 {
-    (c.broker_heartbeat_interval_ms * 3 / 2).max(200)
+    (c.broker_heartbeat_interval_ms * 6 / 5).max(200)
 }
 
 /// True when connecting to `addr` is actively refused (nothing listens: the process is gone).
