@@ -298,6 +298,8 @@ struct PartQueue {
     ready: VecDeque<Sealed>,
     /// Sequences of the batches in flight (or a -1 per batch without idempotence).
     in_flight: Vec<i32>,
+    /// The broker the in-flight batches went to (`None` when none is in flight).
+    in_flight_to: Option<i32>,
     retrying: bool,
     next_sequence: i32,
     backoff_until: Option<Instant>,
@@ -834,6 +836,14 @@ fn drain(inner: &Inner) -> Drained {
                 stale = true;
                 continue;
             };
+            // Idempotence: while batches are unresolved at a former leader, nothing goes to the
+            // new one. Otherwise later batches could be acknowledged there while an earlier one
+            // waits out its request timeout at the old broker; its retry would then fall behind
+            // the broker's five-batch duplicate window and be refused as out of order although
+            // it was written.
+            if inner.idempotent && q.in_flight_to.is_some_and(|b| b != leader) {
+                continue;
+            }
             if acc.broker_in_flight.get(&leader).copied().unwrap_or(0) >= cfg.max_in_flight {
                 continue;
             }
@@ -858,6 +868,7 @@ fn drain(inner: &Inner) -> Drained {
                 q.next_sequence = q.next_sequence.wrapping_add(batch.records) & i32::MAX;
             }
             q.in_flight.push(batch.sequence.unwrap_or(-1));
+            q.in_flight_to = Some(leader);
             batches.push(batch);
         }
         if this_pass.is_empty() {
@@ -988,6 +999,9 @@ fn settle(inner: &Inner, broker: i32, batches: Vec<Sealed>, result: Result<Parti
             .position(|s| *s == b.sequence.unwrap_or(-1))
         {
             q.in_flight.swap_remove(i);
+        }
+        if q.in_flight.is_empty() {
+            q.in_flight_to = None;
         }
         let retry = match &outcome {
             Ok(_) => false,
