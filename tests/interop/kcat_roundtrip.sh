@@ -51,8 +51,11 @@ seq 1 "$N" | awk '
 log "producing $N records to $TOPIC at $BOOTSTRAP"
 start=$SECONDS
 # message.timeout.ms makes librdkafka fail undelivered records (and kcat report them) before the
-# outer timeout kills it.
+# outer timeout kills it. Idempotence is what keeps produce order across retries (librdkafka's
+# default is up to 1,000,000 requests in flight, so a retried first batch — e.g. while the
+# auto-created topic's leader is not ready yet — would otherwise land after later ones).
 if ! timeout "$((TIMEOUT + 10))" "$KCAT" -P -b "$BOOTSTRAP" -t "$TOPIC" -K: \
+        -X enable.idempotence=true \
         -X message.timeout.ms="$((TIMEOUT * 1000))" <"$TMP/in.txt" 2>"$TMP/produce.err"; then
     cat "$TMP/produce.err" >&2
     fail "kcat -P failed or timed out (exit above) producing to $TOPIC"
