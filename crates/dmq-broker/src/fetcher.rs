@@ -177,9 +177,7 @@ async fn run_fetcher(
                     // over at the leader's log start when we are behind it. With a pause:
                     // a divergence that truncation cannot settle must not spin.
                     backoff_needed = true;
-                    let start =
-                        (p.log_start_offset > part.log_end_offset()).then_some(p.log_start_offset);
-                    if let Err(e) = part.retruncate(start) {
+                    if let Err(e) = part.fetch_out_of_range(p.log_start_offset) {
                         tracing::warn!(partition = ?part, leader, "cannot reset the replica: {e}");
                     }
                     continue;

@@ -1,24 +1,22 @@
-//! One partition replica on this broker: its log, its role as the metadata assigns it, the high
-//! watermark, the followers' progress (when leading) and the idempotent-producer state.
+//! One partition replica on this broker: the shell around its replication core.
 //!
 //! ```text
 //!   leader:   produce ──► append_as_leader ──► LEO ─┐            (wakes follower fetches)
 //!             follower Fetch(offset) ──► follower LEO ─┴─► HW = min LEO over the ISR
-//!                                                        │     (wakes acks=all, consumer fetches)
+//!                                                        │     (acks=all answered, consumer fetches woken)
 //!   follower: fetcher ──► append_replicated ──► HW = min(leader's HW, own LEO)
 //! ```
 //!
-//! All state changes happen under one short `std::sync::Mutex`; waiting (long-poll fetches,
-//! acks=all) happens on `tokio::sync::watch` channels, never under the lock.
+//! Every replication rule — the high watermark, acks=all, leader-epoch fencing, the follower
+//! divergence check, truncation targets, ISR proposals — is decided by the pure
+//! [`ReplicaState`] of `dmq-replica`; this type feeds it events (metadata, appends, fetches,
+//! the controller's answers) and performs what it decides: it writes and truncates the log,
+//! publishes the high watermark, answers acks=all producers, records leader epochs. It also
+//! holds what is not replication: the idempotent-producer state and the topic's settings.
 //!
-//! ISR changes are the leader's to propose and the controller's to commit (Kafka's
-//! AlterPartition): [`Partition::isr_change`] computes the wanted ISR from the followers'
-//! progress (out after `replica.lag.time.max.ms` without catching up, back in once at the high
-//! watermark) and marks it pending; until the controller answers, the high watermark waits for
-//! the larger of the two sets, so acknowledged writes are on every replica either ISR names.
-//!
-//! A replica that becomes follower first asks the leader for the end of its latest epoch
-//! (OffsetForLeaderEpoch, KIP-101/279) and truncates any divergent suffix before fetching.
+//! All state changes happen under one short `std::sync::Mutex`; waiting happens outside it —
+//! acks=all on a oneshot answered the moment the core decides (no polling, no re-check),
+//! long-poll fetches on `tokio::sync::watch` channels.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,87 +26,45 @@ use std::time::Instant;
 
 use dmq_log::batch::Batches;
 use dmq_log::{now_ms, BatchHeader, Log};
+use dmq_replica::{
+    AckWait, Effects, FetchGrant, FollowerFetch, LogView, PartitionMeta, Refusal, ReplicaState,
+    Reset, WaiterId,
+};
 use dmq_types::model;
 use dmq_types::BrokerId;
 use kafka_protocol::error::ResponseError;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::config::TopicSettings;
 use crate::error::{BrokerError, Result};
 use crate::producer_state::{ProducerStates, SeqCheck};
 
-/// How long a leader waits before proposing an ISR change again after the controller refused
-/// one, unless the partition's metadata moves first.
-const ISR_RETRY_BACKOFF_MS: i64 = 500;
+pub use dmq_replica::{FollowerProgress, IsrChange, Role};
 
-/// The replica's job for the current leader epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Leader,
-    Follower,
-}
+/// The log as the replication core sees it.
+struct LogRef<'a>(&'a Log);
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Leader => "LEADER",
-            Role::Follower => "FOLLOWER",
-        }
+impl LogView for LogRef<'_> {
+    fn log_start_offset(&self) -> i64 {
+        self.0.log_start_offset()
+    }
+    fn log_end_offset(&self) -> i64 {
+        self.0.log_end_offset()
+    }
+    fn latest_epoch(&self) -> Option<i32> {
+        self.0.latest_epoch()
+    }
+    fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.0.end_offset_for_epoch(epoch)
     }
 }
 
-#[derive(Debug)]
 struct State {
-    role: Role,
-    leader: BrokerId,
-    leader_epoch: i32,
-    partition_epoch: i32,
-    replicas: Vec<BrokerId>,
-    isr: Vec<BrokerId>,
-    /// Leader only: an ISR change sent to the controller and not yet answered.
-    pending_isr: Option<Vec<BrokerId>>,
-    /// Leader only: the log end when this replica became leader (a follower must reach it to
-    /// rejoin the ISR).
-    epoch_start_offset: i64,
-    /// Leader only: each follower's progress as its fetches showed.
-    followers: HashMap<BrokerId, FollowerProgress>,
-    /// Follower only: the divergent suffix (if any) has not been truncated yet.
-    needs_truncation: bool,
-    /// Leader only: no ISR change is proposed before this time (ms since the epoch) after the
-    /// controller refused one, unless the partition's metadata moves first.
-    isr_retry_at_ms: i64,
+    core: ReplicaState,
     producers: ProducerStates,
     settings: TopicSettings,
-}
-
-/// What the leader knows of one follower (Kafka's `Replica` state).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FollowerProgress {
-    /// The follower's log end offset (its last fetch offset); `None` before its first fetch.
-    pub log_end_offset: Option<i64>,
-    /// When the follower last had everything the leader had (ms since the epoch).
-    pub last_caught_up_ms: i64,
-    last_fetch_ms: i64,
-    last_fetch_leader_leo: i64,
-    /// The broker epoch (registration) of the process whose fetches this progress counts;
-    /// `None` until its first fetch. A fetch from a later incarnation starts the progress over
-    /// (KIP-903): the earlier one's log end may be gone with its unflushed tail.
-    pub broker_epoch: Option<u64>,
-    /// The follower's log start offset as its last fetch reported it (DeleteRecords waits for
-    /// every live replica's to pass the deletion point).
-    pub log_start_offset: Option<i64>,
-}
-
-/// An ISR change for the controller, fenced by the epochs it was computed against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IsrChange {
-    pub leader_epoch: i32,
-    pub partition_epoch: i32,
-    pub isr: Vec<BrokerId>,
-    pub removed: Vec<BrokerId>,
-    pub added: Vec<BrokerId>,
-    /// The broker epoch each added replica fetched in, for the controller to check (KIP-903).
-    pub added_epochs: Vec<(BrokerId, u64)>,
+    /// acks=all producers waiting for the core's verdict.
+    acks: HashMap<WaiterId, oneshot::Sender<std::result::Result<(), Refusal>>>,
 }
 
 /// A produce that reached the log (or was found there already).
@@ -136,8 +92,8 @@ pub struct Partition {
     pub index: i32,
     pub topic_id: String,
     pub log: Arc<Log>,
-    broker_id: BrokerId,
     state: Mutex<State>,
+    /// The core's high watermark, readable without the lock.
     hw: AtomicI64,
     /// Bumped whenever the high watermark moves or the role changes.
     hw_tx: watch::Sender<i64>,
@@ -159,6 +115,16 @@ fn read_hw_checkpoint(dir: &Path) -> Option<i64> {
         .ok()
 }
 
+fn partition_meta(meta: &model::Partition) -> PartitionMeta {
+    PartitionMeta {
+        leader: meta.leader,
+        leader_epoch: meta.leader_epoch,
+        partition_epoch: meta.partition_epoch,
+        replicas: meta.replicas.clone(),
+        isr: meta.isr.clone(),
+    }
+}
+
 impl std::fmt::Debug for Partition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{}", self.topic, self.index)
@@ -166,7 +132,7 @@ impl std::fmt::Debug for Partition {
 }
 
 impl Partition {
-    /// Opens (recovering) or creates the log in `dir`, as a follower of `meta.leader` until
+    /// Opens (recovering) or creates the log in `dir`, as a follower of nobody until
     /// [`Partition::apply_metadata`] says otherwise.
     pub fn open(
         dir: &Path,
@@ -186,48 +152,80 @@ impl Partition {
         });
         let (hw_tx, _) = watch::channel(hw);
         let (leo_tx, _) = watch::channel(leo);
-        let partition = Partition {
+        let core = ReplicaState::new(broker_id, hw, settings.min_insync_replicas);
+        Ok(Partition {
             topic: topic.topic_name.clone(),
             index: meta.partition_id,
             topic_id: topic.topic_id.clone(),
             log,
-            broker_id,
             state: Mutex::new(State {
-                role: Role::Follower,
-                leader: dmq_types::NO_LEADER,
-                leader_epoch: -1,
-                partition_epoch: -1,
-                replicas: meta.replicas.clone(),
-                isr: meta.isr.clone(),
-                pending_isr: None,
-                epoch_start_offset: leo,
-                followers: HashMap::new(),
-                needs_truncation: true,
-                isr_retry_at_ms: 0,
+                core,
                 producers,
                 settings,
+                acks: HashMap::new(),
             }),
             hw: AtomicI64::new(hw),
             hw_tx,
             leo_tx,
             checkpointed_hw: AtomicI64::new(hw),
-        };
-        Ok(partition)
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the leader, epoch, replicas and ISR of the metadata. A partition entry older than
-    /// what this replica already acts on (lower leader epoch) is ignored.
+    fn view(&self) -> LogRef<'_> {
+        LogRef(&self.log)
+    }
+
+    /// Performs what the core decided: publishes a moved high watermark and answers the
+    /// acks=all producers it decided.
+    fn perform(&self, st: &mut State, effects: Effects) {
+        if let Some(hw) = effects.high_watermark {
+            self.hw.store(hw, Ordering::Release);
+            self.hw_tx.send_replace(hw);
+        }
+        for (id, verdict) in effects.acks {
+            if let Some(tx) = st.acks.remove(&id) {
+                // A producer that gave up (timed out) dropped its receiver: nothing to answer.
+                let _ = tx.send(verdict);
+            }
+        }
+    }
+
+    /// The error a client sees for a refusal of the core.
+    fn refused(&self, r: Refusal) -> BrokerError {
+        let e = match &r {
+            Refusal::NotLeader { leader } => {
+                return BrokerError::NotLeader {
+                    topic: self.topic.clone(),
+                    partition: self.index,
+                    leader: *leader,
+                }
+            }
+            Refusal::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+            Refusal::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
+            Refusal::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+            Refusal::NotEnoughReplicasAfterAppend { .. } => {
+                ResponseError::NotEnoughReplicasAfterAppend
+            }
+            Refusal::NotAReplica { .. } | Refusal::NotFollowing => {
+                ResponseError::NotLeaderOrFollower
+            }
+            // Fetch v12 followers truncate again on OFFSET_OUT_OF_RANGE.
+            Refusal::OffsetOutOfRange { .. } | Refusal::Diverging { .. } => {
+                ResponseError::OffsetOutOfRange
+            }
+        };
+        BrokerError::kafka(e, r.to_string())
+    }
+
+    /// Takes the leader, epoch, replicas and ISR of the metadata and the topic's configs. A
+    /// partition entry older than what this replica already acts on is ignored (the core's
+    /// rule).
     pub fn apply_metadata(&self, topic: &model::Topic, meta: &model::Partition) -> RoleChange {
         let mut st = self.lock();
-        if meta.leader_epoch < st.leader_epoch
-            || (meta.leader_epoch == st.leader_epoch && meta.partition_epoch < st.partition_epoch)
-        {
-            return RoleChange::Unchanged;
-        }
         let settings = TopicSettings::from_config(&topic.config);
         if settings != st.settings {
             // A config change (AlterConfigs): in force from now on, no restart needed.
@@ -238,79 +236,42 @@ impl Partition {
             }
             st.settings = settings;
         }
-        st.replicas = meta.replicas.clone();
-        if meta.partition_epoch != st.partition_epoch {
-            // The committed ISR moved (our own change or the controller's): nothing is pending,
-            // and a change may be proposed at once against the new state.
-            st.pending_isr = None;
-            st.isr_retry_at_ms = 0;
-        }
-        st.isr = meta.isr.clone();
-        st.partition_epoch = meta.partition_epoch;
-        let new_role = if meta.leader == self.broker_id {
-            Role::Leader
-        } else {
-            Role::Follower
-        };
-        let changed =
-            new_role != st.role || meta.leader_epoch != st.leader_epoch || meta.leader != st.leader;
-        st.leader = meta.leader;
-        st.leader_epoch = meta.leader_epoch;
-        st.role = new_role;
-        if !changed {
-            // ISR membership may have changed: that can move the high watermark.
-            self.maybe_advance_hw(&st);
-            return RoleChange::Unchanged;
-        }
-        st.followers.clear();
-        st.pending_isr = None;
-        if new_role == Role::Leader {
-            let leo = self.log.log_end_offset();
-            if let Err(e) = self.log.assign_epoch(meta.leader_epoch, leo) {
-                tracing::warn!(partition = ?self, "cannot record leader epoch: {e}");
-            }
-            st.epoch_start_offset = leo;
-            st.needs_truncation = false;
-            // Every ISR member gets a full lag window from now (Kafka resets replica state).
-            let now = now_ms();
-            for id in st.isr.clone() {
-                if id != self.broker_id {
-                    st.followers.insert(
-                        id,
-                        FollowerProgress {
-                            log_end_offset: None,
-                            last_caught_up_ms: now,
-                            last_fetch_ms: now,
-                            last_fetch_leader_leo: leo,
-                            broker_epoch: None,
-                            log_start_offset: None,
-                        },
-                    );
+        let min_insync = st.settings.min_insync_replicas;
+        let update =
+            st.core
+                .apply_metadata(&partition_meta(meta), min_insync, &self.view(), now_ms());
+        let change = match update.role_change {
+            dmq_replica::RoleChange::Unchanged => RoleChange::Unchanged,
+            dmq_replica::RoleChange::BecameLeader {
+                epoch,
+                start_offset,
+            } => {
+                if let Err(e) = self.log.assign_epoch(epoch, start_offset) {
+                    tracing::warn!(partition = ?self, "cannot record leader epoch: {e}");
                 }
+                RoleChange::BecameLeader
             }
-            self.maybe_advance_hw(&st);
-        } else {
-            st.needs_truncation = true;
+            dmq_replica::RoleChange::BecameFollower => RoleChange::BecameFollower,
+        };
+        self.perform(&mut st, update.effects);
+        if change != RoleChange::Unchanged {
+            // Wake long polls: they re-check the role.
+            self.hw_tx.send_modify(|_| {});
+            self.leo_tx.send_modify(|_| {});
         }
-        // Wake waiters: acks=all and long polls re-check the role.
-        self.hw_tx.send_modify(|_| {});
-        self.leo_tx.send_modify(|_| {});
-        match new_role {
-            Role::Leader => RoleChange::BecameLeader,
-            Role::Follower => RoleChange::BecameFollower,
-        }
+        change
     }
 
     pub fn role(&self) -> Role {
-        self.lock().role
+        self.lock().core.role()
     }
 
     pub fn leader(&self) -> BrokerId {
-        self.lock().leader
+        self.lock().core.leader()
     }
 
     pub fn leader_epoch(&self) -> i32 {
-        self.lock().leader_epoch
+        self.lock().core.leader_epoch()
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -328,17 +289,18 @@ impl Partition {
     /// Role, leader, epoch, ISR and (leader only) followers' log end offsets.
     pub fn snapshot(&self) -> ReplicaSnapshot {
         let st = self.lock();
+        let c = &st.core;
         ReplicaSnapshot {
-            role: st.role,
-            leader: st.leader,
-            leader_epoch: st.leader_epoch,
-            partition_epoch: st.partition_epoch,
-            replicas: st.replicas.clone(),
-            isr: st.isr.clone(),
-            pending_isr: st.pending_isr.clone(),
-            followers: st.followers.clone(),
-            min_insync_replicas: st.settings.min_insync_replicas,
-            high_watermark: self.high_watermark(),
+            role: c.role(),
+            leader: c.leader(),
+            leader_epoch: c.leader_epoch(),
+            partition_epoch: c.partition_epoch(),
+            replicas: c.replicas().to_vec(),
+            isr: c.isr().to_vec(),
+            pending_isr: c.pending_isr().map(<[BrokerId]>::to_vec),
+            followers: c.followers().clone(),
+            min_insync_replicas: c.min_insync(),
+            high_watermark: c.high_watermark(),
             log_end_offset: self.log.log_end_offset(),
             log_start_offset: self.log.log_start_offset(),
         }
@@ -348,48 +310,25 @@ impl Partition {
     /// the client believes in (KIP-320 fencing).
     pub fn check_leader(&self, current_leader_epoch: i32) -> Result<i32> {
         let st = self.lock();
-        self.check_leader_locked(&st, current_leader_epoch)
-    }
-
-    fn check_leader_locked(&self, st: &State, current_leader_epoch: i32) -> Result<i32> {
-        if st.role != Role::Leader {
-            return Err(BrokerError::NotLeader {
-                topic: self.topic.clone(),
-                partition: self.index,
-                leader: (st.leader >= 0).then_some(st.leader),
-            });
-        }
-        if current_leader_epoch >= 0 && current_leader_epoch != st.leader_epoch {
-            let e = if current_leader_epoch < st.leader_epoch {
-                ResponseError::FencedLeaderEpoch
-            } else {
-                ResponseError::UnknownLeaderEpoch
-            };
-            return Err(BrokerError::kafka(
-                e,
-                format!(
-                    "leader epoch {current_leader_epoch} does not match the current {}",
-                    st.leader_epoch
-                ),
-            ));
-        }
-        Ok(st.leader_epoch)
+        st.core
+            .check_leader(current_leader_epoch)
+            .map_err(|r| self.refused(r))
     }
 
     /// A producer's batches (validated, de-duplicated, offsets assigned). With `acks=all` the
-    /// ISR must hold `min.insync.replicas` members first, or nothing is written.
-    pub fn append_as_leader(&self, records: &mut [u8], acks: i16) -> Result<Appended> {
+    /// ISR must hold `min.insync.replicas` members first, or nothing is written. `cut_off`:
+    /// this broker lost the controller for a session (it is being deposed).
+    pub fn append_as_leader(
+        &self,
+        records: &mut [u8],
+        acks: i16,
+        cut_off: bool,
+    ) -> Result<Appended> {
         let mut st = self.lock();
-        let epoch = self.check_leader_locked(&st, -1)?;
-        if acks == -1 && st.isr.len() < st.settings.min_insync_replicas {
-            return Err(BrokerError::kafka(
-                ResponseError::NotEnoughReplicas,
-                format!(
-                    "ISR {:?} is smaller than min.insync.replicas={}",
-                    st.isr, st.settings.min_insync_replicas
-                ),
-            ));
-        }
+        let epoch = st
+            .core
+            .check_append(acks, cut_off)
+            .map_err(|r| self.refused(r))?;
         if st.settings.log.cleanup_policy.compacts() {
             crate::keys::require_keys(records)?;
         }
@@ -435,7 +374,8 @@ impl Partition {
             }
         }
         self.leo_tx.send_replace(info.last_offset + 1);
-        self.maybe_advance_hw(&st);
+        let effects = st.core.leader_appended(info.last_offset + 1);
+        self.perform(&mut st, effects);
         Ok(Appended {
             base_offset: info.base_offset,
             last_offset: info.last_offset,
@@ -446,248 +386,86 @@ impl Partition {
         })
     }
 
-    /// Leader: a follower fetched from `fetch_offset` in `current_leader_epoch`, so it holds
-    /// everything below it. Tracks when it was last caught up (Kafka's rule: a fetch at the
-    /// leader's end, or at least at the end the leader had at the follower's previous fetch).
-    ///
-    /// `broker_epoch` is the follower's registration as this broker's metadata knows it; a
-    /// change of it means a new process, whose progress starts over.
-    pub fn follower_fetched(
-        &self,
-        follower: BrokerId,
-        fetch_offset: i64,
-        current_leader_epoch: i32,
-        broker_epoch: Option<u64>,
-        log_start_offset: i64,
-    ) -> Result<()> {
+    /// Leader: a follower's fetch. Served (what it may read, up to the log end) unless the core
+    /// refuses it: fenced, out of range, or diverging (it must truncate first).
+    pub fn fetch_for_follower(&self, fetch: &FollowerFetch) -> Result<FetchGrant> {
         let mut st = self.lock();
-        self.check_leader_locked(&st, current_leader_epoch)?;
-        if !st.replicas.contains(&follower) || follower == self.broker_id {
-            return Err(BrokerError::kafka(
-                ResponseError::NotLeaderOrFollower,
-                format!("broker {follower} is not a follower of {self:?}"),
-            ));
-        }
-        let leo = self.log.log_end_offset();
-        let now = now_ms();
-        let fresh = FollowerProgress {
-            log_end_offset: None,
-            last_caught_up_ms: 0,
-            last_fetch_ms: now,
-            last_fetch_leader_leo: i64::MAX,
-            broker_epoch,
-            log_start_offset: None,
-        };
-        let f = st.followers.entry(follower).or_insert(fresh);
-        match (f.broker_epoch, broker_epoch) {
-            (Some(known), Some(now_epoch)) if known != now_epoch => {
-                tracing::info!(
-                    partition = ?self,
-                    follower,
-                    from = known,
-                    to = now_epoch,
-                    "follower restarted; its progress starts over"
-                );
-                *f = fresh;
-            }
-            (None, Some(_)) => f.broker_epoch = broker_epoch,
-            _ => {}
-        }
-        if fetch_offset >= leo {
-            f.last_caught_up_ms = now;
-        } else if fetch_offset >= f.last_fetch_leader_leo {
-            f.last_caught_up_ms = f.last_caught_up_ms.max(f.last_fetch_ms);
-        }
-        f.last_fetch_leader_leo = leo;
-        f.last_fetch_ms = now;
-        f.log_end_offset = Some(fetch_offset.min(leo));
-        f.log_start_offset = (log_start_offset >= 0).then_some(log_start_offset);
-        self.maybe_advance_hw(&st);
-        Ok(())
+        let (grant, effects) = st
+            .core
+            .follower_fetch(fetch, &self.view(), now_ms())
+            .map_err(|r| self.refused(r))?;
+        self.perform(&mut st, effects);
+        Ok(grant)
+    }
+
+    /// Leader: a consumer's fetch at `fetch_offset` (it reads below the high watermark).
+    pub fn fetch_for_consumer(
+        &self,
+        current_leader_epoch: i32,
+        fetch_offset: i64,
+    ) -> Result<FetchGrant> {
+        let st = self.lock();
+        st.core
+            .consumer_fetch(current_leader_epoch, fetch_offset, &self.view())
+            .map_err(|r| self.refused(r))
     }
 
     /// Leader: the low watermark — the smallest log start offset of this replica and of every
-    /// follower on a live broker (Kafka's `lowWatermarkIfLeader`); a live follower that has not
-    /// reported one yet counts as -1. DeleteRecords is complete when it reaches the deletion
-    /// point.
+    /// follower on a live broker (Kafka's `lowWatermarkIfLeader`). DeleteRecords is complete
+    /// when it reaches the deletion point.
     pub fn low_watermark(&self, alive: impl Fn(BrokerId) -> bool) -> i64 {
         let st = self.lock();
-        let mut low = self.log.log_start_offset();
-        for &r in &st.replicas {
-            if r == self.broker_id || !alive(r) {
-                continue;
-            }
-            let start = st
-                .followers
-                .get(&r)
-                .and_then(|f| f.log_start_offset)
-                .unwrap_or(-1);
-            low = low.min(start);
-        }
-        low
+        st.core.low_watermark(self.log.log_start_offset(), alive)
     }
 
-    /// Leader: the ISR change the followers' progress calls for, if any and if none is pending
-    /// already. The change is marked pending; report the controller's answer with
+    /// Leader: the ISR change the followers' progress calls for, if any (see
+    /// [`ReplicaState::isr_change`]); report the controller's answer with
     /// [`Partition::isr_change_done`].
-    ///
-    /// `broker_epoch` gives each broker's current registration: a follower joins only on
-    /// progress fetched in it (KIP-903).
     pub fn isr_change(
         &self,
         now_ms: i64,
         lag_max_ms: i64,
         broker_epoch: impl Fn(BrokerId) -> Option<u64>,
     ) -> Option<IsrChange> {
-        let mut st = self.lock();
-        if st.role != Role::Leader || st.pending_isr.is_some() || now_ms < st.isr_retry_at_ms {
-            return None;
-        }
-        let hw = self.high_watermark();
-        let me = self.broker_id;
-        let removed: Vec<BrokerId> = st
-            .isr
-            .iter()
-            .copied()
-            .filter(|id| *id != me)
-            .filter(|id| {
-                st.followers
-                    .get(id)
-                    .is_none_or(|f| now_ms - f.last_caught_up_ms > lag_max_ms)
-            })
-            .collect();
-        let added: Vec<BrokerId> = st
-            .replicas
-            .iter()
-            .copied()
-            .filter(|id| *id != me && !st.isr.contains(id))
-            .filter(|id| {
-                st.followers.get(id).is_some_and(|f| {
-                    f.log_end_offset
-                        .is_some_and(|leo| leo >= hw && leo >= st.epoch_start_offset)
-                        && now_ms - f.last_caught_up_ms <= lag_max_ms
-                        && f.broker_epoch.is_some()
-                        && f.broker_epoch == broker_epoch(*id)
-                })
-            })
-            .collect();
-        let added_epochs = added
-            .iter()
-            .filter_map(|id| Some((*id, st.followers.get(id)?.broker_epoch?)))
-            .collect();
-        if removed.is_empty() && added.is_empty() {
-            return None;
-        }
-        let isr: Vec<BrokerId> = st
-            .replicas
-            .iter()
-            .copied()
-            .filter(|id| (st.isr.contains(id) && !removed.contains(id)) || added.contains(id))
-            .collect();
-        st.pending_isr = Some(isr.clone());
-        Some(IsrChange {
-            leader_epoch: st.leader_epoch,
-            partition_epoch: st.partition_epoch,
-            isr,
-            removed,
-            added,
-            added_epochs,
-        })
+        self.lock()
+            .core
+            .isr_change(now_ms, lag_max_ms, broker_epoch)
     }
 
     /// Leader: the controller's answer to an [`IsrChange`]: the committed partition, or `None`
     /// when it was refused (fenced, or the controller unreachable; metadata will tell).
     pub fn isr_change_done(&self, committed: Option<&model::Partition>) {
         let mut st = self.lock();
-        st.pending_isr = None;
-        if committed.is_none() {
-            // Refused or unanswered: wait for new metadata (which clears this) or a pause,
-            // instead of asking again every tick.
-            st.isr_retry_at_ms = now_ms() + ISR_RETRY_BACKOFF_MS;
-        }
-        if let Some(p) = committed {
-            if p.leader_epoch == st.leader_epoch && p.partition_epoch > st.partition_epoch {
-                st.isr = p.isr.clone();
-                st.partition_epoch = p.partition_epoch;
-            }
-        }
-        self.maybe_advance_hw(&st);
-        // acks=all waiters re-check min.insync and the HW.
-        self.hw_tx.send_modify(|_| {});
-    }
-
-    /// The high watermark is the smallest log end offset in the ISR — the larger of the
-    /// committed and the pending ISR while a change is in flight; it never moves back.
-    fn maybe_advance_hw(&self, st: &State) {
-        if st.role != Role::Leader {
-            return;
-        }
-        let leo = self.log.log_end_offset();
-        let mut hw = leo;
-        let pending = st.pending_isr.as_deref().unwrap_or(&[]);
-        for id in st.isr.iter().chain(pending) {
-            if *id == self.broker_id {
-                continue;
-            }
-            match st.followers.get(id).and_then(|f| f.log_end_offset) {
-                Some(f) => hw = hw.min(f),
-                // Not heard from since this replica became leader: cannot advance yet.
-                None => return,
-            }
-        }
-        if hw > self.hw.load(Ordering::Acquire) {
-            self.hw.store(hw, Ordering::Release);
-            self.hw_tx.send_replace(hw);
-        }
+        let committed = committed.map(partition_meta);
+        let effects = st
+            .core
+            .isr_change_done(committed.as_ref(), &self.view(), now_ms());
+        self.perform(&mut st, effects);
     }
 
     /// Follower: `Some((current leader epoch, latest local epoch))` while the divergent suffix
     /// has not been truncated (ask the leader OffsetForLeaderEpoch first); `None` to fetch.
     pub fn truncation_needed(&self) -> Option<(i32, i32)> {
         let mut st = self.lock();
-        if st.role != Role::Follower || !st.needs_truncation {
-            return None;
-        }
-        match self.log.latest_epoch() {
-            Some(latest) => Some((st.leader_epoch, latest)),
-            None => {
-                // Nothing of any epoch here: nothing can diverge.
-                st.needs_truncation = false;
-                None
-            }
-        }
+        st.core.truncation_needed(&self.view())
     }
 
     /// Follower: truncate to where this log and the leader's agree (KIP-279). The leader
-    /// answered `(epoch, end_offset)` for our latest epoch `asked`: the largest epoch it knows
-    /// that is ≤ `asked`, and where that epoch ends in its log.
+    /// answered `(epoch, end_offset)` for our latest epoch `asked`.
     pub fn truncate_to_leader(&self, asked: i32, epoch: i32, end_offset: i64) -> Result<i64> {
         let mut st = self.lock();
-        if st.role != Role::Follower {
-            return Err(BrokerError::kafka(
-                ResponseError::NotLeaderOrFollower,
-                "no longer a follower",
-            ));
-        }
         let leo = self.log.log_end_offset();
-        let target = if epoch < 0 || end_offset < 0 {
-            // The leader knows no epoch this old: keep only what was committed.
-            self.high_watermark().min(leo)
-        } else if epoch == asked {
-            end_offset.min(leo)
-        } else {
-            // The leader never saw our latest epoch: agree up to the end of its epoch here.
-            let (_, local_end) = self.log.end_offset_for_epoch(epoch);
-            if local_end < 0 {
-                end_offset.min(leo)
-            } else {
-                local_end.min(end_offset).min(leo)
-            }
+        let target = st
+            .core
+            .truncation_target(asked, epoch, end_offset, &self.view())
+            .map_err(|r| self.refused(r))?;
+        // Through the log also when no data goes: an epoch this replica began as a leader
+        // without writing ends its epoch cache and would make every fetch diverge.
+        let new_end = match target {
+            Some(target) => self.log.truncate_to(target)?,
+            None => leo,
         };
-        // Always through the log, also when no data goes: an epoch this replica began as a
-        // leader without writing ends its epoch cache and would make every fetch diverge.
-        let new_end = self.log.truncate_to(target)?;
-        let new_end = if new_end < leo {
+        if new_end < leo {
             tracing::info!(
                 partition = ?self,
                 from = leo,
@@ -697,38 +475,28 @@ impl Partition {
             );
             st.producers = rebuild_producers(&self.log)?;
             self.leo_tx.send_replace(new_end);
-            if self.high_watermark() > new_end {
-                self.hw.store(new_end, Ordering::Release);
-                self.hw_tx.send_replace(new_end);
-            }
-            new_end
-        } else {
-            leo
-        };
-        st.needs_truncation = false;
+        }
+        let effects = st.core.truncated(new_end);
+        self.perform(&mut st, effects);
         Ok(new_end)
     }
 
-    /// Follower: fetch again only after re-checking for divergence (the leader answered
-    /// OFFSET_OUT_OF_RANGE). Below the leader's log start, start over there.
-    pub fn retruncate(&self, leader_log_start: Option<i64>) -> Result<()> {
+    /// Follower: the leader answered a fetch with OFFSET_OUT_OF_RANGE. Below the leader's log
+    /// start, start over there; otherwise find the divergence again before fetching.
+    pub fn fetch_out_of_range(&self, leader_log_start: i64) -> Result<()> {
         let mut st = self.lock();
-        if st.role != Role::Follower {
-            return Ok(());
-        }
-        if let Some(start) = leader_log_start {
-            if self.log.log_end_offset() < start {
+        match st.core.fetch_out_of_range(leader_log_start, &self.view()) {
+            Reset::Nothing | Reset::Retruncate => Ok(()),
+            Reset::StartOver(start) => {
                 tracing::info!(partition = ?self, start, "behind the leader's log start; starting over there");
                 self.log.truncate_fully_and_start_at(start)?;
                 st.producers = ProducerStates::default();
                 self.leo_tx.send_replace(start);
-                self.hw.store(start, Ordering::Release);
-                self.hw_tx.send_replace(start);
-                return Ok(());
+                let effects = st.core.started_over(start);
+                self.perform(&mut st, effects);
+                Ok(())
             }
         }
-        st.needs_truncation = true;
-        Ok(())
     }
 
     /// Writes the high watermark to its checkpoint file if it moved since the last write
@@ -755,7 +523,7 @@ impl Partition {
     /// Leader: the idempotent producers this partition knows (Kafka's DescribeProducers).
     pub fn active_producers(&self) -> Result<Vec<crate::producer_state::ActiveProducer>> {
         let st = self.lock();
-        self.check_leader_locked(&st, -1)?;
+        st.core.check_leader(-1).map_err(|r| self.refused(r))?;
         Ok(st.producers.active())
     }
 
@@ -764,8 +532,8 @@ impl Partition {
     /// watermark). Durable (the log-start checkpoint); followers follow with their next fetch.
     pub fn delete_records(&self, offset: i64) -> Result<i64> {
         let st = self.lock();
-        self.check_leader_locked(&st, -1)?;
-        let hw = self.high_watermark();
+        st.core.check_leader(-1).map_err(|r| self.refused(r))?;
+        let hw = st.core.high_watermark();
         let target = if offset == -1 { hw } else { offset };
         if target < 0 || target > hw {
             return Err(BrokerError::kafka(
@@ -790,12 +558,9 @@ impl Partition {
         leader_log_start: i64,
     ) -> Result<usize> {
         let mut st = self.lock();
-        if st.role != Role::Follower || st.needs_truncation {
-            return Err(BrokerError::kafka(
-                ResponseError::NotLeaderOrFollower,
-                "no longer a follower",
-            ));
-        }
+        st.core
+            .check_follower_append()
+            .map_err(|r| self.refused(r))?;
         let mut appended = 0;
         if !records.is_empty() {
             let info = self.log.append_replicated(records)?;
@@ -812,11 +577,8 @@ impl Partition {
         {
             self.log.delete_records_before(leader_log_start)?;
         }
-        let hw = leader_hw.min(self.log.log_end_offset());
-        if hw != self.hw.load(Ordering::Acquire) {
-            self.hw.store(hw, Ordering::Release);
-            self.hw_tx.send_replace(hw);
-        }
+        let effects = st.core.follower_appended(leader_hw, &self.view());
+        self.perform(&mut st, effects);
         Ok(appended)
     }
 
@@ -843,58 +605,42 @@ impl Partition {
         Ok(out)
     }
 
-    /// Waits until the high watermark passes `last_offset` (acks=all), this replica stops
-    /// leading in `epoch`, or `deadline`.
-    ///
-    /// The HW passing the offset is not enough on its own: the ISR may have shrunk while the
-    /// batch waited (followers dropped for lag), and an ISR of one moves the HW by itself. As
-    /// in Kafka, the write is then acknowledged only if the ISR still holds
-    /// `min.insync.replicas` members; otherwise the answer is the retriable
-    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND (the batch stays in the log, and an idempotent retry is
-    /// recognised as a duplicate).
+    /// Waits until the core decides an acks=all batch ending at `last_offset`, appended in
+    /// leader `epoch`: acknowledged once the high watermark passes it with the ISR still at
+    /// `min.insync.replicas` (else NOT_ENOUGH_REPLICAS_AFTER_APPEND — the batch stays in the
+    /// log, and an idempotent retry is recognised as a duplicate), NOT_LEADER when leadership
+    /// moves first, REQUEST_TIMED_OUT at `deadline`. The answer comes the moment the core
+    /// decides it, from the event that decided it (a follower's fetch, an ISR change).
     pub async fn wait_replicated(
         &self,
         last_offset: i64,
         epoch: i32,
         deadline: Instant,
     ) -> Result<()> {
-        let mut rx = self.hw_tx.subscribe();
-        loop {
-            {
-                let st = self.lock();
-                if self.high_watermark() > last_offset {
-                    let leading = st.role == Role::Leader && st.leader_epoch == epoch;
-                    if leading && st.isr.len() < st.settings.min_insync_replicas {
-                        return Err(BrokerError::kafka(
-                            ResponseError::NotEnoughReplicasAfterAppend,
-                            format!(
-                                "offset {last_offset} was written, but the ISR {:?} is now smaller \
-                                 than min.insync.replicas={}",
-                                st.isr, st.settings.min_insync_replicas
-                            ),
-                        ));
-                    }
-                    return Ok(());
-                }
-                if st.role != Role::Leader || st.leader_epoch != epoch {
-                    return Err(BrokerError::NotLeader {
-                        topic: self.topic.clone(),
-                        partition: self.index,
-                        leader: (st.leader >= 0).then_some(st.leader),
-                    });
+        let (id, rx) = {
+            let mut st = self.lock();
+            match st.core.await_ack(last_offset, epoch) {
+                AckWait::Done(verdict) => return verdict.map_err(|r| self.refused(r)),
+                AckWait::Pending(id) => {
+                    let (tx, rx) = oneshot::channel();
+                    st.acks.insert(id, tx);
+                    (id, rx)
                 }
             }
-            match tokio::time::timeout_at(deadline.into(), rx.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => {
-                    return Err(BrokerError::kafka(
-                        ResponseError::RequestTimedOut,
-                        format!(
-                            "offset {last_offset} not replicated to the ISR in time (high watermark {})",
-                            self.high_watermark()
-                        ),
-                    ))
-                }
+        };
+        match tokio::time::timeout_at(deadline.into(), rx).await {
+            Ok(Ok(verdict)) => verdict.map_err(|r| self.refused(r)),
+            Ok(Err(_)) | Err(_) => {
+                let mut st = self.lock();
+                st.core.cancel_ack(id, last_offset);
+                st.acks.remove(&id);
+                Err(BrokerError::kafka(
+                    ResponseError::RequestTimedOut,
+                    format!(
+                        "offset {last_offset} not replicated to the ISR in time (high watermark {})",
+                        self.high_watermark()
+                    ),
+                ))
             }
         }
     }
@@ -908,8 +654,15 @@ impl Partition {
         }
     }
 
-    /// Wakes every waiter (shutdown, deletion).
+    /// Wakes every waiter (shutdown, deletion): acks=all waits are answered NOT_LEADER.
     pub fn wake_all(&self) {
+        let mut st = self.lock();
+        let leader = st.core.leader();
+        for (_, tx) in st.acks.drain() {
+            let _ = tx.send(Err(Refusal::NotLeader {
+                leader: (leader >= 0).then_some(leader),
+            }));
+        }
         self.hw_tx.send_modify(|_| {});
         self.leo_tx.send_modify(|_| {});
     }
@@ -996,8 +749,62 @@ mod tests {
             let mut b = dmq_log::RecordBatchBuilder::new(0);
             b.push(0, Some(b"k"), Some(format!("v{i}").as_bytes()), &[]);
             let mut bytes = b.build();
-            p.append_as_leader(&mut bytes, 1).expect("append");
+            p.append_as_leader(&mut bytes, 1, false).expect("append");
         }
+    }
+
+    fn follower_fetch(p: &Partition, replica: BrokerId, offset: i64) -> Result<FetchGrant> {
+        p.fetch_for_follower(&FollowerFetch {
+            replica,
+            fetch_offset: offset,
+            last_fetched_epoch: -1,
+            current_leader_epoch: 0,
+            broker_epoch: Some(1),
+            log_start_offset: 0,
+        })
+    }
+
+    /// The shell answers an acks=all producer from the follower fetch that moves the high
+    /// watermark past its batch, and NOT_LEADER when leadership moves first.
+    #[tokio::test]
+    async fn acks_all_is_answered_by_the_fetch_that_commits_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Arc::new(
+            Partition::open(dir.path(), &topic(), &meta(1, &[1, 2], 0, 0), 1).expect("open"),
+        );
+        p.apply_metadata(&topic(), &meta(1, &[1, 2], 0, 0));
+        produce(&p, 2);
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let waiting = tokio::spawn({
+            let p = p.clone();
+            async move { p.wait_replicated(1, 0, deadline).await }
+        });
+        // The wait is registered with the core before the fetch arrives.
+        while p.lock().core.waiting_acks() == 0 {
+            tokio::task::yield_now().await;
+        }
+        follower_fetch(&p, 2, 2).expect("fetch");
+        waiting.await.expect("join").expect("acknowledged");
+        produce(&p, 1);
+        let waiting = tokio::spawn({
+            let p = p.clone();
+            async move { p.wait_replicated(2, 0, deadline).await }
+        });
+        while p.lock().core.waiting_acks() == 0 {
+            tokio::task::yield_now().await;
+        }
+        p.apply_metadata(&topic(), &meta(2, &[2], 1, 1));
+        let err = waiting.await.expect("join").expect_err("deposed");
+        assert!(
+            matches!(
+                err,
+                BrokerError::NotLeader {
+                    leader: Some(2),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -1013,7 +820,7 @@ mod tests {
         // Both followers are granted a lag window from the election; nothing changes within it.
         assert_eq!(p.isr_change(now, 10_000, |_| Some(1)), None);
         // Follower 2 catches up; follower 3 never fetches.
-        p.follower_fetched(2, 3, 0, Some(1), 0).expect("fetch");
+        follower_fetch(&p, 2, 3).expect("fetch");
         assert_eq!(
             p.high_watermark(),
             0,
@@ -1038,7 +845,7 @@ mod tests {
             "with 3 out of the ISR the HW follows 2"
         );
         // 3 catches up to the HW: it may rejoin; the HW counts it while that is pending.
-        p.follower_fetched(3, 3, 0, Some(1), 0).expect("fetch");
+        follower_fetch(&p, 3, 3).expect("fetch");
         let change = p.isr_change(now_ms(), 10_000, |_| Some(1)).expect("expand");
         assert_eq!(
             (change.isr.clone(), change.added.clone()),

@@ -49,17 +49,10 @@ pub fn append(
         ));
     }
     let part = partition(shared, topic, index)?;
-    if shared.lost_the_controller() {
-        // Deposed by now (the controller fences a broker silent for a session): refuse, so the
-        // client refreshes its metadata instead of retrying here until the partition heals.
-        return Err(BrokerError::NotLeader {
-            topic: topic.to_string(),
-            partition: index,
-            leader: None,
-        });
-    }
     let bytes = records.len() as u64;
-    let appended = part.append_as_leader(records, acks)?;
+    // A broker silent to the controller for a session is deposed by now: its replicas refuse,
+    // so clients refresh their metadata instead of retrying here until the partition heals.
+    let appended = part.append_as_leader(records, acks, shared.lost_the_controller())?;
     if !appended.duplicate {
         shared
             .metrics
@@ -80,9 +73,21 @@ pub async fn produce(
 ) -> Result<Appended> {
     let deadline = Instant::now() + timeout;
     let (part, appended) = append(shared, topic, index, records, acks)?;
+    replicated(&part, appended, acks, deadline).await?;
+    Ok(appended)
+}
+
+/// The second half of [`produce`]: for `acks=all` (-1), waits until the replica core decides
+/// the appended batch (committed, refused, or `deadline`); other acks return at once.
+pub async fn replicated(
+    part: &Partition,
+    appended: Appended,
+    acks: i16,
+    deadline: Instant,
+) -> Result<()> {
     if acks == -1 {
         part.wait_replicated(appended.last_offset, appended.leader_epoch, deadline)
             .await?;
     }
-    Ok(appended)
+    Ok(())
 }

@@ -41,6 +41,7 @@ use crate::kafka::server::api_versions_list;
 use crate::node::BrokerShared;
 use crate::partition::{Appended, Partition};
 use crate::produce;
+use dmq_replica::FollowerFetch;
 
 /// The cluster id clients see (Metadata v2+, DescribeCluster).
 pub const CLUSTER_ID: &str = "dmq-cluster";
@@ -384,15 +385,9 @@ async fn produce_request(ctx: &mut Ctx<'_>, r: ProduceRequest) -> Option<Produce
     }
     let waits = pending.into_iter().map(|(name, index, result)| async move {
         let outcome = match result {
-            Ok((part, appended)) => {
-                if acks == -1 {
-                    part.wait_replicated(appended.last_offset, appended.leader_epoch, deadline)
-                        .await
-                        .map(|()| (part, appended))
-                } else {
-                    Ok((part, appended))
-                }
-            }
+            Ok((part, appended)) => produce::replicated(&part, appended, acks, deadline)
+                .await
+                .map(|()| (part, appended)),
             Err(e) => Err(e),
         };
         (name, index, outcome)
@@ -572,41 +567,22 @@ fn fetch_partition(
     budget: usize,
 ) -> Result<(PartitionData, Option<Bytes>), BrokerError> {
     let part = produce::partition(shared, topic, p.partition)?;
-    part.check_leader(p.current_leader_epoch)?;
-    let leo = part.log_end_offset();
-    let log_start = part.log.log_start_offset();
-    if p.fetch_offset < log_start || p.fetch_offset > leo {
-        return Err(BrokerError::kafka(
-            ResponseError::OffsetOutOfRange,
-            format!("offset {} outside [{log_start}, {leo}]", p.fetch_offset),
-        ));
-    }
-    if follower {
-        // KIP-595's check: a follower whose last fetched epoch is unknown here, or ends here
-        // before its fetch offset, holds a divergent suffix. It must truncate first, and its
-        // fetch offset must not count towards the high watermark.
-        if p.last_fetched_epoch >= 0 {
-            let (epoch, end) = part.log.end_offset_for_epoch(p.last_fetched_epoch);
-            if epoch < p.last_fetched_epoch || end < p.fetch_offset {
-                return Err(BrokerError::kafka(
-                    ResponseError::OffsetOutOfRange,
-                    format!(
-                        "follower log diverges: epoch {} ends at {end} here, it fetches from {}",
-                        p.last_fetched_epoch, p.fetch_offset
-                    ),
-                ));
-            }
-        }
-        part.follower_fetched(
-            replica_id,
-            p.fetch_offset,
-            p.current_leader_epoch,
+    // The replica core decides: fenced, out of range, or (a follower) diverging — then it must
+    // truncate first and its fetch offset does not count towards the high watermark.
+    let grant = if follower {
+        part.fetch_for_follower(&FollowerFetch {
+            replica: replica_id,
+            fetch_offset: p.fetch_offset,
+            last_fetched_epoch: p.last_fetched_epoch,
+            current_leader_epoch: p.current_leader_epoch,
             broker_epoch,
-            p.log_start_offset,
-        )?;
-    }
-    let hw = part.high_watermark();
-    let upper = if follower { leo } else { hw };
+            log_start_offset: p.log_start_offset,
+        })?
+    } else {
+        part.fetch_for_consumer(p.current_leader_epoch, p.fetch_offset)?
+    };
+    let (hw, upper) = (grant.high_watermark, grant.upper);
+    let log_start = part.log.log_start_offset();
     let limit = (p.partition_max_bytes.max(0) as usize).min(budget.max(1));
     let data = part.read(p.fetch_offset, limit, upper)?;
     let pd = PartitionData::default()
