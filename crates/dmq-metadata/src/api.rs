@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 
 use crate::controller::assign_replicas;
 use crate::node::{now_ms, NodeShared};
-use crate::raft::TypeConfig;
+use crate::raft::{PreVoteRequest, PreVoteResponse, TypeConfig};
 use crate::state::{Broker, BrokerConfigs, Command, CommandResult, ReplicaEpoch, Topic};
 use crate::MetadataError;
 
@@ -95,6 +95,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/api/v1/raft/request-vote", post(raft_vote))
         .route("/api/v1/raft/append-entries", post(raft_append))
         .route("/api/v1/raft/install-snapshot", post(raft_snapshot))
+        .route(crate::raft::PRE_VOTE_PATH, post(raft_pre_vote))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/health/ready", get(ready))
@@ -1079,6 +1080,14 @@ async fn raft_append(
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Json<Result<AppendEntriesResponse<u64>, RaftError<u64>>> {
     Json(shared.raft.append_entries(req).await)
+}
+
+/// Another voter asks whether it may campaign (pre-vote); answering changes nothing here.
+async fn raft_pre_vote(
+    State(shared): State<Shared>,
+    Json(req): Json<PreVoteRequest>,
+) -> Json<PreVoteResponse> {
+    Json(shared.pre_vote.answer(&req).await)
 }
 
 async fn raft_snapshot(

@@ -3,9 +3,10 @@
 //! ```text
 //!  MetadataNode::start
 //!    ├─ LogStore::open / StateMachineStore::open   (recover raft.log, load snapshot)
-//!    ├─ openraft::Raft::new                        (election timers start)
+//!    ├─ openraft::Raft::new                        (openraft's election timer off)
 //!    ├─ axum server on the node's HTTP port        (API + Raft RPCs)
 //!    ├─ initialize(members) if the log is pristine (identical on every node; idempotent)
+//!    ├─ election timer: pre-vote, then campaign    (raft/pre_vote.rs)
 //!    └─ controller loop: while this node leads, fence silent brokers and move leaderships
 //! ```
 
@@ -25,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::controller::{partition_changes, Liveness};
 use crate::raft::{
-    HttpNetworkFactory, LogStore, Proposed, Proposer, Raft, SharedState, StateMachineStore,
+    HttpNetworkFactory, LogStore, PreVote, Proposed, Proposer, Raft, SharedState, StateMachineStore,
 };
 use crate::state::{Broker, BrokerStatus, Command, CommandResult};
 use crate::MetadataError;
@@ -78,6 +79,8 @@ pub struct NodeShared {
     pub(crate) proposer: Proposer,
     /// This node's metrics (`/metrics`).
     pub(crate) metrics: Arc<dmq_metrics::Registry>,
+    /// The election timer and the answers to other voters' pre-votes.
+    pub(crate) pre_vote: PreVote,
 }
 
 impl NodeShared {
@@ -272,16 +275,17 @@ impl MetadataNode {
             .map(|n| (n.id, n.base_url()))
             .collect();
         let c = &config.controller;
-        // openraft 0.9 waits `leader_lease` (= election_timeout_max) plus a random election
-        // timeout in [min, max) after the last leader heartbeat before it campaigns. Taking
-        // min = 0.4 T and max = 0.6 T makes a follower campaign 1.0–1.2 × `electionTimeoutMs`
-        // after the leader falls silent: the meaning the config gives the number, and a failover
-        // of about a second with the default T = 1000 ms.
+        // openraft 0.9 has no pre-vote, so its own election timer is off (`enable_elect`) and
+        // `PreVote` campaigns instead, 1.0–1.2 × `electionTimeoutMs` after the leader falls
+        // silent and only once a majority of voters agree it is gone (see `raft/pre_vote.rs`).
+        // openraft still uses the timeouts: `election_timeout_max` (0.6 T) is the leader lease
+        // within which a voter refuses a vote request, which a granted pre-vote always outlasts.
         let raft_config = openraft::Config {
             cluster_name: "dmq-metadata".into(),
             election_timeout_min: c.election_timeout_ms * 2 / 5,
             election_timeout_max: c.election_timeout_ms * 3 / 5,
             heartbeat_interval: c.raft_heartbeat_interval_ms,
+            enable_elect: false,
             install_snapshot_timeout: c.election_timeout_ms.max(2_000),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_interval_entries),
             max_in_snapshot_log_to_keep: c.snapshot_log_entries_kept,
@@ -337,6 +341,14 @@ impl MetadataNode {
             },
             wake: tokio::sync::Notify::new(),
             push_version: watch::channel(0).0,
+            pre_vote: PreVote::new(
+                raft.clone(),
+                options.node_id,
+                members.clone(),
+                http.clone(),
+                Duration::from_millis(c.election_timeout_ms),
+                Duration::from_millis(c.raft_heartbeat_interval_ms),
+            ),
             http,
             members: members.clone(),
             proposer: Proposer::start(raft.clone(), stop_rx.clone()),
@@ -397,6 +409,7 @@ impl MetadataNode {
             "metadata node started"
         );
         let controller = tokio::spawn(controller_loop(shared.clone(), stop_rx.clone()));
+        tokio::spawn(shared.pre_vote.clone().run(stop_rx.clone()));
         tokio::spawn(heartbeat_mirror(shared.clone(), stop_rx.clone()));
         tokio::spawn(metadata_pusher(shared.clone(), stop_rx));
         Ok(Self {

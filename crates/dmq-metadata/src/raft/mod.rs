@@ -7,6 +7,8 @@
 //!               AppendEntries/Vote/           │  │ replies
 //!               InstallSnapshot               ▼  │
 //!                                      HttpNetwork ──POST /api/v1/raft/*──▶ peers
+//!   PreVote: the election timer (openraft's is off) ──POST /api/v1/raft/pre-vote──▶ voters,
+//!            then trigger().elect() only with a majority of grants
 //!                                             │
 //!                                  apply ─────▼──────▶ StateMachineStore (MetadataState, snapshot file)
 //! ```
@@ -18,6 +20,7 @@
 mod checked_file;
 mod log_store;
 mod network;
+mod pre_vote;
 mod proposer;
 mod state_machine;
 
@@ -25,6 +28,7 @@ use std::io::Cursor;
 
 pub use log_store::LogStore;
 pub use network::HttpNetworkFactory;
+pub use pre_vote::{PreVote, PreVoteRequest, PreVoteResponse, PRE_VOTE_PATH};
 pub use proposer::{Proposed, Proposer};
 pub use state_machine::{SharedState, StateMachineData, StateMachineStore};
 
