@@ -7,6 +7,8 @@ use std::time::Duration;
 use dmq_log::{CleanupPolicy, LogConfig};
 use dmq_types::{BrokerId, ServicesConfig, TopicDefaults, MESSAGE_BYTES_MAX_DEFAULT};
 
+use crate::meta_client::MetadataUrl;
+
 /// A broker's identity, addresses and timings.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -17,8 +19,9 @@ pub struct BrokerConfig {
     pub http_port: u16,
     pub kafka_port: u16,
     pub data_dir: PathBuf,
-    /// Base URLs of every metadata node.
-    pub metadata_urls: Vec<String>,
+    /// Base URLs of every metadata node, with the node ids services.json gives them: the
+    /// controller, named by id, is reached at this URL (not the one the quorum hands out).
+    pub metadata_urls: Vec<MetadataUrl>,
     pub heartbeat_interval: Duration,
     /// `brokerSessionTimeoutMs`: after this long without a successful heartbeat the controller
     /// has fenced this broker, so it stops acknowledging writes as a leader.
@@ -53,7 +56,10 @@ impl BrokerConfig {
                 .services
                 .metadata_services
                 .iter()
-                .map(|m| m.base_url())
+                .map(|m| MetadataUrl {
+                    node_id: Some(m.id),
+                    url: m.base_url(),
+                })
                 .collect(),
             heartbeat_interval: Duration::from_millis(
                 services.controller.broker_heartbeat_interval_ms.max(10),

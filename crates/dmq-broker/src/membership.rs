@@ -5,6 +5,7 @@
 //!      ▲  (all metadata nodes      │  newer version in the answer → pull   │
 //!      │   at once, first leader   │  503 + X-Controller-Leader → follow   │
 //!      │   wins; backoff 1,2,4,8s) │  CONTROLLER_CHANGED push → beat now ──┘
+//!      │                           │  (also abandoning a beat in flight)
 //!      └──── 3 failed heartbeats ──┘  404 (controller forgot us) → register
 //! ```
 //!
@@ -118,6 +119,13 @@ async fn register(shared: &Arc<BrokerShared>) -> crate::error::Result<()> {
     Ok(())
 }
 
+/// How long one heartbeat may take before it counts as failed: half a session, so that a
+/// heartbeat stuck on an unreachable controller leaves time for another to get through before
+/// the session ends (and never longer than any other call to the quorum).
+fn heartbeat_time_limit(cfg: &crate::config::BrokerConfig) -> Duration {
+    (cfg.session_timeout / 2).min(cfg.metadata_timeout)
+}
+
 /// Heartbeats until they fail [`FAILED_HEARTBEATS_BEFORE_REDISCOVERY`] times in a row.
 async fn heartbeat_loop(shared: &Arc<BrokerShared>) {
     let cfg = &shared.config;
@@ -147,7 +155,29 @@ async fn heartbeat_loop(shared: &Arc<BrokerShared>) {
             continue;
         }
         let version = shared.image().version;
-        match shared.meta.heartbeat(id, version).await {
+        let limit = heartbeat_time_limit(cfg);
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(limit, shared.meta.heartbeat(id, version)) => {
+                answer.unwrap_or_else(|_| {
+                    Err(crate::error::BrokerError::Metadata(format!(
+                        "no answer within {} ms",
+                        limit.as_millis()
+                    )))
+                })
+            }
+            // A newly elected controller announced itself (its push names it): the heartbeat
+            // in flight may be stuck on the old, unreachable one. Beat the new one now; it
+            // started this broker's session at its election.
+            _ = shared.controller_changed.notified() => {
+                tracing::info!(
+                    broker = id,
+                    "a new controller announced itself during a heartbeat; heartbeating it now"
+                );
+                next_beat = Instant::now();
+                continue;
+            }
+        };
+        match answer {
             Ok(Some(hb)) => {
                 let was_cut_off = shared.lost_the_controller();
                 shared

@@ -4,6 +4,12 @@
 //! Leader-only calls go to the controller this broker last heard of; a `503` with
 //! `X-Controller-Leader` moves the broker to the named node (once per call), and a connection
 //! failure makes the call fail so that the membership loop can count it and rediscover.
+//!
+//! A controller is named by its node id, and the broker reaches it at the URL its own
+//! services.json gives that id (as Kafka's `controller.quorum.voters`: the client's config says
+//! where node N is). The URL the metadata node hands out (`controllerUrl`, the redirect header,
+//! a push) is the node's own idea of its address, which may not be the route from this broker;
+//! it is used only for an id this broker's config does not list.
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -82,14 +88,49 @@ impl ApiReply {
     }
 }
 
+/// A metadata node as this broker's config names it: its base URL and, from services.json,
+/// its node id (`None` for a bare URL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataUrl {
+    pub node_id: Option<u64>,
+    pub url: String,
+}
+
+impl From<&str> for MetadataUrl {
+    fn from(url: &str) -> MetadataUrl {
+        MetadataUrl {
+            node_id: None,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl From<String> for MetadataUrl {
+    fn from(url: String) -> MetadataUrl {
+        MetadataUrl { node_id: None, url }
+    }
+}
+
+/// Where to reach controller `c` from here: the URL `configured` gives its id, else the URL
+/// the quorum handed out.
+fn resolve(configured: &[MetadataUrl], c: ControllerRef) -> ControllerRef {
+    match configured.iter().find(|m| m.node_id == Some(c.id)) {
+        Some(m) => ControllerRef {
+            id: c.id,
+            url: m.url.clone(),
+        },
+        None => c,
+    }
+}
+
 pub struct MetaClient {
     http: reqwest::Client,
-    urls: Vec<String>,
+    urls: Vec<MetadataUrl>,
     controller: RwLock<Option<ControllerRef>>,
 }
 
 impl MetaClient {
-    pub fn new(urls: Vec<String>, timeout: Duration) -> Result<MetaClient> {
+    pub fn new(urls: Vec<MetadataUrl>, timeout: Duration) -> Result<MetaClient> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_millis(500))
@@ -110,8 +151,15 @@ impl MetaClient {
             .clone()
     }
 
-    /// Records a controller learnt from a push or a redirect. Returns whether it changed.
+    /// Where to reach controller `c` from this broker (see the module documentation).
+    pub fn resolve(&self, c: ControllerRef) -> ControllerRef {
+        resolve(&self.urls, c)
+    }
+
+    /// Records a controller learnt from discovery, a push or a redirect, at the URL this
+    /// broker's config gives its id. Returns whether it changed.
     pub fn set_controller(&self, c: ControllerRef) -> bool {
+        let c = self.resolve(c);
         let mut g = self.controller.write().unwrap_or_else(|e| e.into_inner());
         let changed = g.as_ref() != Some(&c);
         *g = Some(c);
@@ -130,7 +178,7 @@ impl MetaClient {
             .iter()
             .map(|u| {
                 let http = self.http.clone();
-                let url = format!("{u}/api/v1/metadata/controller");
+                let url = format!("{}/api/v1/metadata/controller", u.url);
                 async move {
                     let resp = http.get(&url).send().await.ok()?;
                     if !resp.status().is_success() {
@@ -146,6 +194,7 @@ impl MetaClient {
             .collect();
         while let Some(answer) = asks.next().await {
             if let Some(c) = answer {
+                let c = self.resolve(c);
                 self.set_controller(c.clone());
                 return Some(c);
             }
@@ -208,14 +257,15 @@ impl MetaClient {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok());
                 if let (Some(url), Some(id)) = (next, next_id) {
-                    if redirects == 0 && url != ctrl.url {
+                    let next = self.resolve(ControllerRef { id, url });
+                    if redirects == 0 && next.url != ctrl.url {
                         tracing::info!(
                             from = ctrl.id,
                             to = id,
-                            url,
+                            url = next.url,
                             "controller moved; following X-Controller-Leader"
                         );
-                        self.set_controller(ControllerRef { id, url });
+                        self.set_controller(next);
                         redirects += 1;
                         continue;
                     }
@@ -574,4 +624,62 @@ pub fn encode_segment(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configured() -> Vec<MetadataUrl> {
+        vec![
+            MetadataUrl {
+                node_id: Some(1),
+                url: "http://relay-1:7001".into(),
+            },
+            MetadataUrl {
+                node_id: Some(2),
+                url: "http://relay-2:7002".into(),
+            },
+            "http://bare:9999".into(),
+        ]
+    }
+
+    #[test]
+    fn a_controller_is_reached_where_this_brokers_config_puts_its_id() {
+        let handed_out = ControllerRef {
+            id: 2,
+            url: "http://10.0.0.2:9092".into(),
+        };
+        let c = resolve(&configured(), handed_out);
+        assert_eq!(c.id, 2);
+        assert_eq!(c.url, "http://relay-2:7002");
+    }
+
+    #[test]
+    fn an_id_the_config_does_not_list_keeps_the_url_the_quorum_handed_out() {
+        let handed_out = ControllerRef {
+            id: 4,
+            url: "http://10.0.0.4:9094".into(),
+        };
+        assert_eq!(resolve(&configured(), handed_out.clone()), handed_out);
+    }
+
+    #[test]
+    fn pushes_and_redirects_are_recorded_at_the_configured_url() {
+        let client =
+            MetaClient::new(configured(), Duration::from_millis(100)).expect("client builds");
+        assert!(client.set_controller(ControllerRef {
+            id: 1,
+            url: "http://10.0.0.1:9091".into(),
+        }));
+        assert_eq!(
+            client.controller().map(|c| c.url),
+            Some("http://relay-1:7001".to_string())
+        );
+        // The same node under another advertised address is no change.
+        assert!(!client.set_controller(ControllerRef {
+            id: 1,
+            url: "http://node-1.internal:9091".into(),
+        }));
+    }
 }

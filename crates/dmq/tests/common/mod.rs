@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod netsplit;
 
 use std::collections::BTreeSet;
 use std::path::Path;
