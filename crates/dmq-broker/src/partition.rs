@@ -92,6 +92,11 @@ pub struct Partition {
     pub index: i32,
     pub topic_id: String,
     pub log: Arc<Log>,
+    /// Serializes what writes the log or moves the role: leader and follower appends,
+    /// truncations, metadata. Taken before `state`, never after. The state lock is not held
+    /// while a leader writes, so followers' fetches (which move the HW and answer acks=all)
+    /// and consumers go on during a slow write.
+    writer: Mutex<()>,
     state: Mutex<State>,
     /// The core's high watermark, readable without the lock.
     hw: AtomicI64,
@@ -158,6 +163,7 @@ impl Partition {
             index: meta.partition_id,
             topic_id: topic.topic_id.clone(),
             log,
+            writer: Mutex::new(()),
             state: Mutex::new(State {
                 core,
                 producers,
@@ -173,6 +179,10 @@ impl Partition {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_lock(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn view(&self) -> LogRef<'_> {
@@ -225,6 +235,7 @@ impl Partition {
     /// partition entry older than what this replica already acts on is ignored (the core's
     /// rule).
     pub fn apply_metadata(&self, topic: &model::Topic, meta: &model::Partition) -> RoleChange {
+        let _writer = self.write_lock();
         let mut st = self.lock();
         let settings = TopicSettings::from_config(&topic.config);
         if settings != st.settings {
@@ -324,30 +335,38 @@ impl Partition {
         acks: i16,
         cut_off: bool,
     ) -> Result<Appended> {
-        let mut st = self.lock();
-        let epoch = st
-            .core
-            .check_append(acks, cut_off)
-            .map_err(|r| self.refused(r))?;
-        if st.settings.log.cleanup_policy.compacts() {
+        let _writer = self.write_lock();
+        let (epoch, compacts) = {
+            let st = self.lock();
+            let epoch = st
+                .core
+                .check_append(acks, cut_off)
+                .map_err(|r| self.refused(r))?;
+            (epoch, st.settings.log.cleanup_policy.compacts())
+        };
+        if compacts {
             crate::keys::require_keys(records)?;
         }
-        // Sequence checks on the headers; the log validates sizes and CRCs.
+        // Sequence checks on the headers; the log validates sizes and CRCs. The producer
+        // state changes only under the writer lock, which this append holds.
         let mut pos = 0;
         let mut batches = 0;
         let mut duplicate = None;
-        while pos < records.len() {
-            let h = BatchHeader::new(&records[pos..]).map_err(|reason| {
-                BrokerError::Log(dmq_log::LogError::InvalidBatch {
-                    position: pos,
-                    reason,
-                })
-            })?;
-            if let SeqCheck::Duplicate { base_offset } = st.producers.check(&h)? {
-                duplicate = Some((base_offset, h.last_offset_delta()));
+        {
+            let st = self.lock();
+            while pos < records.len() {
+                let h = BatchHeader::new(&records[pos..]).map_err(|reason| {
+                    BrokerError::Log(dmq_log::LogError::InvalidBatch {
+                        position: pos,
+                        reason,
+                    })
+                })?;
+                if let SeqCheck::Duplicate { base_offset } = st.producers.check(&h)? {
+                    duplicate = Some((base_offset, h.last_offset_delta()));
+                }
+                batches += 1;
+                pos += h.total_size().max(1);
             }
-            batches += 1;
-            pos += h.total_size().max(1);
         }
         if let Some((base_offset, delta)) = duplicate {
             if batches > 1 {
@@ -365,7 +384,9 @@ impl Partition {
                 duplicate: true,
             });
         }
+        // The write itself holds only the writer lock.
         let info = self.log.append_as_leader(records, epoch, now_ms())?;
+        let mut st = self.lock();
         let mut count = 0i64;
         for (_, bytes) in Batches::new(records, false).flatten() {
             if let Ok(h) = BatchHeader::new(bytes) {
@@ -453,6 +474,7 @@ impl Partition {
     /// Follower: truncate to where this log and the leader's agree (KIP-279). The leader
     /// answered `(epoch, end_offset)` for our latest epoch `asked`.
     pub fn truncate_to_leader(&self, asked: i32, epoch: i32, end_offset: i64) -> Result<i64> {
+        let _writer = self.write_lock();
         let mut st = self.lock();
         let leo = self.log.log_end_offset();
         let target = st
@@ -484,6 +506,7 @@ impl Partition {
     /// Follower: the leader answered a fetch with OFFSET_OUT_OF_RANGE. Below the leader's log
     /// start, start over there; otherwise find the divergence again before fetching.
     pub fn fetch_out_of_range(&self, leader_log_start: i64) -> Result<()> {
+        let _writer = self.write_lock();
         let mut st = self.lock();
         match st.core.fetch_out_of_range(leader_log_start, &self.view()) {
             Reset::Nothing | Reset::Retruncate => Ok(()),
@@ -531,6 +554,7 @@ impl Partition {
     /// watermark), which must not pass the high watermark; returns the new log start (the low
     /// watermark). Durable (the log-start checkpoint); followers follow with their next fetch.
     pub fn delete_records(&self, offset: i64) -> Result<i64> {
+        let _writer = self.write_lock();
         let st = self.lock();
         st.core.check_leader(-1).map_err(|r| self.refused(r))?;
         let hw = st.core.high_watermark();
@@ -557,6 +581,7 @@ impl Partition {
         leader_hw: i64,
         leader_log_start: i64,
     ) -> Result<usize> {
+        let _writer = self.write_lock();
         let mut st = self.lock();
         st.core
             .check_follower_append()
