@@ -31,6 +31,7 @@ use crate::error::{BrokerError, Result};
 use crate::fetcher::FetcherManager;
 use crate::meta_client::{ClusterImage, MetaClient};
 use crate::metrics::Metrics;
+use crate::partition::{IsrChange, Partition};
 use crate::replica_manager::{Housekeeping, ReplicaManager};
 
 /// Producer ids are taken from the quorum in blocks of this many.
@@ -388,36 +389,61 @@ async fn isr_manager(shared: Arc<BrokerShared>) {
             let Some(change) = part.isr_change(now, lag.as_millis() as i64, broker_epoch) else {
                 continue;
             };
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let id = shared.config.broker_id;
-                let result = shared
-                    .meta
-                    .alter_partition(id, &part.topic, part.index, &change)
-                    .await;
-                match &result {
-                    Ok(Some(p)) => {
-                        if !change.removed.is_empty() {
-                            shared.metrics.isr_shrink(&part.topic);
-                        }
-                        if !change.added.is_empty() {
-                            shared.metrics.isr_expand(&part.topic);
-                        }
-                        tracing::info!(
-                            partition = ?part,
-                            isr = ?p.isr,
-                            removed = ?change.removed,
-                            added = ?change.added,
-                            partition_epoch = p.partition_epoch,
-                            "ISR changed"
-                        );
-                    }
-                    Ok(None) => shared.metadata_changed.notify_one(),
-                    Err(e) => tracing::warn!(partition = ?part, "ISR change not sent: {e}"),
-                }
-                part.isr_change_done(result.ok().flatten().as_ref());
-            });
+            tokio::spawn(alter_partition(shared.clone(), part, change));
         }
+    }
+}
+
+/// Sends one ISR change until the controller answers it or it stops being pending. An
+/// unanswered change may have been committed, so it stays pending (the HW goes on counting its
+/// ISR) and is sent again; a refusal is settled only after the committed metadata is applied,
+/// because it may follow an earlier attempt that was committed.
+async fn alter_partition(shared: Arc<BrokerShared>, part: Arc<Partition>, change: IsrChange) {
+    let id = shared.config.broker_id;
+    let mut backoff = Duration::from_millis(100);
+    while part.isr_change_pending(&change) {
+        let result = shared
+            .meta
+            .alter_partition(id, &part.topic, part.index, &change)
+            .await;
+        match result {
+            Ok(Some(p)) => {
+                if !change.removed.is_empty() {
+                    shared.metrics.isr_shrink(&part.topic);
+                }
+                if !change.added.is_empty() {
+                    shared.metrics.isr_expand(&part.topic);
+                }
+                tracing::info!(
+                    partition = ?part,
+                    isr = ?p.isr,
+                    removed = ?change.removed,
+                    added = ?change.added,
+                    partition_epoch = p.partition_epoch,
+                    "ISR changed"
+                );
+                part.isr_change_done(Some(&p));
+                return;
+            }
+            Ok(None) => match shared.refresh_metadata().await {
+                Ok(_) => {
+                    if part.isr_change_pending(&change) {
+                        part.isr_change_done(None);
+                    }
+                    return;
+                }
+                Err(e) => tracing::warn!(
+                    partition = ?part,
+                    "ISR change refused and the committed metadata not readable: {e}"
+                ),
+            },
+            Err(e) => tracing::warn!(
+                partition = ?part,
+                "ISR change unanswered, sending it again: {e}"
+            ),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 

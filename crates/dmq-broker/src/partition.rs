@@ -27,8 +27,8 @@ use std::time::Instant;
 use dmq_log::batch::Batches;
 use dmq_log::{now_ms, BatchHeader, Log};
 use dmq_replica::{
-    AckWait, Effects, FetchGrant, FollowerFetch, LogView, PartitionMeta, Refusal, ReplicaState,
-    Reset, WaiterId,
+    AckWait, Effects, FetchGrant, FollowerFetch, IsrAnswer, LogView, PartitionMeta, Refusal,
+    ReplicaState, Reset, WaiterId,
 };
 use dmq_types::model;
 use dmq_types::BrokerId;
@@ -453,14 +453,23 @@ impl Partition {
             .isr_change(now_ms, lag_max_ms, broker_epoch)
     }
 
-    /// Leader: the controller's answer to an [`IsrChange`]: the committed partition, or `None`
-    /// when it was refused (fenced, or the controller unreachable; metadata will tell).
+    /// Leader: whether `change` is still pending (an unanswered change is sent again while it
+    /// is; see [`ReplicaState::isr_change_pending`]).
+    pub fn isr_change_pending(&self, change: &IsrChange) -> bool {
+        self.lock().core.isr_change_pending(change)
+    }
+
+    /// Leader: the controller's answer to the pending [`IsrChange`]: the committed partition,
+    /// or `None` when it was refused — report that only after the committed metadata has been
+    /// applied (see [`ReplicaState::isr_change_done`]).
     pub fn isr_change_done(&self, committed: Option<&model::Partition>) {
         let mut st = self.lock();
         let committed = committed.map(partition_meta);
-        let effects = st
-            .core
-            .isr_change_done(committed.as_ref(), &self.view(), now_ms());
+        let answer = match &committed {
+            Some(p) => IsrAnswer::Committed(p),
+            None => IsrAnswer::Refused,
+        };
+        let effects = st.core.isr_change_done(answer, &self.view(), now_ms());
         self.perform(&mut st, effects);
     }
 

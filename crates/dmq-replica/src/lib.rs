@@ -130,6 +130,19 @@ pub struct IsrChange {
     pub added_epochs: Vec<(BrokerId, u64)>,
 }
 
+/// The controller's answer to an [`IsrChange`]. An unanswered change (timeout, controller
+/// unreachable) is no answer: it may have been committed, so the shell keeps it pending (the
+/// high watermark goes on counting the pending ISR) and sends it again while
+/// [`ReplicaState::isr_change_pending`] holds.
+#[derive(Debug, Clone, Copy)]
+pub enum IsrAnswer<'a> {
+    /// Committed: the partition as the controller now has it.
+    Committed(&'a PartitionMeta),
+    /// Refused, and the shell has since applied the committed metadata (so the core knows
+    /// whether an earlier attempt of the same change was committed after all).
+    Refused,
+}
+
 /// Why the core refuses a request; the shell maps each to its Kafka error code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -862,18 +875,29 @@ impl ReplicaState {
         })
     }
 
-    /// The controller's answer to an [`IsrChange`]: the committed partition, or `None` when it
-    /// was refused or unanswered (metadata will tell; back off until then).
+    /// Whether `change` is still the pending ISR change of this leader epoch (the shell sends
+    /// an unanswered change again only while it is).
+    pub fn isr_change_pending(&self, change: &IsrChange) -> bool {
+        self.role == Role::Leader
+            && self.leader_epoch == change.leader_epoch
+            && self.partition_epoch == change.partition_epoch
+            && self.pending_isr.as_deref() == Some(change.isr.as_slice())
+    }
+
+    /// The controller's answer to the pending [`IsrChange`]. A refusal settles the change
+    /// (back off before the next) only once the committed metadata has been applied: until
+    /// then an earlier attempt of the same change may have been committed, and the high
+    /// watermark must go on counting the pending ISR.
     pub fn isr_change_done(
         &mut self,
-        committed: Option<&PartitionMeta>,
+        answer: IsrAnswer<'_>,
         log: &impl LogView,
         now_ms: i64,
     ) -> Effects {
         self.pending_isr = None;
-        match committed {
-            None => self.isr_retry_at_ms = now_ms + ISR_RETRY_BACKOFF_MS,
-            Some(p) => {
+        match answer {
+            IsrAnswer::Refused => self.isr_retry_at_ms = now_ms + ISR_RETRY_BACKOFF_MS,
+            IsrAnswer::Committed(p) => {
                 if p.leader_epoch == self.leader_epoch && p.partition_epoch > self.partition_epoch {
                     self.isr = p.isr.clone();
                     self.partition_epoch = p.partition_epoch;

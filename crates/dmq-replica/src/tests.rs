@@ -134,7 +134,7 @@ fn kip497_the_hw_waits_for_the_larger_of_committed_and_pending_isr() {
     );
     // Only one change in flight.
     assert_eq!(r.isr_change(20_000, 10_000, |_| Some(7)), None);
-    let e = r.isr_change_done(Some(&meta(1, &[1, 2], 0, 1)), &log, 20_000);
+    let e = r.isr_change_done(IsrAnswer::Committed(&meta(1, &[1, 2], 0, 1)), &log, 20_000);
     assert_eq!(e.high_watermark, Some(10));
     assert_eq!(r.isr(), &[1, 2]);
 }
@@ -188,7 +188,7 @@ fn acks_all_after_an_isr_shrink_below_min_insync_is_not_enough_replicas_after_ap
     };
     // 2 lags out; the ISR of one moves the HW by itself, but below min.insync.
     r.isr_change(20_000, 10_000, |_| Some(7)).expect("shrink");
-    let e = r.isr_change_done(Some(&meta(1, &[1], 0, 1)), &log, 20_000);
+    let e = r.isr_change_done(IsrAnswer::Committed(&meta(1, &[1], 0, 1)), &log, 20_000);
     assert!(matches!(
         e.acks.as_slice(),
         [(id, Err(Refusal::NotEnoughReplicasAfterAppend { offset: 2, .. }))] if *id == a
@@ -317,7 +317,7 @@ fn kip841_isr_shrinks_on_lag_and_expands_at_the_hw_and_the_epoch_start() {
     fetched(&mut r, &log, 2, 10, 5_000);
     let shrink = r.isr_change(12_000, 10_000, |_| Some(7)).expect("3 lags");
     assert_eq!(shrink.removed, vec![3]);
-    r.isr_change_done(Some(&meta(1, &[1, 2], 0, 1)), &log, 12_000);
+    r.isr_change_done(IsrAnswer::Committed(&meta(1, &[1, 2], 0, 1)), &log, 12_000);
     // Rows: (3's fetch offset, joins). The HW and this epoch's start are both 10.
     for (offset, joins) in [(5, false), (9, false), (10, true)] {
         let mut s = r.clone();
@@ -339,7 +339,7 @@ fn kip497_a_refused_isr_change_backs_off_until_new_metadata() {
     let (mut r, log) = leader(10);
     fetched(&mut r, &log, 2, 10, 1_000);
     r.isr_change(20_000, 10_000, |_| Some(7)).expect("shrink");
-    r.isr_change_done(None, &log, 20_000);
+    r.isr_change_done(IsrAnswer::Refused, &log, 20_000);
     assert_eq!(r.pending_isr(), None);
     assert_eq!(
         r.isr_change(20_100, 10_000, |_| Some(7)),
@@ -349,7 +349,7 @@ fn kip497_a_refused_isr_change_backs_off_until_new_metadata() {
     assert!(r
         .isr_change(20_000 + ISR_RETRY_BACKOFF_MS, 10_000, |_| Some(7))
         .is_some());
-    r.isr_change_done(None, &log, 21_000);
+    r.isr_change_done(IsrAnswer::Refused, &log, 21_000);
     // New metadata (a partition epoch the controller moved) clears the back-off.
     r.apply_metadata(&meta(1, &[1, 2, 3], 0, 1), 2, &log, 21_000);
     assert!(r.isr_change(21_000, 10_000, |_| Some(7)).is_some());
@@ -359,11 +359,39 @@ fn kip497_a_refused_isr_change_backs_off_until_new_metadata() {
 }
 
 #[test]
+fn kip497_an_unanswered_expansion_stays_pending_and_the_hw_counts_it() {
+    // The controller may have committed an expansion it never answered: until it answers
+    // (or metadata shows the committed ISR), the HW must wait for the joining replica too.
+    let (mut r, log) = leader(10);
+    fetched(&mut r, &log, 2, 10, 1_000);
+    let shrink = r.isr_change(20_000, 10_000, |_| Some(7)).expect("shrink 3");
+    r.isr_change_done(IsrAnswer::Committed(&meta(1, &[1, 2], 0, 1)), &log, 20_000);
+    fetched(&mut r, &log, 2, 10, 20_000);
+    fetched(&mut r, &log, 3, 10, 20_000);
+    let expand = r.isr_change(20_000, 10_000, |_| Some(7)).expect("expand 3");
+    assert_eq!(expand.isr, vec![1, 2, 3]);
+    assert!(!r.isr_change_pending(&shrink));
+    assert!(r.isr_change_pending(&expand), "unanswered: still pending");
+    let log = Log::new(12, &[(0, 0)]);
+    fetched(&mut r, &log, 2, 12, 20_100);
+    assert_eq!(
+        r.high_watermark(),
+        10,
+        "3 (pending in the ISR) has not fetched 10..12"
+    );
+    fetched(&mut r, &log, 3, 12, 20_200);
+    assert_eq!(r.high_watermark(), 12);
+    // Metadata that moved the partition epoch ends the pending change.
+    r.apply_metadata(&meta(1, &[1, 2, 3], 0, 2), 2, &log, 20_300);
+    assert!(!r.isr_change_pending(&expand));
+}
+
+#[test]
 fn kip903_progress_starts_over_in_a_new_incarnation_and_only_current_progress_joins() {
     let (mut r, log) = leader(10);
     fetched(&mut r, &log, 2, 10, 1_000);
     r.isr_change(20_000, 10_000, |_| Some(7)).expect("shrink 3");
-    r.isr_change_done(Some(&meta(1, &[1, 2], 0, 1)), &log, 20_000);
+    r.isr_change_done(IsrAnswer::Committed(&meta(1, &[1, 2], 0, 1)), &log, 20_000);
     fetched(&mut r, &log, 2, 10, 20_000);
     // 3 fetched up to the end in incarnation 7 ...
     fetched(&mut r, &log, 3, 10, 20_000);
@@ -500,7 +528,7 @@ fn every_mutation_changes_a_decision() {
     let mut r = r.with_mutation(m(Mutation::IgnoreIncarnation));
     fetched(&mut r, &log, 2, 10, 1_000);
     r.isr_change(20_000, 10_000, |_| Some(7)).expect("shrink");
-    r.isr_change_done(Some(&meta(1, &[1, 2], 0, 1)), &log, 20_000);
+    r.isr_change_done(IsrAnswer::Committed(&meta(1, &[1, 2], 0, 1)), &log, 20_000);
     fetched(&mut r, &log, 2, 10, 20_000);
     fetched(&mut r, &log, 3, 10, 20_000);
     let change = r.isr_change(20_000, 10_000, |_| Some(8)).expect("joins");

@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use dmq_replica::{
-    AckWait, Effects, FollowerFetch, IsrChange, Mutation, Refusal, ReplicaState, RoleChange,
-    WaiterId,
+    AckWait, Effects, FollowerFetch, IsrAnswer, IsrChange, Mutation, Refusal, ReplicaState,
+    RoleChange, WaiterId,
 };
 use dmq_types::model::Partition;
 use dmq_types::BrokerId;
@@ -695,11 +695,11 @@ impl Broker {
         self.alter_pending.get(&p).filter(|a| a.seq == seq)
     }
 
-    /// No answer in time: the change may or may not be committed. The real broker reports it
-    /// as refused (`isr_change_done(None)`), which drops the core's pending ISR, so the HW moves
-    /// on over the old ISR although the controller may have committed a larger one (the bug
-    /// `--isr-unanswered-as-refused` reproduces). By default the shell keeps the change
-    /// pending and sends it again, as Kafka's leader retries AlterPartition.
+    /// No answer in time: the change may or may not be committed. The shell keeps the change
+    /// pending and sends it again, as Kafka's leader retries AlterPartition (and as
+    /// dmq-broker's ISR manager does). Settling it as refused at once would drop the core's
+    /// pending ISR, so the HW would move on over the old ISR although the controller may have
+    /// committed a larger one: the bug `--isr-unanswered-as-refused` re-introduces.
     fn alter_unanswered(&mut self, p: i32, seq: u64, io: &mut Io<'_>) {
         let Some(pending) = self.pending_alter(p, seq) else {
             return;
@@ -771,7 +771,11 @@ impl Broker {
             return true;
         };
         let committed = committed.map(partition_meta);
-        let effects = core.isr_change_done(committed.as_ref(), log, io.now_ms());
+        let answer = match &committed {
+            Some(p) => IsrAnswer::Committed(p),
+            None => IsrAnswer::Refused,
+        };
+        let effects = core.isr_change_done(answer, log, io.now_ms());
         self.perform(p, effects, io);
         true
     }

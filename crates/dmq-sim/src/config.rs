@@ -50,10 +50,10 @@ pub struct SimConfig {
     pub flush_interval_ms: (i64, i64),
     pub hw_checkpoint_interval_ms: i64,
     pub net: NetConfig,
-    /// Treat an unanswered or refused AlterPartition as the real broker shell does today:
-    /// `isr_change_done(None)` at once (which loses the pending ISR before the committed one
-    /// is known). Off: the sim's shell retries unanswered changes and settles refused ones
-    /// with the next metadata.
+    /// Settle an unanswered or refused AlterPartition as refused at once, as dmq-broker's ISR
+    /// manager did before it was fixed (which loses the pending ISR before the committed one
+    /// is known). Off, as in dmq-broker now: unanswered changes are sent again and refused
+    /// ones settled with the next metadata.
     pub isr_unanswered_as_refused: bool,
     /// Invariants not checked (`--skip-invariant`, to see what a violation leads to).
     pub skip_invariants: Vec<crate::check::Invariant>,

@@ -43,7 +43,7 @@ struct Args {
     #[arg(long)]
     trace_all: bool,
     /// Settle an unanswered or refused AlterPartition at once, as dmq-broker's ISR manager
-    /// does today (finds the HW-over-a-stale-ISR bug).
+    /// did before it was fixed (re-introduces the HW-over-a-stale-ISR bug).
     #[arg(long)]
     isr_unanswered_as_refused: bool,
     /// Do not check this invariant (repeatable), to see what its violation leads to.

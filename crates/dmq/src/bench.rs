@@ -266,7 +266,11 @@ async fn bench_metadata(
     let run_id = dmq_metadata::node::now_ms();
     let broker_ids: Vec<i32> = (0..3).map(|i| 1_000_000 + i).collect();
     for id in &broker_ids {
-        let body = json!({"brokerId": id, "host": "127.0.0.1", "port": 1, "kafkaPort": 2});
+        // Ports nobody listens on, one pair per broker: an address held by an ONLINE broker
+        // is refused (DUPLICATE_BROKER_REGISTRATION).
+        let port = 40_000 + 2 * (id - 1_000_000);
+        let body =
+            json!({"brokerId": id, "host": "127.0.0.1", "port": port, "kafkaPort": port + 1});
         let status = post_to_leader(&http, &leader, "/api/v1/metadata/brokers", &body).await?;
         if status >= 300 {
             bail!("registering benchmark broker {id} failed with HTTP {status}");
@@ -411,7 +415,11 @@ async fn bench_failover(kills: usize, output: Output) -> anyhow::Result<()> {
         }
         cluster.kill(leader);
         let t0 = Instant::now();
-        let body = json!({"brokerId": 7_000_000 + k as i64, "host": "127.0.0.1", "port": 1, "kafkaPort": 2});
+        // A fresh address per round: the previous round's broker is still ONLINE, and an
+        // address it holds would be refused until its session ends (the measure would include
+        // that wait).
+        let port = 50_000 + 2 * (k % 7_000) as i64;
+        let body = json!({"brokerId": 7_000_000 + k as i64, "host": "127.0.0.1", "port": port, "kafkaPort": port + 1});
         let new_leader = cluster
             .post_until_created(
                 leader,

@@ -613,8 +613,8 @@ async fn delete_records_moves_the_log_start_on_every_replica_and_survives_restar
     }
     let (code, _, _) = fetch_once(&mut conn, topic, 0, 0).await;
     assert_eq!(code, 1, "OFFSET_OUT_OF_RANGE below the log start");
-    let (code, _, records) = fetch_once(&mut conn, topic, 0, 40).await;
-    assert_eq!((code, records.first().map(|r| r.0)), (0, Some(40)));
+    let (code, _, fetched) = fetch_once(&mut conn, topic, 0, 40).await;
+    assert_eq!((code, fetched.first().map(|r| r.0)), (0, Some(40)));
     // Past the high watermark: refused, nothing moves.
     let (code, _, err) = cli(
         &cluster,
@@ -657,6 +657,68 @@ async fn delete_records_moves_the_log_start_on_every_replica_and_survives_restar
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "Partition purged-0 now starts at offset 100.");
+
+    // A follower that was down while the log start moved past its log end gets
+    // OFFSET_OUT_OF_RANGE with the leader's log start, starts over there and rejoins the ISR
+    // (it used to be told -1 and retry forever).
+    let leader = wait_until(Duration::from_secs(20), "a leader", || {
+        current_leader(&cluster, topic, 0)
+    })
+    .await
+    .expect("leader");
+    let behind = cluster
+        .broker_ids()
+        .into_iter()
+        .find(|b| *b != leader)
+        .expect("a follower");
+    cluster.kill_broker(behind);
+    let mut conn = connect(&cluster.kafka_addr(leader)).await;
+    for b in 0..10 {
+        let r = produce(
+            &mut conn,
+            topic,
+            0,
+            batch(&records(&format!("c{b}"), 10), None),
+            1,
+        )
+        .await;
+        assert_eq!(r.error_code, 0);
+    }
+    // Once the dead follower is out of the ISR the high watermark reaches 200.
+    wait_until(Duration::from_secs(30), "delete-records to 200", || async {
+        let r = cli(
+            &cluster,
+            &["topic", "delete-records", topic, "--offset", "-1"],
+        );
+        (r.1 == "Partition purged-0 now starts at offset 200.").then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", process_logs(dir.path())));
+    cluster.start_broker(behind).expect("restart the follower");
+    wait_until(
+        Duration::from_secs(30),
+        "the follower starts over",
+        || async { (log_start(&cluster, behind, topic).await? == 200).then_some(()) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("broker {behind}: {e}\n{}", process_logs(dir.path())));
+    wait_until(
+        Duration::from_secs(30),
+        "the follower rejoins the ISR",
+        || async {
+            let node = cluster.leader().await?;
+            let (_, t) = cluster
+                .get(node, &format!("/api/v1/metadata/topics/{topic}"))
+                .await?;
+            t["partitions"][0]["isr"]
+                .as_array()?
+                .iter()
+                .any(|b| b.as_i64() == Some(i64::from(behind)))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("broker {behind}: {e}\n{}", process_logs(dir.path())));
 }
 
 /// `cleanup.policy=compact` (issue: compaction never ran): the broker's cleaner keeps the last

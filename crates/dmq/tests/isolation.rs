@@ -231,9 +231,6 @@ impl Drop for Producer {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the cut-off leader's Metadata to name its likely successor instead of no \
-            leader (kafka/handlers.rs): librdkafka re-asks the broker it used last, which \
-            is the cut-off one, and stays stalled until the partition heals"]
 async fn a_producer_behind_a_leader_cut_off_from_the_quorum_moves_to_the_new_leader() {
     let dir = test_dir();
     let timings = ControllerConfig::default();

@@ -1023,7 +1023,7 @@ async fn a_leader_cut_off_from_the_controller_stops_acknowledging_until_it_is_ba
     )
     .await;
     let took = cut_off.elapsed();
-    // Metadata from the cut-off broker names no leader for its partition.
+    // Metadata from the cut-off broker, while it is cut off.
     let mut conn = kafka::connect(&addr).await;
     let req = MetadataRequest::default().with_topics(Some(vec![
         MetadataRequestTopic::default().with_name(Some(kafka::name(TOPIC)))
@@ -1048,9 +1048,19 @@ async fn a_leader_cut_off_from_the_controller_stops_acknowledging_until_it_is_ba
         took >= Duration::from_millis(1_700),
         "not before the session timeout: {took:?}"
     );
+    // It names the likely successor (a live ISR member other than itself), never itself.
     let p = &meta.topics[0].partitions[0];
-    assert_eq!(p.leader_id.0, -1, "no leader named while cut off");
-    assert_eq!(p.error_code, ResponseError::LeaderNotAvailable.code());
+    assert_ne!(
+        p.leader_id.0, leader,
+        "itself named as leader while cut off"
+    );
+    assert!(
+        p.isr_nodes.iter().any(|b| b.0 == p.leader_id.0),
+        "the named leader {} is not in the ISR {:?}",
+        p.leader_id.0,
+        p.isr_nodes
+    );
+    assert_eq!(p.error_code, 0);
     wait_for_log(
         &cluster,
         leader,

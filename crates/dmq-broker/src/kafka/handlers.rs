@@ -285,10 +285,17 @@ async fn metadata(ctx: &mut Ctx<'_>, r: MetadataRequest) -> MetadataResponse {
             .partitions
             .iter()
             .map(|p| {
-                // Cut off from the controller, this broker has been deposed by now: it names
-                // no leader rather than itself, so clients look elsewhere.
+                // Cut off from the controller, this broker has been deposed by now. It names
+                // the replica the controller will most likely have elected (the first live ISR
+                // member other than itself, the controller's own choice) rather than itself, so
+                // clients move there and learn the real leader from it; with none, no leader.
+                // (A client that is told "no leader" keeps the cached one: librdkafka does.)
                 let leader = if cut_off && p.leader == me {
-                    dmq_types::NO_LEADER
+                    p.replicas
+                        .iter()
+                        .copied()
+                        .find(|b| *b != me && p.isr.contains(b) && online(*b))
+                        .unwrap_or(dmq_types::NO_LEADER)
                 } else {
                     p.leader
                 };
@@ -513,13 +520,19 @@ async fn fetch(ctx: &mut Ctx<'_>, r: FetchRequest) -> FetchResponse {
                     Err(e) => {
                         any_error = true;
                         let code = ctx.code(&e);
+                        // The log start tells a follower (or a consumer) out of range below
+                        // it where to start over (KIP-107/KIP-392 followers rely on it).
+                        let log_start = shared
+                            .replicas
+                            .get(name, p.partition)
+                            .map_or(-1, |part| part.log.log_start_offset());
                         out.push(
                             PartitionData::default()
                                 .with_partition_index(p.partition)
                                 .with_error_code(code)
                                 .with_high_watermark(-1)
                                 .with_last_stable_offset(-1)
-                                .with_log_start_offset(-1)
+                                .with_log_start_offset(log_start)
                                 .with_records(Some(Bytes::new())),
                         );
                     }
