@@ -21,6 +21,7 @@ pub mod partition;
 mod produce;
 pub mod producer_state;
 pub mod replica_manager;
+pub mod txn;
 
 pub use config::BrokerConfig;
 pub use error::BrokerError;

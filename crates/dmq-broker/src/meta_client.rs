@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use dmq_types::broker_config::BrokerConfigs;
 use dmq_types::model::{Broker, Partition, Topic};
+use dmq_types::txn::{Transaction, TxnError, TxnOp};
 use dmq_types::BrokerId;
 use futures::stream::{FuturesUnordered, StreamExt};
 use reqwest::{Method, StatusCode};
@@ -50,6 +51,13 @@ struct ClusterResponse {
     topics: Vec<Topic>,
     #[serde(default, rename = "brokerConfigs")]
     broker_configs: BrokerConfigs,
+}
+
+/// A transaction change the quorum refused, with Kafka's error for it.
+#[derive(Debug, Clone)]
+pub struct TxnRefused {
+    pub error: TxnError,
+    pub message: String,
 }
 
 /// Where the controller is, as last learnt.
@@ -466,6 +474,77 @@ impl MetaClient {
             reply.error_code(),
             reply.message()
         )))
+    }
+
+    /// One transaction change (the transaction coordinator's proposals): the transaction after
+    /// it, or Kafka's error when the quorum refused it. `Err`: no controller answered.
+    pub async fn txn(&self, op: &TxnOp) -> Result<std::result::Result<Transaction, TxnRefused>> {
+        let body = serde_json::to_value(op)
+            .map_err(|e| BrokerError::Metadata(format!("cannot encode {op:?}: {e}")))?;
+        let reply = self
+            .leader_call(Method::POST, "/api/v1/metadata/transactions", Some(body))
+            .await?;
+        if reply.status.is_success() {
+            let t: Transaction = serde_json::from_value(reply.body).map_err(|e| {
+                BrokerError::Metadata(format!("unexpected transaction answer: {e}"))
+            })?;
+            return Ok(Ok(t));
+        }
+        let error =
+            serde_json::from_value::<TxnError>(Value::String(reply.error_code().to_string()));
+        match error {
+            Ok(error) => Ok(Err(TxnRefused {
+                error,
+                message: reply.message(),
+            })),
+            Err(_) => Err(BrokerError::Metadata(format!(
+                "transaction change: {} {} {}",
+                reply.status,
+                reply.error_code(),
+                reply.message()
+            ))),
+        }
+    }
+
+    /// One transactional id's state as the controller has committed it (`None`: unknown).
+    pub async fn transaction(&self, id: &str) -> Result<Option<Transaction>> {
+        let path = format!(
+            "/api/v1/metadata/transactions/{}?consistent=true",
+            encode_segment(id)
+        );
+        let reply = self.leader_call(Method::GET, &path, None).await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !reply.status.is_success() {
+            return Err(BrokerError::Metadata(format!(
+                "{path}: {} {} {}",
+                reply.status,
+                reply.error_code(),
+                reply.message()
+            )));
+        }
+        serde_json::from_value(reply.body)
+            .map(Some)
+            .map_err(|e| BrokerError::Metadata(format!("unexpected transaction: {e}")))
+    }
+
+    /// Every transactional id's state, as the controller has committed it.
+    pub async fn transactions(&self) -> Result<Vec<Transaction>> {
+        #[derive(Deserialize)]
+        struct List {
+            transactions: Vec<Transaction>,
+        }
+        let body = self
+            .leader_ok(
+                Method::GET,
+                "/api/v1/metadata/transactions?consistent=true",
+                None,
+            )
+            .await?;
+        let list: List = serde_json::from_value(body)
+            .map_err(|e| BrokerError::Metadata(format!("unexpected transaction list: {e}")))?;
+        Ok(list.transactions)
     }
 
     /// Controlled shutdown: the controller fences this broker and moves its leaderships.

@@ -75,6 +75,8 @@ pub struct BrokerShared {
     pub cut_off_announced: AtomicBool,
     /// Paces the log cleaner's reads and writes (`log.cleaner.io.max.bytes.per.second`).
     pub cleaner_throttle: dmq_log::IoThrottle,
+    /// The transaction coordinator's decisions in progress and marker connections.
+    pub txns: crate::txn::TxnCoordinator,
 }
 
 impl BrokerShared {
@@ -229,6 +231,7 @@ impl BrokerNode {
             cleaner_throttle: dmq_log::IoThrottle::new(
                 dmq_types::broker_config::CLEANER_IO_BYTES_PER_SEC_DEFAULT,
             ),
+            txns: Default::default(),
         });
         tracing::info!(
             broker = shared.config.broker_id,
@@ -246,6 +249,7 @@ impl BrokerNode {
             tokio::spawn(isr_manager(shared.clone())),
             tokio::spawn(crate::group::offsets::run(shared.clone(), commit_queue)),
             tokio::spawn(group_timers(shared.clone())),
+            tokio::spawn(crate::txn::driver(shared.clone())),
         ];
         Ok(BrokerNode {
             shared,

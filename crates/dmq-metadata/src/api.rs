@@ -89,6 +89,7 @@ pub fn router(shared: Shared) -> Router {
             post(controlled_shutdown),
         )
         .merge(crate::groups_api::routes())
+        .merge(crate::txn_api::routes())
         .merge(crate::ui::routes())
         .route("/api/v1/raft/status", get(raft_status))
         .route("/api/v1/raft/read-index", get(read_index))

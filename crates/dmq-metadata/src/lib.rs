@@ -1,6 +1,7 @@
 //! The DistributedMQ metadata quorum (KRaft-like controller).
 //!
 //! - [`state`]: the metadata image and its deterministic `apply` — pure data.
+//! - [`txn`]: the transaction state machine (KIP-98/KIP-447) — pure functions.
 //! - [`controller`]: replica placement, broker liveness and leader election — pure functions.
 //! - `raft`: openraft 0.9 glue: the fsynced log store, the snapshotting state machine, HTTP RPCs.
 //! - `api`: the HTTP API of SPEC §3.
@@ -15,6 +16,8 @@ mod metrics;
 pub mod node;
 pub mod raft;
 pub mod state;
+pub mod txn;
+mod txn_api;
 mod ui;
 
 pub use error::MetadataError;

@@ -152,6 +152,7 @@ impl NodeShared {
             Command::AllocateProducerIds { .. }
                 | Command::CommitOffsets { .. }
                 | Command::DeleteGroupOffsets { .. }
+                | Command::Txn { .. }
         );
         let proposed = self.proposer.propose(command);
         match tokio::time::timeout(Duration::from_millis(PROPOSE_TIMEOUT_MS), proposed).await {

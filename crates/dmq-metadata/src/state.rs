@@ -17,7 +17,10 @@ use std::collections::BTreeMap;
 
 pub use dmq_types::broker_config::BrokerConfigs;
 pub use dmq_types::model::{Broker, BrokerStatus, Partition, Topic};
+pub use dmq_types::txn::{Transaction, TxnError, TxnOp};
 use dmq_types::{BrokerId, LeaderEpoch, NO_LEADER, TOPIC_PARTITIONS_MAX};
+
+use crate::txn::Txns;
 use serde::{Deserialize, Serialize};
 
 /// One partition's new leadership, fenced by the leader epoch the controller based it on.
@@ -151,6 +154,8 @@ pub enum Command {
     /// Independent commands proposed together (group commit), applied in order at one index,
     /// each with its own result: one rejected command does not affect the others.
     Batch { commands: Vec<Command> },
+    /// A transaction coordinator's change to one transactional id (see [`crate::txn`]).
+    Txn { op: TxnOp },
 }
 
 impl Command {
@@ -236,7 +241,27 @@ impl Command {
                     + added_epochs.as_ref().map_or(0, |e| 16 + e.len() * 36)
             }
             Command::UpdateBrokerStatus { .. } | Command::AllocateProducerIds { .. } => BASE,
+            Command::Txn { op } => BASE + txn_op_bytes(op),
         }
+    }
+}
+
+fn txn_op_bytes(op: &TxnOp) -> usize {
+    let id = op.transactional_id().len() * 6;
+    id + match op {
+        TxnOp::AddPartitions { partitions, .. } => partitions
+            .iter()
+            .map(|p| 48 + p.topic.len() * 6)
+            .sum::<usize>(),
+        TxnOp::AddOffsets { group, .. } => group.len() * 6,
+        TxnOp::CommitOffsets { offsets, .. } => offsets
+            .iter()
+            .map(|o| {
+                160 + (o.group.len() + o.topic.len()) * 6
+                    + o.metadata.as_ref().map_or(0, |m| m.len() * 6)
+            })
+            .sum::<usize>(),
+        _ => 0,
     }
 }
 
@@ -363,6 +388,16 @@ pub enum CommandResult {
         code: RejectCode,
         message: String,
     },
+    /// A transaction after a [`Command::Txn`].
+    Txn {
+        transaction: Box<Transaction>,
+    },
+    /// A [`Command::Txn`] refused, with Kafka's error (the transaction may still have moved:
+    /// see [`crate::txn::TxnRefusal`]).
+    TxnRefused {
+        error: TxnError,
+        message: String,
+    },
     /// The results of a [`Command::Batch`], one per command, in order.
     Batch {
         results: Vec<CommandResult>,
@@ -388,6 +423,9 @@ pub struct MetadataState {
     /// Dynamic broker configs (cluster-wide defaults and per broker).
     #[serde(default)]
     pub broker_configs: BrokerConfigs,
+    /// Transactions, by transactional id.
+    #[serde(default)]
+    pub transactions: BTreeMap<String, Transaction>,
 }
 
 /// Largest producer-id block one command hands out.
@@ -515,6 +553,7 @@ impl MetadataState {
             Command::Batch { commands } => CommandResult::Batch {
                 results: commands.iter().map(|c| self.apply(index, c)).collect(),
             },
+            Command::Txn { op } => self.apply_txn(op),
             Command::AllocateProducerIds { broker_id, count } => {
                 if !self.brokers.contains_key(broker_id) {
                     return reject(
@@ -664,6 +703,58 @@ impl MetadataState {
 
     /// Why one offset commit cannot be stored, if it cannot: no group id, a topic or partition
     /// that does not exist (any more), or metadata over [`OFFSET_METADATA_MAX_BYTES`].
+    fn apply_txn(&mut self, op: &TxnOp) -> CommandResult {
+        let mut txns = Txns {
+            transactions: &mut self.transactions,
+            next_producer_id: &mut self.next_producer_id,
+            topics: &self.topics,
+        };
+        match txns.apply(op) {
+            Ok(applied) => {
+                // A commit decision makes the transaction's offsets the groups' offsets in this
+                // same entry (Kafka: visible with the marker in __consumer_offsets).
+                let at = applied.transaction.last_update_ms;
+                for o in &applied.committed_offsets {
+                    let commit = OffsetCommit {
+                        group_id: o.group.clone(),
+                        topic: o.topic.clone(),
+                        partition: o.partition,
+                        offset: o.offset,
+                        leader_epoch: o.leader_epoch,
+                        metadata: o.metadata.clone(),
+                        commit_timestamp: at,
+                    };
+                    // A topic deleted meanwhile: nothing to commit for it.
+                    if self.check_offset_commit(&commit).is_err() {
+                        continue;
+                    }
+                    self.groups
+                        .entry(commit.group_id)
+                        .or_default()
+                        .offsets
+                        .entry(commit.topic)
+                        .or_default()
+                        .insert(
+                            commit.partition,
+                            CommittedOffset {
+                                offset: commit.offset,
+                                leader_epoch: commit.leader_epoch,
+                                metadata: commit.metadata,
+                                commit_timestamp: at,
+                            },
+                        );
+                }
+                CommandResult::Txn {
+                    transaction: Box::new(applied.transaction),
+                }
+            }
+            Err(r) => CommandResult::TxnRefused {
+                error: r.error,
+                message: r.message,
+            },
+        }
+    }
+
     fn check_offset_commit(&self, c: &OffsetCommit) -> Result<(), String> {
         if c.group_id.is_empty() {
             return Err("the group id is empty".into());

@@ -13,6 +13,7 @@ mod limits;
 pub mod model;
 mod names;
 pub mod topic_config;
+pub mod txn;
 
 pub use config::{
     ControllerConfig, MetadataNodeConfig, MetadataSyncConfig, ServicesConfig, StorageNodeConfig,

@@ -151,15 +151,24 @@ async fn a_follower_paused_past_the_election_timeout_does_not_depose_the_leader(
     assert!(PAUSE > Duration::from_millis(controller.election_timeout_ms * 2));
     let cluster = start_quorum(dir.path(), controller);
     register_brokers(&cluster, &[101]).await;
-    let leader = cluster
-        .wait_for_leader(Duration::from_secs(5))
-        .await
-        .expect("a leader");
-    let term = cluster
-        .status(leader)
-        .await
-        .and_then(|s| s["currentTerm"].as_u64())
-        .expect("leader's term");
+    // The leader and term every node agrees on (a start-up election may still be settling
+    // when the first leader answers).
+    let c = &cluster;
+    let (leader, term) = wait_until(
+        Duration::from_secs(10),
+        "all nodes to agree on a leader",
+        || async move {
+            let mut seen = Vec::new();
+            for id in c.ids() {
+                let s = c.status(id).await?;
+                seen.push((s["leaderId"].as_u64()?, s["currentTerm"].as_u64()?));
+            }
+            let first = *seen.first()?;
+            seen.iter().all(|x| *x == first).then_some(first)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", process_logs(dir.path())));
     let followers: Vec<NodeId> = cluster.ids().into_iter().filter(|i| *i != leader).collect();
     let mut writes = Writes::new();
     let mut problems = Vec::new();

@@ -49,7 +49,7 @@ fn code(e: ResponseError) -> i16 {
 }
 
 /// `None` when this broker coordinates `group`, else the error to answer with.
-fn coordinator_error(ctx: &mut Ctx<'_>, group: &str) -> Option<i16> {
+pub(super) fn coordinator_error(ctx: &mut Ctx<'_>, group: &str) -> Option<i16> {
     let e = match coordinator_for(&ctx.shared.image(), group) {
         Some(b) if b == ctx.shared.config.broker_id => return None,
         Some(_) => ResponseError::NotCoordinator,
@@ -84,14 +84,9 @@ pub fn find_coordinator(ctx: &mut Ctx<'_>, r: FindCoordinatorRequest) -> FindCoo
     let image = ctx.shared.image();
     let mut coordinators = Vec::new();
     for key in keys {
-        let found = if r.key_type == KEY_TYPE_TRANSACTION {
-            // Until transactions land: the non-retriable code InitProducerId answers a
-            // transactional id with, so clients fail at once instead of retrying for seconds.
-            Err((
-                ResponseError::TransactionalIdAuthorizationFailed,
-                "transactions are not supported",
-            ))
-        } else if r.key_type != KEY_TYPE_GROUP {
+        // Groups and transactional ids are spread over the ONLINE brokers by the same hash;
+        // a transaction's state lives in the quorum, so any broker can take one over.
+        let found = if r.key_type != KEY_TYPE_GROUP && r.key_type != KEY_TYPE_TRANSACTION {
             Err((
                 ResponseError::InvalidRequest,
                 "unknown coordinator key type",

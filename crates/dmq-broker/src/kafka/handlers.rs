@@ -169,6 +169,22 @@ pub async fn handle(ctx: &mut Ctx<'_>, request: RequestKind) -> Option<ResponseK
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(super::groups::offset_delete(ctx, r).await)
         }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(super::txn::add_partitions_to_txn(ctx, r).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(super::txn::add_offsets_to_txn(ctx, r).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(super::txn::txn_offset_commit(ctx, r).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(super::txn::end_txn(ctx, r).await),
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(super::txn::describe_transactions(ctx, r).await)
+        }
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(super::txn::list_transactions(ctx, r).await)
+        }
         other => {
             // The dispatcher only decodes advertised APIs; this is unreachable in practice.
             tracing::warn!("no handler for {other:?}");
@@ -1187,9 +1203,9 @@ async fn init_producer_id(ctx: &mut Ctx<'_>, r: InitProducerIdRequest) -> InitPr
             .with_producer_id((-1).into())
             .with_producer_epoch(-1)
     };
-    if r.transactional_id.is_some() {
-        ctx.had_error = true;
-        return fail(ResponseError::TransactionalIdAuthorizationFailed);
+    if let Some(id) = r.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+        let id = id.to_string();
+        return super::txn::init_producer_id(ctx, &r, &id).await;
     }
     // KIP-360: a producer that already has an id asks for an epoch bump.
     if r.producer_id.0 >= 0 && r.producer_epoch >= 0 && r.producer_epoch < i16::MAX {

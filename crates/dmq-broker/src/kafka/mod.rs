@@ -6,3 +6,4 @@ pub mod describe;
 pub mod groups;
 pub mod handlers;
 pub mod server;
+pub mod txn;

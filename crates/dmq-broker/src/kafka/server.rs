@@ -60,6 +60,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // Transactions (KIP-98/KIP-447). AddPartitionsToTxn v4 is the batched inter-broker form
+    // (KIP-890 verification); the "transaction version 2" forms (EndTxn v5 and the epoch bump
+    // per transaction) are not offered, so clients use the KIP-98/447 flow.
+    (ApiKey::AddPartitionsToTxn, 0, 4),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
 ];
 
 pub fn supported(key: i16) -> Option<(ApiKey, i16, i16)> {
@@ -255,6 +264,13 @@ fn server_error_response(api: ApiKey) -> Option<ResponseKind> {
         ApiKey::OffsetDelete => {
             ResponseKind::OffsetDelete(OffsetDeleteResponse::default().with_error_code(code))
         }
+        ApiKey::AddOffsetsToTxn => {
+            ResponseKind::AddOffsetsToTxn(AddOffsetsToTxnResponse::default().with_error_code(code))
+        }
+        ApiKey::EndTxn => ResponseKind::EndTxn(EndTxnResponse::default().with_error_code(code)),
+        ApiKey::ListTransactions => ResponseKind::ListTransactions(
+            ListTransactionsResponse::default().with_error_code(code),
+        ),
         _ => return None,
     })
 }
@@ -319,6 +335,13 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::AddPartitionsToTxn => "AddPartitionsToTxn",
+        ApiKey::AddOffsetsToTxn => "AddOffsetsToTxn",
+        ApiKey::EndTxn => "EndTxn",
+        ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
+        ApiKey::DescribeTransactions => "DescribeTransactions",
+        ApiKey::ListTransactions => "ListTransactions",
+        ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
         _ => "Other",
     }
 }
