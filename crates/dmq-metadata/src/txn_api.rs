@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use crate::api::{ensure_consistent, parse_json, result_error, ReadQuery};
 use crate::error::MetadataError;
 use crate::node::NodeShared;
-use crate::state::{Command, CommandResult, TxnOp};
+use crate::state::{Command, CommandResult, TxnError, TxnOp};
 
 type Shared = Arc<NodeShared>;
 type ApiResult<T> = Result<T, MetadataError>;
@@ -45,6 +45,14 @@ async fn change_transaction(State(shared): State<Shared>, body: Bytes) -> ApiRes
     shared.require_leader()?;
     match shared.propose(Command::Txn { op }).await? {
         CommandResult::Txn { transaction } => Ok(Json(json!(transaction))),
+        // A bad timeout is the request's fault (400); the rest are refusals of the state (409).
+        CommandResult::TxnRefused {
+            error: TxnError::InvalidTransactionTimeout,
+            message,
+        } => Err(MetadataError::Invalid {
+            code: TxnError::InvalidTransactionTimeout.name(),
+            message,
+        }),
         CommandResult::TxnRefused { error, message } => Err(MetadataError::Fenced {
             code: error.name(),
             message,

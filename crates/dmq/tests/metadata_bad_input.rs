@@ -406,3 +406,123 @@ fn a_bad_services_json_stops_start_up_with_one_clear_message() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("metadata node id 7 is not listed"), "{err}");
 }
+
+/// Transaction changes (the brokers' transaction coordinators' internal API): malformed ops
+/// are 400s, refusals name Kafka's error, and a refused op changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_changes_are_checked_and_refusals_name_kafka_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_quorum(dir.path(), long_sessions());
+    register_brokers(&cluster, &[101]).await;
+    create_topic(&cluster, "out", 2, 1).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(3))
+        .await
+        .expect("leader");
+    let url = format!("{}/api/v1/metadata/transactions", cluster.url(leader));
+    let http = reqwest::Client::new();
+    let post = |body: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("POST");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let init = |timeout: i64| {
+        json!({"op": "INIT", "transactionalId": "t1", "timeoutMs": timeout,
+               "producerId": -1, "producerEpoch": -1, "nowMs": 1})
+        .to_string()
+    };
+    let add = |partition: i32, epoch: i32| {
+        json!({"op": "ADD_PARTITIONS", "transactionalId": "t1", "producerId": 0,
+               "producerEpoch": epoch, "partitions": [{"topic": "out", "partition": partition}],
+               "nowMs": 2})
+        .to_string()
+    };
+    let refusals: Vec<(&str, String, u16, &str)> = vec![
+        ("malformed", "{\"op\": ".into(), 400, "INVALID_REQUEST"),
+        (
+            "unknown op",
+            json!({"op": "FLY", "transactionalId": "t1"}).to_string(),
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "no producer id yet",
+            add(0, 0),
+            409,
+            "INVALID_PRODUCER_ID_MAPPING",
+        ),
+        (
+            "timeout too long",
+            init(15 * 60 * 1000 + 1),
+            400,
+            "INVALID_TRANSACTION_TIMEOUT",
+        ),
+        ("timeout zero", init(0), 400, "INVALID_TRANSACTION_TIMEOUT"),
+    ];
+    for (what, body, status, code) in &refusals {
+        let (got, v) = post(body.clone()).await;
+        assert_eq!(
+            (got, v["error"].as_str()),
+            (*status, Some(*code)),
+            "{what}: {v}"
+        );
+    }
+    let (status, v) = post(init(60_000)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["producerEpoch"].as_i64(), v["status"].as_str()),
+        (Some(0), Some("Empty"))
+    );
+    let pid = v["producerId"].as_i64().expect("producer id");
+    let add = |partition: i32, epoch: i32| {
+        json!({"op": "ADD_PARTITIONS", "transactionalId": "t1", "producerId": pid,
+               "producerEpoch": epoch, "partitions": [{"topic": "out", "partition": partition}],
+               "nowMs": 2})
+        .to_string()
+    };
+    let (status, v) = post(add(2, 0)).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (409, Some("UNKNOWN_TOPIC_OR_PARTITION")),
+        "{v}"
+    );
+    let (status, v) = post(add(1, 1)).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (409, Some("PRODUCER_FENCED")),
+        "{v}"
+    );
+    let got = http
+        .get(format!("{url}/t1?consistent=true"))
+        .send()
+        .await
+        .expect("GET");
+    let t: Value = got.json().await.expect("json");
+    assert_eq!(t["status"], "Empty", "refusals changed nothing: {t}");
+    let (status, v) = post(add(1, 0)).await;
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("Ongoing")),
+        "{v}"
+    );
+    let unknown = http.get(format!("{url}/nope")).send().await.expect("GET");
+    assert_eq!(unknown.status().as_u16(), 404);
+    let list: Value = http
+        .get(&url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["transactions"][0]["transactionalId"], "t1", "{list}");
+}
