@@ -211,6 +211,14 @@ pub enum GroupCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum TxnCommand {
+    /// Every transactional id: producer id and epoch, state, partitions, age.
+    List,
+    /// One transactional id in full: state, timeout, partitions, groups, pending offsets.
+    Describe { transactional_id: String },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PrintFormat {
     /// The value.
@@ -587,6 +595,91 @@ fn print_record(
                 value.unwrap_or_else(|| "null".into())
             )?,
         },
+    }
+    Ok(())
+}
+
+/// `dmq txn list | describe ID`: transactions as the metadata quorum has them.
+pub async fn txn(cmd: TxnCommand, args: ClientArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let urls = metadata_urls(&args);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    match cmd {
+        TxnCommand::List => {
+            let v = metadata_get(&http, &urls, "/api/v1/metadata/transactions?consistent=true")
+                .await?;
+            let txns = v["transactions"].as_array().cloned().unwrap_or_default();
+            match args.output {
+                OutputFormat::Json => print_json(&Value::Array(txns)),
+                OutputFormat::Table => {
+                    let mut t = Table::new([
+                        "TRANSACTIONAL-ID",
+                        "PRODUCER-ID",
+                        "EPOCH",
+                        "STATE",
+                        "PARTITIONS",
+                        "OPEN-MS",
+                    ]);
+                    for x in &txns {
+                        let start = x["startMs"].as_i64().unwrap_or(0);
+                        t.row([
+                            x["transactionalId"].as_str().unwrap_or("").to_string(),
+                            x["producerId"].to_string(),
+                            x["producerEpoch"].to_string(),
+                            x["status"].as_str().unwrap_or("").to_string(),
+                            x["partitions"].as_array().map_or(0, Vec::len).to_string(),
+                            if start > 0 && x["status"] == "Ongoing" {
+                                (now - start).max(0).to_string()
+                            } else {
+                                "-".into()
+                            },
+                        ]);
+                    }
+                    t.print();
+                }
+            }
+        }
+        TxnCommand::Describe { transactional_id } => {
+            let path = format!(
+                "/api/v1/metadata/transactions/{}?consistent=true",
+                dmq_broker::meta_client::encode_segment(&transactional_id)
+            );
+            let x = metadata_get(&http, &urls, &path).await?;
+            match args.output {
+                OutputFormat::Json => print_json(&x),
+                OutputFormat::Table => {
+                    println!(
+                        "Transactional id: {}  Producer id: {}  Epoch: {}  State: {}  Timeout: {} ms",
+                        x["transactionalId"].as_str().unwrap_or(""),
+                        x["producerId"],
+                        x["producerEpoch"],
+                        x["status"].as_str().unwrap_or(""),
+                        x["timeoutMs"],
+                    );
+                    let mut t = Table::new(["TOPIC", "PARTITION"]);
+                    for p in x["partitions"].as_array().into_iter().flatten() {
+                        t.row([
+                            p["topic"].as_str().unwrap_or("").to_string(),
+                            p["partition"].to_string(),
+                        ]);
+                    }
+                    t.print();
+                    for o in x["pendingOffsets"].as_array().into_iter().flatten() {
+                        println!(
+                            "pending offset: group {} {}-{} at {}",
+                            o["group"].as_str().unwrap_or(""),
+                            o["topic"].as_str().unwrap_or(""),
+                            o["partition"],
+                            o["offset"]
+                        );
+                    }
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -121,6 +121,13 @@ enum Commands {
         #[command(flatten)]
         client: cli::ClientArgs,
     },
+    /// Transactions: list, describe.
+    Txn {
+        #[command(subcommand)]
+        cmd: cli::TxnCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
     /// The cluster's health at a glance.
     Cluster {
         #[command(subcommand)]
@@ -228,6 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Consume { args, client } => cli::consume(args, client).await,
         Commands::Cluster { cmd, client } => cli::cluster(cmd, client).await,
         Commands::Group { cmd, client } => cli::group(cmd, client).await,
+        Commands::Txn { cmd, client } => cli::txn(cmd, client).await,
     }
 }
 
