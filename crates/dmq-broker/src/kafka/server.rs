@@ -60,6 +60,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // Inter-broker (the transaction coordinator to partition leaders). v1 (flexible) only:
+    // the codec, generated from Kafka 4's message definitions, decodes no other version.
+    (ApiKey::WriteTxnMarkers, 1, 1),
 ];
 
 pub fn supported(key: i16) -> Option<(ApiKey, i16, i16)> {
@@ -319,6 +322,7 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
         _ => "Other",
     }
 }
