@@ -113,6 +113,7 @@ async fn markers_decide_what_read_committed_consumers_see_across_leaders_and_res
     let init = conn
         .send(
             &InitProducerIdRequest::default()
+                .with_transactional_id(None)
                 .with_transaction_timeout_ms(60_000)
                 .with_producer_id((-1).into())
                 .with_producer_epoch(-1),
@@ -259,6 +260,7 @@ async fn markers_decide_what_read_committed_consumers_see_across_leaders_and_res
             Some(ResponseError::InvalidProducerEpoch),
             "round {round}, leader {current}"
         );
+        eprintln!("round {round}: killed {victim}; {current} leads with the same state");
         cluster.start_broker(victim).expect("restart broker");
         wait_partition(&cluster, "the restarted broker back in the ISR", |p| {
             isr_len(p) == 3
