@@ -12,7 +12,8 @@
 //! [`ReplicaState`] of `dmq-replica`; this type feeds it events (metadata, appends, fetches,
 //! the controller's answers) and performs what it decides: it writes and truncates the log,
 //! publishes the high watermark, answers acks=all producers, records leader epochs. It also
-//! holds what is not replication: the idempotent-producer state and the topic's settings.
+//! holds what is not replication: the idempotent-producer and transaction state (the last
+//! stable offset, aborted transactions; see `producer_state`) and the topic's settings.
 //!
 //! All state changes happen under one short `std::sync::Mutex`; waiting happens outside it —
 //! acks=all on a oneshot answered the moment the core decides (no polling, no re-check),
@@ -37,7 +38,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::config::TopicSettings;
 use crate::error::{BrokerError, Result};
-use crate::producer_state::{ProducerStates, SeqCheck};
+use crate::producer_state::{AbortedTxn, ProducerStates, SeqCheck};
 
 pub use dmq_replica::{FollowerProgress, IsrChange, Role};
 
@@ -77,6 +78,16 @@ pub struct Appended {
     pub records: i64,
     /// An idempotent retry of a batch already in the log: nothing was written.
     pub duplicate: bool,
+}
+
+/// A transaction marker to write at a partition (one partition of a WriteTxnMarkers request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnMarker {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Commit (true) or abort (false).
+    pub commit: bool,
+    pub coordinator_epoch: i32,
 }
 
 /// How a metadata update changed this replica.
@@ -147,7 +158,7 @@ impl Partition {
     ) -> Result<Partition> {
         let settings = TopicSettings::from_config(&topic.config);
         let log = Arc::new(Log::open(dir, settings.log_config())?);
-        let producers = rebuild_producers(&log)?;
+        let mut producers = rebuild_producers(&log)?;
         let leo = log.log_end_offset();
         // The checkpointed high watermark (Kafka's replication-offset-checkpoint), within what
         // the log holds after recovery: a restarted leader serves what was committed at once
@@ -155,6 +166,7 @@ impl Partition {
         let hw = read_hw_checkpoint(dir).map_or(log.log_start_offset(), |h| {
             h.clamp(log.log_start_offset(), leo)
         });
+        producers.on_high_watermark(hw);
         let (hw_tx, _) = watch::channel(hw);
         let (leo_tx, _) = watch::channel(leo);
         let core = ReplicaState::new(broker_id, hw, settings.min_insync_replicas);
@@ -193,6 +205,8 @@ impl Partition {
     /// acks=all producers it decided.
     fn perform(&self, st: &mut State, effects: Effects) {
         if let Some(hw) = effects.high_watermark {
+            // Before the HW is published: whoever sees the new HW sees the LSO it allows.
+            st.producers.on_high_watermark(hw);
             self.hw.store(hw, Ordering::Release);
             self.hw_tx.send_replace(hw);
         }
@@ -384,6 +398,13 @@ impl Partition {
                 duplicate: true,
             });
         }
+        self.leader_write(records, epoch)
+    }
+
+    /// The common tail of the leader's appends, under the writer lock the caller holds: writes
+    /// `records` (checked already) in leader `epoch`, records their producer and transaction
+    /// state, and tells the core the log end moved.
+    fn leader_write(&self, records: &mut [u8], epoch: i32) -> Result<Appended> {
         // The write itself holds only the writer lock.
         let info = self.log.append_as_leader(records, epoch, now_ms())?;
         let mut st = self.lock();
@@ -391,7 +412,7 @@ impl Partition {
         for (_, bytes) in Batches::new(records, false).flatten() {
             if let Ok(h) = BatchHeader::new(bytes) {
                 count += i64::from(h.record_count());
-                st.producers.record(&h);
+                st.producers.record(bytes);
             }
         }
         self.leo_tx.send_replace(info.last_offset + 1);
@@ -405,6 +426,66 @@ impl Partition {
             records: count,
             duplicate: false,
         })
+    }
+
+    /// Leader: appends a transaction marker (WriteTxnMarkers, KIP-98) through the same leader
+    /// path as produce, under acks=all's rule that the ISR holds `min.insync.replicas` members
+    /// (else NOT_ENOUGH_REPLICAS and nothing is written). The caller then waits for the ISR
+    /// with [`Partition::wait_replicated`] (see `produce::write_txn_marker`): the coordinator
+    /// may only consider the transaction complete once the marker is committed.
+    ///
+    /// Refused with INVALID_PRODUCER_EPOCH when the producer's epoch here is newer than the
+    /// marker's, TRANSACTION_COORDINATOR_FENCED when a newer coordinator wrote here already.
+    pub fn append_txn_marker(&self, marker: TxnMarker, cut_off: bool) -> Result<Appended> {
+        let _writer = self.write_lock();
+        let epoch = {
+            let st = self.lock();
+            let epoch = st
+                .core
+                .check_append(-1, cut_off)
+                .map_err(|r| self.refused(r))?;
+            st.producers.check_marker(
+                marker.producer_id,
+                marker.producer_epoch,
+                marker.coordinator_epoch,
+            )?;
+            epoch
+        };
+        let mut records = dmq_log::batch::control_batch(
+            marker.producer_id,
+            marker.producer_epoch,
+            marker.commit,
+            marker.coordinator_epoch,
+            now_ms(),
+        );
+        self.leader_write(&mut records, epoch)
+    }
+
+    /// The last stable offset: `min(high watermark, first offset of a transaction not yet
+    /// decided)`, never above the high watermark. `read_committed` consumers read below it.
+    ///
+    /// It moves only when the high watermark does (a marker counts once the HW passes it), so
+    /// the consumers' long polls, woken by HW moves, also see every LSO move.
+    pub fn last_stable_offset(&self) -> i64 {
+        let st = self.lock();
+        let hw = self.high_watermark();
+        st.producers
+            .first_unstable_offset()
+            .map_or(hw, |first| first.min(hw))
+    }
+
+    /// Aborted transactions overlapping `[from, upper)`, for a `read_committed` fetch answer.
+    /// Those whose marker went with the log start (retention, DeleteRecords) are dropped here.
+    pub fn aborted_transactions(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        let mut st = self.lock();
+        st.producers
+            .drop_aborted_before(self.log.log_start_offset());
+        st.producers.aborted_between(from, upper)
+    }
+
+    /// First offset of `producer_id`'s open transaction at this partition, if it has one.
+    pub fn ongoing_transaction(&self, producer_id: i64) -> Option<i64> {
+        self.lock().producers.ongoing_transaction(producer_id)
     }
 
     /// Leader: a follower's fetch. Served (what it may read, up to the log end) unless the core
@@ -505,6 +586,7 @@ impl Partition {
                 "truncated a divergent suffix"
             );
             st.producers = rebuild_producers(&self.log)?;
+            st.producers.on_high_watermark(self.high_watermark());
             self.leo_tx.send_replace(new_end);
         }
         let effects = st.core.truncated(new_end);
@@ -599,9 +681,7 @@ impl Partition {
         if !records.is_empty() {
             let info = self.log.append_replicated(records)?;
             for (_, bytes) in Batches::new(records, false).flatten() {
-                if let Ok(h) = BatchHeader::new(bytes) {
-                    st.producers.record(&h);
-                }
+                st.producers.record(bytes);
             }
             appended = info.bytes;
             self.leo_tx.send_replace(info.last_offset + 1);
@@ -719,7 +799,9 @@ pub struct ReplicaSnapshot {
     pub log_start_offset: i64,
 }
 
-/// Producer state from every batch header in the log (restart recovery).
+/// Producer and transaction state from every batch header (and marker) in the log: restart
+/// recovery and truncation. A scan of the whole log; Kafka avoids it with producer snapshots
+/// and a `.txnindex` per segment, an optimisation this does not need for correctness.
 fn rebuild_producers(log: &Log) -> Result<ProducerStates> {
     let mut producers = ProducerStates::default();
     let end = log.log_end_offset();
@@ -733,7 +815,7 @@ fn rebuild_producers(log: &Log) -> Result<ProducerStates> {
         let before = offset;
         for (_, bytes) in Batches::new(&buf, false).flatten() {
             if let Ok(h) = BatchHeader::new(bytes) {
-                producers.record(&h);
+                producers.record(bytes);
                 offset = h.last_offset() + 1;
             }
         }
@@ -977,5 +1059,120 @@ mod tests {
             Some(0),
             "the empty epoch 1 is gone, so the next fetch names epoch 0"
         );
+    }
+
+    /// A transactional batch (attribute bit 0x10; the CRC covers it, so it is recomputed).
+    fn txn_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
+        let mut b = dmq_log::RecordBatchBuilder::new(0).producer(pid, epoch, seq);
+        for i in 0..n {
+            b.push(0, Some(b"k"), Some(format!("t{i}").as_bytes()), &[]);
+        }
+        let mut bytes = b.build();
+        let attributes = BatchHeader::new(&bytes).expect("header").attributes() | 0x10;
+        bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+        let crc = dmq_log::batch::compute_crc(&bytes);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        bytes
+    }
+
+    fn marker(pid: i64, epoch: i16, commit: bool) -> TxnMarker {
+        TxnMarker {
+            producer_id: pid,
+            producer_epoch: epoch,
+            commit,
+            coordinator_epoch: 0,
+        }
+    }
+
+    /// KIP-98 at the partition: the LSO stops at an open transaction's first offset, an abort
+    /// lands in the aborted list, a marker of a newer epoch fences the old one — and all of it
+    /// is rebuilt from the log when the partition is opened again.
+    #[test]
+    fn transaction_state_follows_markers_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let aborted = vec![AbortedTxn {
+            producer_id: 7,
+            first_offset: 4,
+            last_offset: 5,
+        }];
+        let fenced = |p: &Partition| {
+            let err = p
+                .append_as_leader(&mut txn_batch(7, 0, 9, 1), -1, false)
+                .expect_err("data of the fenced epoch");
+            assert_eq!(err.kafka_code(), ResponseError::InvalidProducerEpoch.code());
+            let err = p
+                .append_txn_marker(marker(7, 0, true), false)
+                .expect_err("a marker of the fenced epoch");
+            assert_eq!(err.kafka_code(), ResponseError::InvalidProducerEpoch.code());
+        };
+        {
+            // An ISR of one: every append is committed at once.
+            let p = Partition::open(dir.path(), &topic(), &meta(1, &[1], 0, 0), 1).expect("open");
+            p.apply_metadata(&topic(), &meta(1, &[1], 0, 0));
+            produce(&p, 1); // 0
+            p.append_as_leader(&mut txn_batch(7, 0, 0, 2), -1, false)
+                .expect("txn 1"); // 1-2
+            assert_eq!(p.last_stable_offset(), 1);
+            assert_eq!(p.ongoing_transaction(7), Some(1));
+            let m = p
+                .append_txn_marker(marker(7, 0, true), false)
+                .expect("commit"); // 3
+            assert_eq!(m.base_offset, 3);
+            assert_eq!(p.last_stable_offset(), 4, "committed and below the HW");
+            p.append_as_leader(&mut txn_batch(7, 0, 2, 1), -1, false)
+                .expect("txn 2"); // 4
+            p.append_txn_marker(marker(7, 1, false), false)
+                .expect("abort with a bumped epoch"); // 5
+            p.append_as_leader(&mut txn_batch(7, 1, 0, 2), -1, false)
+                .expect("txn 3"); // 6-7
+            assert_eq!(p.aborted_transactions(0, 8), aborted);
+            assert_eq!(p.last_stable_offset(), 6);
+            fenced(&p);
+            p.checkpoint_hw().expect("checkpoint");
+            p.log.close().expect("close");
+        }
+        let p = Partition::open(dir.path(), &topic(), &meta(1, &[1], 1, 1), 1).expect("reopen");
+        p.apply_metadata(&topic(), &meta(1, &[1], 1, 1));
+        assert_eq!(p.high_watermark(), 8);
+        assert_eq!(
+            p.last_stable_offset(),
+            6,
+            "transaction 3 is still open at 6"
+        );
+        assert_eq!(p.ongoing_transaction(7), Some(6));
+        assert_eq!(p.aborted_transactions(0, 8), aborted);
+        assert_eq!(p.aborted_transactions(6, 8), vec![], "the abort ended at 5");
+        fenced(&p);
+        p.append_txn_marker(marker(7, 1, true), false)
+            .expect("commit 3"); // 8
+        assert_eq!(p.last_stable_offset(), 9);
+    }
+
+    /// The LSO never passes the high watermark, and a marker counts only once the HW passes
+    /// it (Kafka's unreplicated transactions): until then a new leader might not have it.
+    #[test]
+    fn a_marker_counts_for_the_lso_only_once_replicated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Partition::open(dir.path(), &topic(), &meta(1, &[1, 2], 0, 0), 1).expect("open");
+        p.apply_metadata(&topic(), &meta(1, &[1, 2], 0, 0));
+        produce(&p, 2); // 0-1
+        p.append_as_leader(&mut txn_batch(7, 0, 0, 2), 1, false)
+            .expect("txn"); // 2-3
+        assert_eq!(
+            p.last_stable_offset(),
+            0,
+            "nothing replicated: LSO = HW = 0"
+        );
+        follower_fetch(&p, 2, 3).expect("fetch");
+        assert_eq!(p.high_watermark(), 3);
+        assert_eq!(p.last_stable_offset(), 2);
+        p.append_txn_marker(marker(7, 0, false), false)
+            .expect("abort"); // 4
+        follower_fetch(&p, 2, 4).expect("fetch");
+        assert_eq!(p.high_watermark(), 4, "the marker is not replicated yet");
+        assert_eq!(p.last_stable_offset(), 2);
+        follower_fetch(&p, 2, 5).expect("fetch");
+        assert_eq!(p.last_stable_offset(), 5);
+        assert_eq!(p.aborted_transactions(0, 5).len(), 1);
     }
 }

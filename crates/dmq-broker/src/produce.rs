@@ -7,7 +7,7 @@ use kafka_protocol::error::ResponseError;
 
 use crate::error::{BrokerError, Result};
 use crate::node::BrokerShared;
-use crate::partition::{Appended, Partition};
+use crate::partition::{Appended, Partition, TxnMarker};
 
 /// The hosted partition, or the error a client should see: not hosted here but known →
 /// NOT_LEADER_OR_FOLLOWER (with the leader), unknown → UNKNOWN_TOPIC_OR_PARTITION.
@@ -90,4 +90,23 @@ pub async fn replicated(
             .await?;
     }
     Ok(())
+}
+
+/// Writes a transaction marker at a partition this broker leads (WriteTxnMarkers) and answers
+/// once it is replicated to the ISR — acks=all semantics, `min.insync.replicas` included —
+/// or with the error the coordinator should see (NOT_LEADER_OR_FOLLOWER,
+/// UNKNOWN_TOPIC_OR_PARTITION, NOT_ENOUGH_REPLICAS(_AFTER_APPEND), INVALID_PRODUCER_EPOCH,
+/// REQUEST_TIMED_OUT after `timeout`).
+pub async fn write_txn_marker(
+    shared: &BrokerShared,
+    topic: &str,
+    index: i32,
+    marker: TxnMarker,
+    timeout: Duration,
+) -> Result<Appended> {
+    let deadline = Instant::now() + timeout;
+    let part = partition(shared, topic, index)?;
+    let appended = part.append_txn_marker(marker, shared.lost_the_controller())?;
+    replicated(&part, appended, -1, deadline).await?;
+    Ok(appended)
 }

@@ -733,6 +733,105 @@ impl RecordBatchBuilder {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Control batches (KIP-98 transaction markers)
+// ---------------------------------------------------------------------------------------------
+
+/// What a transaction marker says about the producer's open transaction at a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ControlType {
+    /// The transaction's records are to be skipped by `read_committed` consumers.
+    Abort,
+    /// The transaction's records become visible to `read_committed` consumers.
+    Commit,
+}
+
+/// The one record of a transaction marker, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlRecord {
+    pub kind: ControlType,
+    /// The epoch of the transaction coordinator that wrote the marker; a partition refuses a
+    /// marker from an older coordinator (a deposed one still retrying).
+    pub coordinator_epoch: i32,
+}
+
+/// Control record key: `[version: i16 = 0][type: i16]`, Kafka's `ControlRecordType`.
+const CONTROL_KEY_VERSION: i16 = 0;
+const CONTROL_TYPE_ABORT: i16 = 0;
+const CONTROL_TYPE_COMMIT: i16 = 1;
+/// Marker value: `[version: i16 = 0][coordinator_epoch: i32]`, Kafka's `EndTransactionMarker`.
+const MARKER_VALUE_VERSION: i16 = 0;
+
+/// A transaction marker as Kafka writes it (`MemoryRecords.withEndTransactionMarker`): an
+/// uncompressed RecordBatch v2 with the transactional and control attribute bits, the
+/// producer's id and epoch, base sequence -1, and one record
+///
+/// ```text
+/// key   = [version: i16 = 0][type: i16 = 0 abort | 1 commit]
+/// value = [version: i16 = 0][coordinator_epoch: i32]
+/// ```
+///
+/// Base offset 0: the leader assigns the real one on append. Java and librdkafka consumers
+/// recognise markers by the control bit and parse exactly this key.
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp_ms: i64,
+) -> Vec<u8> {
+    let kind = if commit {
+        CONTROL_TYPE_COMMIT
+    } else {
+        CONTROL_TYPE_ABORT
+    };
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&CONTROL_KEY_VERSION.to_be_bytes());
+    key.extend_from_slice(&kind.to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&MARKER_VALUE_VERSION.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let mut b = RecordBatchBuilder::new(0).producer(producer_id, producer_epoch, NO_SEQUENCE);
+    b.attributes |= TRANSACTIONAL_BIT | CONTROL_BIT;
+    b.push(timestamp_ms, Some(&key), Some(&value), &[]);
+    b.build()
+}
+
+/// The marker type of a control batch (the key of its first record); `None` when `batch` is
+/// not a control batch or its key is not a version-0 abort/commit key.
+pub fn control_type(batch: &[u8]) -> Option<ControlType> {
+    control_record(batch).map(|c| c.kind)
+}
+
+/// The decoded marker of a control batch; `None` when `batch` is not a control batch, is
+/// compressed, or does not hold a well-formed abort/commit record. A marker whose value does
+/// not decode still has a type; its coordinator epoch is then -1 (Kafka reads the type from
+/// the key alone too).
+pub fn control_record(batch: &[u8]) -> Option<ControlRecord> {
+    let h = BatchHeader::new(batch).ok()?;
+    if !h.is_control() {
+        return None;
+    }
+    let first = records(batch).ok()?.next()?.ok()?;
+    let key = first.key?;
+    if key.len() < 4 || be_i16(key, 0) < CONTROL_KEY_VERSION {
+        return None;
+    }
+    let kind = match be_i16(key, 2) {
+        CONTROL_TYPE_ABORT => ControlType::Abort,
+        CONTROL_TYPE_COMMIT => ControlType::Commit,
+        _ => return None,
+    };
+    let coordinator_epoch = match first.value {
+        Some(v) if v.len() >= 6 => be_i32(v, 2),
+        _ => -1,
+    };
+    Some(ControlRecord {
+        kind,
+        coordinator_epoch,
+    })
+}
+
 /// Re-encode `original` keeping only `kept` records (their raw encodings, in order).
 ///
 /// Keeps baseOffset, lastOffsetDelta, timestamps, producer fields and attributes — exactly
@@ -928,6 +1027,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// KIP-98 markers: the byte layout Java's `EndTransactionMarker` and librdkafka parse.
+    #[test]
+    fn control_batches_round_trip_in_kafkas_format() {
+        for (commit, kind) in [(true, ControlType::Commit), (false, ControlType::Abort)] {
+            let batch = control_batch(42, 3, commit, 7, 1_000);
+            let h = validate_batch(&batch, true).expect("a valid batch");
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!(
+                h.attributes(),
+                0x30,
+                "transactional | control, uncompressed"
+            );
+            assert_eq!((h.producer_id(), h.producer_epoch()), (42, 3));
+            assert_eq!(h.base_sequence(), NO_SEQUENCE);
+            assert_eq!((h.base_offset(), h.record_count()), (0, 1));
+            assert_eq!(control_type(&batch), Some(kind));
+            assert_eq!(
+                control_record(&batch),
+                Some(ControlRecord {
+                    kind,
+                    coordinator_epoch: 7
+                })
+            );
+            let recs: Vec<_> = records(&batch)
+                .expect("records")
+                .collect::<Result<_, _>>()
+                .expect("decode");
+            let key: &[u8] = if commit { &[0, 0, 0, 1] } else { &[0, 0, 0, 0] };
+            assert_eq!(recs[0].key, Some(key));
+            assert_eq!(recs[0].value, Some(&[0u8, 0, 0, 0, 0, 7][..]));
+        }
+        // Data batches and unknown marker types are not markers.
+        assert_eq!(control_type(&sample()), None);
+        let mut b = RecordBatchBuilder::new(0).producer(1, 0, NO_SEQUENCE);
+        b.attributes |= TRANSACTIONAL_BIT | CONTROL_BIT;
+        b.push(0, Some(&[0, 0, 0, 5]), Some(&[0, 0, 0, 0, 0, 0]), &[]);
+        assert_eq!(control_type(&b.build()), None);
     }
 
     #[test]

@@ -9,8 +9,9 @@ pub mod batch;
 pub mod codec;
 
 pub use batch::{
-    compute_crc, records, records_in, validate_batch, with_records_section, BatchHeader,
-    BatchHeaderMut, Batches, Record, RecordBatchBuilder, RecordHeader,
+    compute_crc, control_batch, control_record, control_type, records, records_in, validate_batch,
+    with_records_section, BatchHeader, BatchHeaderMut, Batches, ControlRecord, ControlType, Record,
+    RecordBatchBuilder, RecordHeader,
 };
 
 use std::fmt;

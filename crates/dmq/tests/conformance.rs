@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use common::kafka::{batch, connect, name, produce};
+use common::kafka::{batch, connect, name, produce, write_txn_marker};
 use common::{post_leader, start_cluster, wait_topic_on_brokers};
 use dmq::procs::MetadataCluster;
 use dmq_broker::kafka::client::KafkaConnection;
@@ -869,6 +869,29 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
             let resp = call(follower, &req, v).await;
             assert_eq!(
                 resp.topics[0].partitions[0].error_code,
+                ResponseError::NotLeaderOrFollower.code(),
+                "{what}"
+            );
+        }
+        ApiKey::WriteTxnMarkers => {
+            assert_eq!(v, 1, "the helper speaks v1");
+            // KIP-98: a marker for a producer with no transaction here is legal and decides
+            // nothing; it is answered once replicated to the ISR.
+            let pid = 1_000_000 + i64::from(v);
+            let mut conn = connect(&ctx.leader).await;
+            ok(
+                write_txn_marker(&mut conn, TOPIC, 0, (pid, 0), false, 0).await,
+                &what,
+            );
+            // Only the leader writes markers.
+            let follower = ctx
+                .bootstrap
+                .iter()
+                .find(|b| **b != ctx.leader)
+                .expect("a follower");
+            let mut conn = connect(follower).await;
+            assert_eq!(
+                write_txn_marker(&mut conn, TOPIC, 0, (pid, 0), true, 0).await,
                 ResponseError::NotLeaderOrFollower.code(),
                 "{what}"
             );

@@ -13,7 +13,9 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -25,6 +27,9 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
 use kafka_protocol::messages::{
     fetch_request, ApiVersionsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
@@ -32,6 +37,7 @@ use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
     MetadataRequest, MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
     ProduceRequest, ProduceResponse, RequestHeader, RequestKind, ResponseKind, TopicName,
+    WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::{json, Value};
@@ -39,7 +45,7 @@ use serde_json::{json, Value};
 use crate::error::BrokerError;
 use crate::kafka::server::api_versions_list;
 use crate::node::BrokerShared;
-use crate::partition::{Appended, Partition};
+use crate::partition::{Appended, Partition, TxnMarker};
 use crate::produce;
 use dmq_replica::FollowerFetch;
 
@@ -111,6 +117,9 @@ pub async fn handle(ctx: &mut Ctx<'_>, request: RequestKind) -> Option<ResponseK
         RequestKind::Produce(r) => return produce_request(ctx, r).await.map(ResponseKind::Produce),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch(ctx, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets(ctx, r)),
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(write_txn_markers(ctx, r).await)
+        }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records(ctx, r).await),
         RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect_leaders(ctx, r).await),
         RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
@@ -484,6 +493,9 @@ async fn fetch(ctx: &mut Ctx<'_>, r: FetchRequest) -> FetchResponse {
         r.max_bytes
     } as usize;
     let min_bytes = r.min_bytes.max(0) as usize;
+    // KIP-98: READ_COMMITTED consumers read below the last stable offset only. The long poll
+    // needs no watch of its own: the LSO moves only when the high watermark does.
+    let read_committed = r.isolation_level == READ_COMMITTED && !follower;
     let image = shared.image();
     // The follower's registration as this broker knows it (KIP-903), once per request.
     let broker_epoch = image.brokers.get(&replica_id).map(|b| b.broker_epoch);
@@ -523,7 +535,7 @@ async fn fetch(ctx: &mut Ctx<'_>, r: FetchRequest) -> FetchResponse {
                     shared,
                     name,
                     p,
-                    follower,
+                    read_committed,
                     replica_id,
                     broker_epoch,
                     max_bytes.saturating_sub(total),
@@ -586,15 +598,23 @@ async fn fetch(ctx: &mut Ctx<'_>, r: FetchRequest) -> FetchResponse {
     }
 }
 
+/// `FetchRequest::isolation_level` / `ListOffsetsRequest::isolation_level` of a
+/// `read_committed` consumer (0 is READ_UNCOMMITTED).
+const READ_COMMITTED: i8 = 1;
+
+/// One partition of a Fetch: a follower when `replica_id >= 0`, else a consumer, which reads
+/// below the last stable offset when `read_committed` and then also gets the aborted
+/// transactions of the range it reads.
 fn fetch_partition(
     shared: &BrokerShared,
     topic: &str,
     p: &fetch_request::FetchPartition,
-    follower: bool,
+    read_committed: bool,
     replica_id: i32,
     broker_epoch: Option<u64>,
     budget: usize,
 ) -> Result<(PartitionData, Option<Bytes>), BrokerError> {
+    let follower = replica_id >= 0;
     let part = produce::partition(shared, topic, p.partition)?;
     // The replica core decides: fenced, out of range, or (a follower) diverging — then it must
     // truncate first and its fetch offset does not count towards the high watermark.
@@ -610,15 +630,39 @@ fn fetch_partition(
     } else {
         part.fetch_for_consumer(p.current_leader_epoch, p.fetch_offset)?
     };
-    let (hw, upper) = (grant.high_watermark, grant.upper);
+    let (hw, mut upper) = (grant.high_watermark, grant.upper);
+    // Every answer carries the LSO (Kafka does, whatever the isolation level).
+    let lso = part.last_stable_offset().min(hw);
+    if read_committed {
+        upper = upper.min(lso);
+    }
     let log_start = part.log.log_start_offset();
     let limit = (p.partition_max_bytes.max(0) as usize).min(budget.max(1));
     let data = part.read(p.fetch_offset, limit, upper)?;
+    // Kafka answers null for READ_UNCOMMITTED and a list (maybe empty) for READ_COMMITTED.
+    let aborted = read_committed.then(|| {
+        let end = dmq_log::batch::Batches::new(&data, false)
+            .flatten()
+            .filter_map(|(_, b)| dmq_log::BatchHeader::new(b).ok())
+            .map(|h| h.last_offset() + 1)
+            .last();
+        end.map_or_else(Vec::new, |end| {
+            part.aborted_transactions(p.fetch_offset, end)
+                .into_iter()
+                .map(|t| {
+                    AbortedTransaction::default()
+                        .with_producer_id(t.producer_id.into())
+                        .with_first_offset(t.first_offset)
+                })
+                .collect()
+        })
+    });
     let pd = PartitionData::default()
         .with_partition_index(p.partition)
         .with_high_watermark(hw)
-        .with_last_stable_offset(hw)
+        .with_last_stable_offset(lso)
         .with_log_start_offset(log_start)
+        .with_aborted_transactions(aborted)
         .with_preferred_read_replica((-1).into());
     Ok((pd, Some(Bytes::from(data))))
 }
@@ -632,6 +676,7 @@ const EARLIEST: i64 = -2;
 
 fn list_offsets(ctx: &mut Ctx<'_>, r: ListOffsetsRequest) -> ListOffsetsResponse {
     let shared = ctx.shared;
+    let isolation_level = r.isolation_level;
     let mut topics = Vec::new();
     for t in r.topics {
         let name = t.name.0.to_string();
@@ -640,12 +685,17 @@ fn list_offsets(ctx: &mut Ctx<'_>, r: ListOffsetsRequest) -> ListOffsetsResponse
             let result = (|| {
                 let part = produce::partition(shared, &name, p.partition_index)?;
                 let epoch = part.check_leader(p.current_leader_epoch)?;
-                let hw = part.high_watermark();
+                // READ_COMMITTED (v2+) sees the log up to the last stable offset only.
+                let visible = if isolation_level == READ_COMMITTED {
+                    part.last_stable_offset()
+                } else {
+                    part.high_watermark()
+                };
                 Ok::<_, BrokerError>(match p.timestamp {
                     EARLIEST => (part.log.log_start_offset(), -1, -1),
-                    LATEST => (hw, -1, epoch),
+                    LATEST => (visible, -1, epoch),
                     ts if ts >= 0 => match part.log.offset_for_timestamp(ts)? {
-                        Some((offset, found_ts)) if offset < hw => (offset, found_ts, -1),
+                        Some((offset, found_ts)) if offset < visible => (offset, found_ts, -1),
                         _ => (-1, -1, -1),
                     },
                     other => {
@@ -678,6 +728,82 @@ fn list_offsets(ctx: &mut Ctx<'_>, r: ListOffsetsRequest) -> ListOffsetsResponse
         );
     }
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+// ---------------------------------------------------------------------------------------
+// WriteTxnMarkers (KIP-98)
+// ---------------------------------------------------------------------------------------
+
+/// How long a WriteTxnMarkers partition waits for its marker to reach the ISR (Kafka uses
+/// `request.timeout.ms`, 30 s by default); then REQUEST_TIMED_OUT, and the coordinator retries.
+const WRITE_TXN_MARKERS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Kafka's WriteTxnMarkers: the transaction coordinator (on some broker) asks this broker,
+/// the leader of the named partitions, to write each producer's commit or abort marker.
+/// Every partition's marker is written and waited for concurrently; each is answered once it
+/// is replicated to the ISR, with its own error code.
+async fn write_txn_markers(
+    ctx: &mut Ctx<'_>,
+    r: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
+    let shared = ctx.shared;
+    let writes = r.markers.iter().map(|m| {
+        let marker = TxnMarker {
+            producer_id: m.producer_id.0,
+            producer_epoch: m.producer_epoch,
+            commit: m.transaction_result,
+            coordinator_epoch: m.coordinator_epoch,
+        };
+        join_all(m.topics.iter().map(move |t| {
+            join_all(t.partition_indexes.iter().map(move |&index| {
+                produce::write_txn_marker(
+                    shared,
+                    t.name.0.as_str(),
+                    index,
+                    marker,
+                    WRITE_TXN_MARKERS_TIMEOUT,
+                )
+            }))
+        }))
+    });
+    let outcomes = join_all(writes).await;
+    let mut markers = Vec::with_capacity(r.markers.len());
+    for (m, topics) in r.markers.iter().zip(outcomes) {
+        let mut topic_results = Vec::with_capacity(m.topics.len());
+        for (t, parts) in m.topics.iter().zip(topics) {
+            let mut partitions = Vec::with_capacity(parts.len());
+            for (&index, outcome) in t.partition_indexes.iter().zip(parts) {
+                let code = match outcome {
+                    Ok(_) => 0,
+                    Err(e) => {
+                        tracing::debug!(
+                            topic = t.name.0.as_str(),
+                            partition = index,
+                            producer_id = m.producer_id.0,
+                            "transaction marker not written: {e}"
+                        );
+                        ctx.code(&e)
+                    }
+                };
+                partitions.push(
+                    WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(index)
+                        .with_error_code(code),
+                );
+            }
+            topic_results.push(
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        markers.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(m.producer_id)
+                .with_topics(topic_results),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(markers)
 }
 
 /// Kafka's ElectLeaders (kafka-leader-election): the controller elects (preferred or unclean)

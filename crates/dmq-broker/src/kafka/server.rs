@@ -69,6 +69,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, 0, 3),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    // Inter-broker (the transaction coordinator to partition leaders). v1 (flexible) only:
+    // the codec, generated from Kafka 4's message definitions, decodes no other version.
+    (ApiKey::WriteTxnMarkers, 1, 1),
 ];
 
 pub fn supported(key: i16) -> Option<(ApiKey, i16, i16)> {
