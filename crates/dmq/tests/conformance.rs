@@ -110,6 +110,46 @@ impl Ctx<'_> {
         format!("{}:{}", resp.host, resp.port)
     }
 
+    /// The transaction coordinator's address for `id` (FindCoordinator v1, key type 1).
+    async fn txn_coordinator(&self, id: &str) -> String {
+        let resp = call(
+            &self.any,
+            &FindCoordinatorRequest::default()
+                .with_key(s(id))
+                .with_key_type(1),
+            1,
+        )
+        .await;
+        ok(resp.error_code, "FindCoordinator (transaction)");
+        format!("{}:{}", resp.host, resp.port)
+    }
+
+    /// A transactional producer for `id`: its coordinator, producer id and epoch.
+    async fn txn_producer(&self, id: &str) -> (String, i64, i16) {
+        let coord = self.txn_coordinator(id).await;
+        let resp = call(
+            &coord,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(s(id))))
+                .with_transaction_timeout_ms(60_000),
+            1,
+        )
+        .await;
+        ok(resp.error_code, "InitProducerId (transactional)");
+        (coord, resp.producer_id.0, resp.producer_epoch)
+    }
+
+    /// Opens a transaction of `id` on partition 0 of [`TOPIC`] (AddPartitionsToTxn v3).
+    async fn open_txn(&self, id: &str) -> (String, i64, i16) {
+        let (coord, pid, epoch) = self.txn_producer(id).await;
+        let resp = call(&coord, &add_partitions_v3(id, pid, epoch), 3).await;
+        ok(
+            resp.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+            "AddPartitionsToTxn",
+        );
+        (coord, pid, epoch)
+    }
+
     /// Joins `group_id` as its only member (JoinGroup v5 with the member id round of KIP-394
     /// and SyncGroup v3); returns the coordinator, member id and generation.
     async fn stable_member(&self, group_id: &str) -> (String, String, i32) {
@@ -896,8 +936,174 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
                 "{what}"
             );
         }
+        ApiKey::AddPartitionsToTxn => {
+            use kafka_protocol::messages::add_partitions_to_txn_request::{
+                AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+            };
+            let id = format!("conf-add-{v}");
+            let (coord, pid, epoch) = ctx.txn_producer(&id).await;
+            if v <= 3 {
+                let resp = call(&coord, &add_partitions_v3(&id, pid, epoch), v).await;
+                let r = &resp.results_by_topic_v3_and_below[0].results_by_partition[0];
+                ok(r.partition_error_code, &what);
+                // A stale epoch is fenced.
+                let resp = call(&coord, &add_partitions_v3(&id, pid, epoch - 1), v).await;
+                assert_ne!(
+                    resp.results_by_topic_v3_and_below[0].results_by_partition[0]
+                        .partition_error_code,
+                    0,
+                    "{what}: a stale epoch"
+                );
+            } else {
+                // The batched inter-broker form: verify_only asks whether the partition is
+                // in the transaction (KIP-890) and changes nothing.
+                let txn = |verify_only| {
+                    AddPartitionsToTxnTransaction::default()
+                        .with_transactional_id(TransactionalId(s(&id)))
+                        .with_producer_id(ProducerId(pid))
+                        .with_producer_epoch(epoch)
+                        .with_verify_only(verify_only)
+                        .with_topics(vec![AddPartitionsToTxnTopic::default()
+                            .with_name(name(TOPIC))
+                            .with_partitions(vec![0])])
+                };
+                let verify =
+                    AddPartitionsToTxnRequest::default().with_transactions(vec![txn(true)]);
+                let resp = call(&coord, &verify, v).await;
+                ok(resp.error_code, &what);
+                assert_eq!(
+                    resp.results_by_transaction[0].topic_results[0].results_by_partition[0]
+                        .partition_error_code,
+                    ResponseError::InvalidTxnState.code(),
+                    "{what}: not added yet"
+                );
+                let add = AddPartitionsToTxnRequest::default().with_transactions(vec![txn(false)]);
+                let resp = call(&coord, &add, v).await;
+                ok(
+                    resp.results_by_transaction[0].topic_results[0].results_by_partition[0]
+                        .partition_error_code,
+                    &what,
+                );
+                let resp = call(&coord, &verify, v).await;
+                ok(
+                    resp.results_by_transaction[0].topic_results[0].results_by_partition[0]
+                        .partition_error_code,
+                    &format!("{what}: verified once added"),
+                );
+            }
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let id = format!("conf-offsets-{v}");
+            let (coord, pid, epoch) = ctx.txn_producer(&id).await;
+            let req = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s(&id)))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_group_id(group(&format!("conf-offsets-g{v}")));
+            ok(call(&coord, &req, v).await.error_code, &what);
+        }
+        ApiKey::TxnOffsetCommit => {
+            use kafka_protocol::messages::txn_offset_commit_request::{
+                TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+            };
+            let id = format!("conf-txnoff-{v}");
+            let g = format!("conf-txnoff-g{v}");
+            let (coord, pid, epoch) = ctx.txn_producer(&id).await;
+            let add = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s(&id)))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_group_id(group(&g));
+            ok(call(&coord, &add, 1).await.error_code, "AddOffsetsToTxn");
+            let mut req = TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(s(&id)))
+                .with_group_id(group(&g))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                    .with_name(name(TOPIC))
+                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(3)])]);
+            if v >= 3 {
+                req = req.with_generation_id(-1).with_member_id(s(""));
+            }
+            let resp = call(&ctx.coordinator(&g).await, &req, v).await;
+            ok(resp.topics[0].partitions[0].error_code, &what);
+        }
+        ApiKey::EndTxn => {
+            let id = format!("conf-end-{v}");
+            let (coord, pid, epoch) = ctx.open_txn(&id).await;
+            let req = EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(s(&id)))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_committed(false);
+            ok(call(&coord, &req, v).await.error_code, &what);
+            // A retried abort of the completed decision is answered OK; a commit is not.
+            ok(
+                call(&coord, &req, v).await.error_code,
+                &format!("{what}: retried"),
+            );
+            assert_eq!(
+                call(&coord, &req.clone().with_committed(true), v)
+                    .await
+                    .error_code,
+                ResponseError::InvalidTxnState.code(),
+                "{what}: commit after abort"
+            );
+        }
+        ApiKey::DescribeTransactions => {
+            let id = format!("conf-describe-{v}");
+            let (coord, pid, _) = ctx.open_txn(&id).await;
+            let req = DescribeTransactionsRequest::default().with_transactional_ids(vec![
+                TransactionalId(s(&id)),
+                TransactionalId(s("conf-none")),
+            ]);
+            let resp = call(&coord, &req, v).await;
+            let t = &resp.transaction_states[0];
+            ok(t.error_code, &what);
+            assert_eq!(
+                (t.transaction_state.as_str(), t.producer_id.0),
+                ("Ongoing", pid),
+                "{what}"
+            );
+            assert_eq!(t.topics[0].partitions, vec![0], "{what}");
+            assert_ne!(
+                resp.transaction_states[1].error_code, 0,
+                "{what}: unknown id"
+            );
+        }
+        ApiKey::ListTransactions => {
+            let id = format!("conf-list-{v}");
+            let (coord, _, _) = ctx.open_txn(&id).await;
+            let mut req = ListTransactionsRequest::default().with_state_filters(vec![s("Ongoing")]);
+            if v >= 1 {
+                req = req.with_duration_filter(-1);
+            }
+            let resp = call(&coord, &req, v).await;
+            ok(resp.error_code, &what);
+            assert!(
+                resp.transaction_states
+                    .iter()
+                    .any(|t| t.transactional_id.as_str() == id
+                        && t.transaction_state.as_str() == "Ongoing"),
+                "{what}: {resp:?}"
+            );
+        }
         other => panic!("{other:?} is advertised but has no conformance case"),
     }
+}
+
+fn add_partitions_v3(id: &str, pid: i64, epoch: i16) -> AddPartitionsToTxnRequest {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(s(id)))
+        .with_v3_and_below_producer_id(ProducerId(pid))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+            .with_name(name(TOPIC))
+            .with_partitions(vec![0])])
 }
 
 /// Creates `topic` (1 partition, RF 3) through the metadata API.

@@ -372,24 +372,62 @@ async fn metadata(ctx: &mut Ctx<'_>, r: MetadataRequest) -> MetadataResponse {
 
 type AppendOutcome = Result<(Arc<Partition>, Appended), BrokerError>;
 
+/// KIP-890: a transactional producer's first batch at a partition (no transaction of that
+/// producer open here yet) needs the quorum to have the partition in its ongoing transaction.
+/// Later batches of the same transaction, batches for partitions led elsewhere (the append
+/// refuses them) and unparsable input (the append names the defect) pass through.
+async fn verify_transactional(
+    shared: &BrokerShared,
+    transactional_id: &str,
+    topic: &str,
+    index: i32,
+    records: &[u8],
+) -> Result<(), BrokerError> {
+    let Ok(h) = dmq_log::BatchHeader::new(records) else {
+        return Ok(());
+    };
+    if !h.is_transactional() || h.is_control() || h.producer_id() < 0 {
+        return Ok(());
+    }
+    let Some(part) = shared.replicas.get(topic, index) else {
+        return Ok(());
+    };
+    if part.ongoing_transaction(h.producer_id()).is_some() {
+        return Ok(());
+    }
+    crate::txn::verify_produce(
+        shared,
+        transactional_id,
+        topic,
+        index,
+        h.producer_id(),
+        h.producer_epoch(),
+    )
+    .await
+}
+
 async fn produce_request(ctx: &mut Ctx<'_>, r: ProduceRequest) -> Option<ProduceResponse> {
     let shared = ctx.shared;
     let acks = r.acks;
     let timeout = Duration::from_millis(r.timeout_ms.clamp(0, 300_000) as u64);
     let deadline = Instant::now() + timeout;
-    let transactional = r.transactional_id.is_some();
+    let transactional_id = r
+        .transactional_id
+        .as_ref()
+        .map(|id| id.to_string())
+        .filter(|id| !id.is_empty());
     // Append everything first, then wait for replication of all partitions together.
     let mut pending: Vec<(String, i32, AppendOutcome)> = Vec::new();
     for t in r.topic_data {
         let name = t.name.0.to_string();
         for p in t.partition_data {
-            let result = (|| {
-                if transactional {
-                    return Err(BrokerError::kafka(
-                        ResponseError::TransactionalIdAuthorizationFailed,
-                        "transactions are not supported by this cluster",
-                    ));
+            let verified = match (&transactional_id, p.records.as_ref()) {
+                (Some(id), Some(records)) => {
+                    verify_transactional(shared, id, &name, p.index, records).await
                 }
+                _ => Ok(()),
+            };
+            let result = verified.and_then(|()| {
                 if let Err(e) = validate_topic_name(&name) {
                     return Err(BrokerError::kafka(
                         ResponseError::InvalidTopicException,
@@ -403,7 +441,7 @@ async fn produce_request(ctx: &mut Ctx<'_>, r: ProduceRequest) -> Option<Produce
                     ));
                 };
                 produce::append(shared, &name, p.index, &mut records.to_vec(), acks)
-            })();
+            });
             pending.push((name.clone(), p.index, result));
         }
     }
