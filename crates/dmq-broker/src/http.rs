@@ -514,6 +514,8 @@ async fn replication_status(State(shared): State<Shared>) -> Json<Value> {
             "logStartOffset": s.log_start_offset,
             "logEndOffset": s.log_end_offset,
             "highWatermark": s.high_watermark,
+            // What read_committed consumers can reach (below the first open transaction).
+            "lastStableOffset": p.last_stable_offset(),
             "sizeBytes": p.log.size_bytes(),
             "replicas": s.replicas,
             "isr": s.isr,

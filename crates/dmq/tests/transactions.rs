@@ -27,6 +27,21 @@ async fn confluent_kafka_commits_aborts_fences_and_times_out_transactions() {
         );
     }
 
+    // No transaction is left open: on every leader of txn-out the LSO is the HW (the
+    // abandoned transaction was aborted, the fenced producer's was never opened).
+    for id in cluster.broker_ids() {
+        let (_, status) = cluster
+            .broker_get(id, "/api/v1/storage/replication/status")
+            .await
+            .expect("replication status");
+        for p in status["partitions"].as_array().expect("partitions") {
+            if p["topic"] == "txn-out" && p["role"] == "LEADER" {
+                assert_eq!(p["lastStableOffset"], p["highWatermark"], "{p}");
+                assert!(p["highWatermark"].as_i64() > Some(0), "{p}");
+            }
+        }
+    }
+
     // `dmq txn list | describe` show what the quorum has.
     let metadata: Vec<String> = cluster
         .ids()
