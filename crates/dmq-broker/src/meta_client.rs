@@ -594,6 +594,15 @@ impl MetaClient {
     /// A group's committed offsets: `{"topic": {"partition": {"offset", "leaderEpoch",
     /// "metadata", …}}}` (empty for an unknown group), read through the controller.
     pub async fn group_offsets(&self, group: &str) -> Result<Value> {
+        Ok(self.group_offsets_and_pending(group).await?.0)
+    }
+
+    /// [`MetaClient::group_offsets`], and the partitions with offsets committed in a
+    /// transaction still open (KIP-447's unstable offsets).
+    pub async fn group_offsets_and_pending(
+        &self,
+        group: &str,
+    ) -> Result<(Value, Vec<(String, i32)>)> {
         let v = self
             .leader_ok(
                 Method::GET,
@@ -604,7 +613,21 @@ impl MetaClient {
                 None,
             )
             .await?;
-        Ok(v.get("offsets").cloned().unwrap_or(Value::Null))
+        let pending = v
+            .get("pendingTransactional")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| {
+                        Some((
+                            p.get("topic")?.as_str()?.to_string(),
+                            i32::try_from(p.get("partition")?.as_i64()?).ok()?,
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((v.get("offsets").cloned().unwrap_or(Value::Null), pending))
     }
 
     /// Ids of every group with committed offsets.

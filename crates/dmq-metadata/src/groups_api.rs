@@ -216,7 +216,20 @@ async fn group_offsets(
     ensure_consistent(&shared, &q).await?;
     let data = shared.sm.read();
     let g = data.state.groups.get(&group).cloned().unwrap_or_default();
-    Ok(Json(json!({"groupId": group, "offsets": g.offsets})))
+    // Offsets committed in transactions still open (KIP-447): a consumer that asks for stable
+    // offsets waits for them (UNSTABLE_OFFSET_COMMIT) instead of reading what they replace.
+    let pending: Vec<Value> = data
+        .state
+        .transactions
+        .values()
+        .filter(|t| t.status == dmq_types::txn::TxnStatus::Ongoing)
+        .flat_map(|t| t.pending_offsets.iter())
+        .filter(|o| o.group == group)
+        .map(|o| json!({"topic": o.topic, "partition": o.partition}))
+        .collect();
+    Ok(Json(
+        json!({"groupId": group, "offsets": g.offsets, "pendingTransactional": pending}),
+    ))
 }
 
 /// One group: committed offset, log end offset and lag for every committed partition.

@@ -1028,8 +1028,26 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
             if v >= 3 {
                 req = req.with_generation_id(-1).with_member_id(s(""));
             }
-            let resp = call(&ctx.coordinator(&g).await, &req, v).await;
+            let group_coord = ctx.coordinator(&g).await;
+            let resp = call(&group_coord, &req, v).await;
             ok(resp.topics[0].partitions[0].error_code, &what);
+            // KIP-447: while the transaction is open the offset is unstable for a consumer
+            // asking for stable offsets, and not yet the group's for one that does not.
+            for (stable, code, offset) in [(true, 88, -1), (false, 0, -1)] {
+                let fetch = OffsetFetchRequest::default()
+                    .with_group_id(group(&g))
+                    .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                        .with_name(name(TOPIC))
+                        .with_partition_indexes(vec![0])]))
+                    .with_require_stable(stable);
+                let resp = call(&group_coord, &fetch, 7).await;
+                let p = &resp.topics[0].partitions[0];
+                assert_eq!(
+                    (p.error_code, p.committed_offset),
+                    (code, offset),
+                    "{what}: OffsetFetch v7 require_stable={stable}"
+                );
+            }
         }
         ApiKey::EndTxn => {
             let id = format!("conf-end-{v}");

@@ -71,6 +71,9 @@ fn client_host(ctx: &Ctx<'_>) -> String {
     ctx.peer.map(|p| format!("/{}", p.ip())).unwrap_or_default()
 }
 
+/// Kafka's UNSTABLE_OFFSET_COMMIT (KIP-447): retriable, the client asks again.
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+
 /// FindCoordinator key types (KIP-98): consumer groups and transactional ids.
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -450,17 +453,19 @@ fn wanted(offsets: &Value, requested: Option<Vec<(String, Vec<i32>)>>) -> Vec<(S
 }
 
 /// One group's answer: the group-level error and `(topic, [(partition, offset, epoch, meta)])`.
-type FetchedGroup = (i16, Vec<(String, Vec<(i32, i64, i32, String)>)>);
+/// The group error, and per topic: (partition, offset, leader epoch, metadata, error).
+type FetchedGroup = (i16, Vec<(String, Vec<(i32, i64, i32, String, i16)>)>);
 
 async fn fetch_group(
     ctx: &mut Ctx<'_>,
     group: &str,
     requested: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> FetchedGroup {
     if let Some(e) = coordinator_error(ctx, group) {
         return (e, Vec::new());
     }
-    let offsets = match ctx.shared.meta.group_offsets(group).await {
+    let (offsets, pending) = match ctx.shared.meta.group_offsets_and_pending(group).await {
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(group, "offset fetch from the quorum failed: {e}");
@@ -474,8 +479,12 @@ async fn fetch_group(
             let rows = parts
                 .into_iter()
                 .map(|p| {
+                    // KIP-447: an offset a transaction still holds is not stable yet.
+                    if require_stable && pending.iter().any(|(pt, pp)| *pt == t && *pp == p) {
+                        return (p, -1, -1, String::new(), UNSTABLE_OFFSET_COMMIT);
+                    }
                     let (o, e, m) = committed(&offsets, &t, p);
-                    (p, o, e, m)
+                    (p, o, e, m, 0)
                 })
                 .collect();
             (t, rows)
@@ -493,7 +502,8 @@ pub async fn offset_fetch(ctx: &mut Ctx<'_>, r: OffsetFetchRequest) -> OffsetFet
                     .map(|t| (t.name.0.to_string(), t.partition_indexes))
                     .collect()
             });
-            let (e, topics) = fetch_group(ctx, g.group_id.0.as_str(), requested).await;
+            let (e, topics) =
+                fetch_group(ctx, g.group_id.0.as_str(), requested, r.require_stable).await;
             groups.push(
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
@@ -506,12 +516,13 @@ pub async fn offset_fetch(ctx: &mut Ctx<'_>, r: OffsetFetchRequest) -> OffsetFet
                                     .with_name(topic_name(&t))
                                     .with_partitions(
                                         rows.into_iter()
-                                            .map(|(p, o, ep, m)| {
+                                            .map(|(p, o, ep, m, pe)| {
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(p)
                                                     .with_committed_offset(o)
                                                     .with_committed_leader_epoch(ep)
                                                     .with_metadata(Some(s(m)))
+                                                    .with_error_code(pe)
                                             })
                                             .collect(),
                                     )
@@ -528,7 +539,8 @@ pub async fn offset_fetch(ctx: &mut Ctx<'_>, r: OffsetFetchRequest) -> OffsetFet
             .collect::<Vec<_>>()
     });
     let partition_names: Vec<(String, Vec<i32>)> = requested.clone().unwrap_or_default();
-    let (e, topics) = fetch_group(ctx, r.group_id.0.as_str(), requested).await;
+    let require_stable = ctx.version >= 7 && r.require_stable;
+    let (e, topics) = fetch_group(ctx, r.group_id.0.as_str(), requested, require_stable).await;
     // v1 has no group-level error: the error goes on every requested partition.
     let topics = if e != 0 && ctx.version < 2 {
         partition_names
@@ -536,7 +548,9 @@ pub async fn offset_fetch(ctx: &mut Ctx<'_>, r: OffsetFetchRequest) -> OffsetFet
             .map(|(t, ps)| {
                 (
                     t,
-                    ps.into_iter().map(|p| (p, -1, -1, String::new())).collect(),
+                    ps.into_iter()
+                        .map(|p| (p, -1, -1, String::new(), e))
+                        .collect(),
                 )
             })
             .collect()
@@ -554,13 +568,13 @@ pub async fn offset_fetch(ctx: &mut Ctx<'_>, r: OffsetFetchRequest) -> OffsetFet
                         .with_name(topic_name(&t))
                         .with_partitions(
                             rows.into_iter()
-                                .map(|(p, o, ep, m)| {
+                                .map(|(p, o, ep, m, pe)| {
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(p)
                                         .with_committed_offset(o)
                                         .with_committed_leader_epoch(ep)
                                         .with_metadata(Some(s(m)))
-                                        .with_error_code(per_partition)
+                                        .with_error_code(if pe != 0 { pe } else { per_partition })
                                 })
                                 .collect(),
                         )
