@@ -134,10 +134,13 @@ async fn kafka_errors_for_bad_requests_and_the_broker_survives_malformed_frames(
         (3, 9),
         "Produce starts at v3 (RecordBatch v2), as in Kafka 4"
     );
-    // Transactions are not implemented: AddPartitionsToTxn (24) must not be advertised.
+    // Transactions: AddPartitionsToTxn (24) v0-3 for producers, v4 for brokers (KIP-890);
+    // not v5, whose "transaction version 2" semantics are not offered.
     assert!(
-        resp.api_keys.iter().all(|k| k.api_key != 24),
-        "AddPartitionsToTxn is not implemented and must not be advertised"
+        resp.api_keys
+            .iter()
+            .any(|k| k.api_key == 24 && (k.min_version, k.max_version) == (0, 4)),
+        "AddPartitionsToTxn v0-4 is advertised"
     );
     assert!(
         resp.api_keys
