@@ -1,8 +1,10 @@
 //! `dmq-client` — a Rust client for DistributedMQ and any Kafka-compatible cluster, speaking
 //! only the Kafka wire protocol.
 //!
-//! * [`Producer`]: batching, compression, murmur2/sticky partitioning, idempotence, retries.
-//! * [`Consumer`]: assign and seek, pipelined fetches, `poll`.
+//! * [`Producer`]: batching, compression, murmur2/sticky partitioning, idempotence, retries,
+//!   transactions (`init_transactions`, `begin_transaction`, `send_offsets_to_transaction`,
+//!   `commit_transaction`, `abort_transaction`).
+//! * [`Consumer`]: assign and seek, pipelined fetches, `poll`; `read_committed` isolation.
 //! * [`GroupConsumer`]: consumer groups (range and cooperative-sticky, auto and manual commit).
 //! * [`Admin`]: topics, the cluster, offsets, and consumer groups (list, describe, reset).
 //!
@@ -36,6 +38,7 @@ mod group;
 mod partitioner;
 mod producer;
 mod records;
+mod transaction;
 
 pub use admin::{
     Admin, ClusterDescription, GroupDescription, GroupMember, ListedGroup, NewTopic,
@@ -43,11 +46,11 @@ pub use admin::{
 };
 pub use cluster::{BrokerInfo, ClientConfig, Cluster, Metadata, PartitionInfo, TopicInfo};
 pub use conn::{read_frame, Connection};
-pub use consumer::{Consumer, ConsumerConfig, Offset, OffsetReset, TopicPartition};
+pub use consumer::{Consumer, ConsumerConfig, IsolationLevel, Offset, OffsetReset, TopicPartition};
 pub use error::{error_name, ClientError, Result};
 pub use group::{
-    assign_cooperative_sticky, assign_range, decode_assignment, Assignor, GroupConfig,
-    GroupConsumer, Subscription,
+    assign_cooperative_sticky, assign_range, decode_assignment, Assignor, ConsumerGroupMetadata,
+    GroupConfig, GroupConsumer, Subscription,
 };
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{
