@@ -610,8 +610,12 @@ pub async fn txn(cmd: TxnCommand, args: ClientArgs) -> anyhow::Result<()> {
         .map_or(0, |d| d.as_millis() as i64);
     match cmd {
         TxnCommand::List => {
-            let v = metadata_get(&http, &urls, "/api/v1/metadata/transactions?consistent=true")
-                .await?;
+            let v = metadata_get(
+                &http,
+                &urls,
+                "/api/v1/metadata/transactions?consistent=true",
+            )
+            .await?;
             let txns = v["transactions"].as_array().cloned().unwrap_or_default();
             match args.output {
                 OutputFormat::Json => print_json(&Value::Array(txns)),
