@@ -8,6 +8,8 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{process_logs, start_cluster, wait_topic_on_brokers};
@@ -299,4 +301,59 @@ async fn transactions_commit_abort_fence_and_carry_group_offsets() {
     let out = read_to_end(&cluster, OUT, IsolationLevel::ReadCommitted).await;
     assert_eq!(out, by_partition(&named("p", 0..3)));
     member.close().await.expect("close");
+
+    // The CLI: `dmq produce --transactional-id` commits stdin at its end; `dmq consume
+    // --isolation read_committed` skips an aborted transaction that read_uncommitted shows.
+    const CLI: &str = "txn-cli";
+    admin
+        .create_topic(NewTopic::new(CLI, 1, 3))
+        .await
+        .expect("create topic");
+    wait_topic_on_brokers(&cluster, CLI, 1, 3).await;
+    b.begin_transaction().expect("begin");
+    b.send(ProducerRecord::new(CLI, "gone"))
+        .await
+        .expect("send")
+        .await
+        .expect("acknowledged");
+    b.abort_transaction().await.expect("abort");
+    let dmq = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dmq"))
+            .args(args)
+            .env("DMQ_BOOTSTRAP", cluster.bootstrap())
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run dmq");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("dmq exits");
+        assert!(
+            out.status.success(),
+            "dmq {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    dmq(&["produce", CLI, "--transactional-id", "cli-txn"], "x\ny\n");
+    let consume = |isolation: &'static str| {
+        let args = [
+            "consume",
+            CLI,
+            "--from-beginning",
+            "--isolation",
+            isolation,
+            "--timeout-ms",
+            "2000",
+        ];
+        dmq(&args, "")
+    };
+    assert_eq!(consume("read_committed"), "x\ny\n");
+    assert_eq!(consume("read_uncommitted"), "gone\nx\ny\n");
 }
