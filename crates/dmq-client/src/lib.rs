@@ -28,6 +28,28 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! A transaction: the records and the group's offsets are committed together.
+//!
+//! ```no_run
+//! # async fn demo() -> dmq_client::Result<()> {
+//! use std::collections::BTreeMap;
+//! use dmq_client::{ConsumerGroupMetadata, Producer, ProducerConfig, ProducerRecord,
+//!                  TopicPartition};
+//!
+//! let mut config = ProducerConfig::new("localhost:19092");
+//! config.transactional_id = Some("enricher-1".into());
+//! let producer = Producer::new(config).await?;
+//! producer.init_transactions().await?;
+//! producer.begin_transaction()?;
+//! producer.send(ProducerRecord::new("enriched", "hello")).await?;
+//! let offsets = BTreeMap::from([(TopicPartition::new("orders", 0), 42)]);
+//! producer
+//!     .send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new("enricher"))
+//!     .await?;
+//! producer.commit_transaction().await?;
+//! # Ok(()) }
+//! ```
 
 mod admin;
 mod cluster;
