@@ -31,9 +31,10 @@ use kafka_protocol::protocol::{Request, StrBytes};
 
 use crate::cluster::Cluster;
 use crate::consumer::{by_topic, TopicPartition};
-use crate::error::{error_name, ClientError, Result};
-use crate::group::COORDINATOR_KEY_TXN;
-use crate::group::{find_coordinator_of, ConsumerGroupMetadata, COORDINATOR_KEY_GROUP};
+use crate::error::{ClientError, Result};
+use crate::group::{
+    find_coordinator_of, ConsumerGroupMetadata, COORDINATOR_KEY_GROUP, COORDINATOR_KEY_TXN,
+};
 
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
@@ -159,21 +160,27 @@ impl Transactions {
     /// makes the transaction abortable only. Returns the error to hand to the caller.
     pub(crate) fn fail(&self, e: ClientError) -> ClientError {
         let mut st = self.state();
-        if let Phase::Fatal(f) = &st.phase {
-            return f.clone();
-        }
-        if let Some(code) = e.code().filter(|c| is_fatal(*c)) {
-            let fatal = ClientError::ProducerFatal {
-                code: Some(code),
-                reason: format!("{} ({e})", error_name(code)),
-            };
-            st.phase = Phase::Fatal(fatal.clone());
+        if let Some(fatal) = Self::fatal(&mut st, &e) {
             return fatal;
         }
         if matches!(st.phase, Phase::InTransaction) {
             st.phase = Phase::Abortable(e.clone());
         }
         e
+    }
+
+    /// The producer's fatal error if it is (or, with `e`, becomes) fatal.
+    fn fatal(st: &mut State, e: &ClientError) -> Option<ClientError> {
+        if let Phase::Fatal(f) = &st.phase {
+            return Some(f.clone());
+        }
+        let code = e.code().filter(|c| is_fatal(*c))?;
+        let fatal = ClientError::ProducerFatal {
+            code: Some(code),
+            reason: e.to_string(),
+        };
+        st.phase = Phase::Fatal(fatal.clone());
+        Some(fatal)
     }
 
     /// InitProducerId with the transactional id at its coordinator: the producer id and a
@@ -397,18 +404,9 @@ impl Transactions {
                 "EndTxn(abort)"
             };
             if let Err(e) = self.call(cluster, None, what, &req, |r| r.error_code).await {
-                // A fatal error ends the producer; another leaves the transaction open, so that
-                // the caller may retry the commit or abort it.
-                let mut st = self.state();
-                if let Some(code) = e.code().filter(|c| is_fatal(*c)) {
-                    let fatal = ClientError::ProducerFatal {
-                        code: Some(code),
-                        reason: format!("{} ({e})", error_name(code)),
-                    };
-                    st.phase = Phase::Fatal(fatal.clone());
-                    return Err(fatal);
-                }
-                return Err(e);
+                // A fatal error ends the producer; another leaves the transaction as it was,
+                // so that the caller may retry the commit, or abort.
+                return Err(Self::fatal(&mut self.state(), &e).unwrap_or(e));
             }
         }
         let mut st = self.state();
