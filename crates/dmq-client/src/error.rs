@@ -49,6 +49,10 @@ pub enum ClientError {
     /// cannot commit and must be aborted with `abort_transaction` (Java's abortable errors).
     #[error("the transaction must be aborted: {reason}")]
     AbortRequired { code: Option<i16>, reason: String },
+    /// The record's transaction was aborted before the record was sent, so it never was
+    /// (Java's `TransactionAbortedException`).
+    #[error("the transaction was aborted before the record was sent")]
+    TransactionAborted,
     /// The call is not allowed in the transactional producer's current state (`send` before
     /// `init_transactions` or outside a transaction, `commit_transaction` without
     /// `begin_transaction`, ...). Java's `IllegalStateException`.

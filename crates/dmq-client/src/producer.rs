@@ -599,11 +599,14 @@ impl Producer {
             .await
     }
 
-    /// Aborts the transaction: waits for the records already queued (whatever their outcome),
-    /// then EndTxn(abort); `read_committed` consumers skip the transaction's records.
+    /// Aborts the transaction: records not sent yet are dropped (their futures fail with
+    /// [`ClientError::TransactionAborted`]), the batches in flight are waited for (whatever
+    /// their outcome), then EndTxn(abort); `read_committed` consumers skip the transaction's
+    /// records.
     pub async fn abort_transaction(&self) -> Result<()> {
         let txn = self.txn("abort_transaction")?;
         txn.prepare_end(false)?;
+        discard_unsent(&self.inner);
         self.flush().await;
         let started = txn.prepare_end(false)?;
         txn.end(&self.inner.cluster, self.producer_id(), false, started)
@@ -863,6 +866,33 @@ async fn init_producer_id(cluster: &Arc<Cluster>, max_block: Duration) -> Result
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Completes every batch that has not been sent yet (no sequence assigned) with
+/// `TransactionAborted`, as Java's producer does on abort: sending them would only add records
+/// for the abort marker to cancel. Batches with a sequence were sent at least once and stay:
+/// dropping one would leave a gap in the partition's sequence.
+fn discard_unsent(inner: &Inner) {
+    let mut guard = inner.accum.lock().unwrap_or_else(|p| p.into_inner());
+    let acc = &mut *guard;
+    let mut dropped = Vec::new();
+    for (tp, q) in acc.topics.values_mut().flat_map(TopicQueues::iter_mut) {
+        q.seal(&tp);
+        let (keep, unsent): (VecDeque<Sealed>, VecDeque<Sealed>) =
+            q.ready.drain(..).partition(|b| b.sequence.is_some());
+        q.ready = keep;
+        dropped.extend(unsent);
+    }
+    acc.outstanding -= dropped.len();
+    let idle = acc.outstanding == 0;
+    drop(guard);
+    for b in dropped {
+        inner.memory.add_permits(b.reserved);
+        b.outcome.complete(Err(ClientError::TransactionAborted));
+    }
+    if idle {
+        inner.idle.notify_waiters();
     }
 }
 

@@ -3,7 +3,8 @@
 //! read_committed consumer sees exactly the committed records in order, a read_uncommitted one
 //! sees everything; an open transaction holds read_committed's "latest" back at its first
 //! offset; a second producer with the same transactional id fences the first; a group's
-//! offsets sent to a transaction are committed with it and dropped with an abort.
+//! offsets sent to a transaction are committed with it and dropped with an abort; an abort
+//! drops records not sent yet; the CLI's `--transactional-id` and `--isolation`.
 
 mod common;
 
@@ -300,6 +301,30 @@ async fn transactions_commit_abort_fence_and_carry_group_offsets() {
     .expect("offsets committed");
     let out = read_to_end(&cluster, OUT, IsolationLevel::ReadCommitted).await;
     assert_eq!(out, by_partition(&named("p", 0..3)));
+
+    // An abort drops the records not sent yet (here: all of them, lingering) instead of
+    // sending them for the marker to cancel.
+    let mut config = txn_producer_config(&cluster, "client-c");
+    config.linger = Duration::from_secs(60);
+    let c = Producer::new(config).await.expect("producer c");
+    c.init_transactions().await.expect("c init_transactions");
+    c.begin_transaction().expect("begin");
+    let mut unsent = Vec::new();
+    for (i, v) in named("u", 0..3).into_iter().enumerate() {
+        let record = ProducerRecord::new(OUT, v).partition(i as i32);
+        unsent.push(c.send(record).await.expect("send"));
+    }
+    c.abort_transaction().await.expect("abort");
+    for f in unsent {
+        let r = f.await;
+        assert!(matches!(r, Err(ClientError::TransactionAborted)), "{r:?}");
+    }
+    let mut sent = by_partition(&named("o", 0..3));
+    for (p, vs) in by_partition(&named("p", 0..3)) {
+        sent.entry(p).or_default().extend(vs);
+    }
+    let out = read_to_end(&cluster, OUT, IsolationLevel::ReadUncommitted).await;
+    assert_eq!(out, sent, "what reached the log");
     member.close().await.expect("close");
 
     // The CLI: `dmq produce --transactional-id` commits stdin at its end; `dmq consume
