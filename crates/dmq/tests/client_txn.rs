@@ -325,6 +325,29 @@ async fn transactions_commit_abort_fence_and_carry_group_offsets() {
     }
     let out = read_to_end(&cluster, OUT, IsolationLevel::ReadUncommitted).await;
     assert_eq!(out, sent, "what reached the log");
+    // KIP-447: a zombie (an old generation) cannot commit through a transaction, and the
+    // transaction can then only abort.
+    let zombie = dmq_client::ConsumerGroupMetadata {
+        generation_id: metadata.generation_id - 1,
+        ..metadata.clone()
+    };
+    b.begin_transaction().expect("begin");
+    let refused = b.send_offsets_to_transaction(offsets, &zombie).await;
+    assert_eq!(
+        refused.as_ref().err().and_then(ClientError::code),
+        Some(22),
+        "{refused:?}"
+    );
+    let commit = b.commit_transaction().await;
+    assert!(
+        matches!(
+            commit,
+            Err(ClientError::AbortRequired { code: Some(22), .. })
+        ),
+        "{commit:?}"
+    );
+    b.abort_transaction().await.expect("abort");
+    assert_eq!(committed_now().await, *offsets, "unchanged");
     member.close().await.expect("close");
 
     // The CLI: `dmq produce --transactional-id` commits stdin at its end; `dmq consume
