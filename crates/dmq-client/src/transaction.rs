@@ -58,6 +58,7 @@ pub(crate) fn is_fatal(code: i16) -> bool {
     )
 }
 
+/// Where the producer is in the state machine of the module docs.
 #[derive(Debug, Clone)]
 enum Phase {
     /// `init_transactions` has not succeeded yet: there is no producer id.
@@ -89,11 +90,16 @@ struct State {
 /// The transactional part of a producer.
 #[derive(Debug)]
 pub(crate) struct Transactions {
+    /// The transactional id: names the transaction coordinator and, across restarts, the
+    /// producer id that a new instance takes over (fencing the old one).
     id: String,
+    /// Sent with InitProducerId: the coordinator aborts a transaction open longer.
     timeout: Duration,
     /// How long one coordinator operation may be retried (`max.block.ms`).
     max_block: Duration,
+    /// The pause between retries of a coordinator request.
     retry_backoff: Duration,
+    /// The phase and the current transaction; never held across an `.await`.
     state: Mutex<State>,
     /// Serialises the coordinator requests of this producer: two concurrent `send`s to a new
     /// partition add it once, and nothing is added while EndTxn is under way.
