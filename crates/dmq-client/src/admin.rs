@@ -445,7 +445,15 @@ impl Admin {
         }
         let mut out = BTreeMap::new();
         for (leader, wanted) in by_leader {
-            out.extend(list_offsets(&self.cluster, leader, &wanted).await?);
+            out.extend(
+                list_offsets(
+                    &self.cluster,
+                    leader,
+                    &wanted,
+                    crate::consumer::IsolationLevel::ReadUncommitted,
+                )
+                .await?,
+            );
         }
         Ok(out)
     }

@@ -63,6 +63,40 @@ pub enum OffsetReset {
     None,
 }
 
+/// Which records of transactions a consumer sees (`isolation.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// Every record, including those of open and aborted transactions (Kafka's default).
+    #[default]
+    ReadUncommitted,
+    /// Only committed records: fetches stop at the last stable offset (the first offset of
+    /// the oldest open transaction), and records of aborted transactions are dropped.
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The Fetch and ListOffsets `isolation_level` field.
+    pub(crate) fn wire(self) -> i8 {
+        match self {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
+}
+
+impl std::str::FromStr for IsolationLevel {
+    type Err = ClientError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "read_uncommitted" => Ok(IsolationLevel::ReadUncommitted),
+            "read_committed" => Ok(IsolationLevel::ReadCommitted),
+            other => Err(ClientError::Config(format!(
+                "isolation level must be read_committed or read_uncommitted, not {other:?}"
+            ))),
+        }
+    }
+}
+
 /// Consumer settings; the defaults are the Java consumer's.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -73,6 +107,8 @@ pub struct ConsumerConfig {
     pub max_partition_fetch_bytes: i32,
     pub fetch_max_wait: Duration,
     pub retry_backoff: Duration,
+    /// Whether records of open and aborted transactions are returned (`isolation.level`).
+    pub isolation_level: IsolationLevel,
 }
 
 impl ConsumerConfig {
@@ -85,6 +121,7 @@ impl ConsumerConfig {
             max_partition_fetch_bytes: 1024 * 1024,
             fetch_max_wait: Duration::from_millis(500),
             retry_backoff: Duration::from_millis(100),
+            isolation_level: IsolationLevel::ReadUncommitted,
         }
     }
 }
@@ -314,7 +351,8 @@ impl Consumer {
             }
         }
         for (leader, wanted) in by_leader {
-            match list_offsets(&self.cluster, leader, &wanted).await {
+            let isolation = self.config.isolation_level;
+            match list_offsets(&self.cluster, leader, &wanted, isolation).await {
                 Ok(found) => {
                     for (tp, offset) in found {
                         if let Some(s) = self.parts.get_mut(&tp) {
@@ -437,7 +475,23 @@ impl Consumer {
                         let Some(data) = p.records else {
                             continue;
                         };
-                        let decoded = decode_fetched(&topic, tp.partition, &data, *fetched_at)?;
+                        // read_uncommitted: no list, nothing dropped (but control records).
+                        let aborted: Option<Vec<(i64, i64)>> = (self.config.isolation_level
+                            == IsolationLevel::ReadCommitted)
+                            .then(|| {
+                                p.aborted_transactions
+                                    .iter()
+                                    .flatten()
+                                    .map(|a| (a.producer_id.0, a.first_offset))
+                                    .collect()
+                            });
+                        let decoded = decode_fetched(
+                            &topic,
+                            tp.partition,
+                            &data,
+                            *fetched_at,
+                            aborted.as_deref(),
+                        )?;
                         if let Some(next) = decoded.next_offset {
                             state.position = Some(next.max(*fetched_at));
                         }
@@ -510,7 +564,7 @@ fn fetch_request(
         .with_max_wait_ms(config.fetch_max_wait.as_millis().min(i32::MAX as u128) as i32)
         .with_min_bytes(config.fetch_min_bytes)
         .with_max_bytes(config.fetch_max_bytes)
-        .with_isolation_level(0)
+        .with_isolation_level(config.isolation_level.wire())
         .with_session_id(0)
         .with_session_epoch(-1)
         .with_topics(topics)
@@ -518,11 +572,12 @@ fn fetch_request(
 
 /// ListOffsets on `leader`: `-2` = earliest, `-1` = latest, else a timestamp. A timestamp
 /// after the last record resolves to the log end (as the Java consumer's `offsetsForTimes`
-/// followed by a seek to end).
+/// followed by a seek to end). With `ReadCommitted`, "latest" is the last stable offset.
 pub(crate) async fn list_offsets(
     cluster: &Cluster,
     leader: i32,
     wanted: &[(TopicPartition, i64)],
+    isolation: IsolationLevel,
 ) -> Result<Vec<(TopicPartition, i64)>> {
     let topics: Vec<ListOffsetsTopic> = by_topic(wanted.iter().map(|(tp, ts)| {
         let p = ListOffsetsPartition::default()
@@ -540,7 +595,7 @@ pub(crate) async fn list_offsets(
     .collect();
     let req = ListOffsetsRequest::default()
         .with_replica_id((-1).into())
-        .with_isolation_level(0)
+        .with_isolation_level(isolation.wire())
         .with_topics(topics);
     let conn = cluster.broker(leader).await?;
     let (resp, _) = conn.send(&req, Duration::ZERO).await?;
@@ -563,7 +618,7 @@ pub(crate) async fn list_offsets(
         }
     }
     if !past_end.is_empty() {
-        out.extend(Box::pin(list_offsets(cluster, leader, &past_end)).await?);
+        out.extend(Box::pin(list_offsets(cluster, leader, &past_end, isolation)).await?);
     }
     Ok(out)
 }

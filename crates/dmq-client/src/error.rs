@@ -38,6 +38,26 @@ pub enum ClientError {
     /// The producer or consumer was closed.
     #[error("the client is closed")]
     Closed,
+    /// The transactional producer was fenced by a newer instance with the same transactional id
+    /// (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH) or hit another error it cannot recover from
+    /// (INVALID_PRODUCER_ID_MAPPING, TRANSACTIONAL_ID_AUTHORIZATION_FAILED). Every later call
+    /// fails with this error: the producer can only be dropped (Java's `ProducerFencedException`
+    /// and fatal errors).
+    #[error("the transactional producer is fenced or in a fatal state: {reason}")]
+    ProducerFatal { code: Option<i16>, reason: String },
+    /// A record or a transactional request of the current transaction failed: the transaction
+    /// cannot commit and must be aborted with `abort_transaction` (Java's abortable errors).
+    #[error("the transaction must be aborted: {reason}")]
+    AbortRequired { code: Option<i16>, reason: String },
+    /// The record's transaction was aborted before the record was sent, so it never was
+    /// (Java's `TransactionAbortedException`).
+    #[error("the transaction was aborted before the record was sent")]
+    TransactionAborted,
+    /// The call is not allowed in the transactional producer's current state (`send` before
+    /// `init_transactions` or outside a transaction, `commit_transaction` without
+    /// `begin_transaction`, ...). Java's `IllegalStateException`.
+    #[error("not allowed now: {0}")]
+    InvalidState(String),
 }
 
 impl ClientError {
@@ -59,6 +79,9 @@ impl ClientError {
     pub fn code(&self) -> Option<i16> {
         match self {
             ClientError::Kafka { code, .. } => Some(*code),
+            ClientError::ProducerFatal { code, .. } | ClientError::AbortRequired { code, .. } => {
+                *code
+            }
             _ => None,
         }
     }

@@ -375,8 +375,23 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
+/// FindCoordinator key type of a consumer group.
+pub(crate) const COORDINATOR_KEY_GROUP: i8 = 0;
+/// FindCoordinator key type of a transactional id.
+pub(crate) const COORDINATOR_KEY_TXN: i8 = 1;
+
 /// The broker coordinating `group` (FindCoordinator), retried while it is being elected.
 pub(crate) async fn find_coordinator(cluster: &Cluster, group: &str) -> Result<i32> {
+    find_coordinator_of(cluster, COORDINATOR_KEY_GROUP, group).await
+}
+
+/// The broker coordinating `key` of `key_type` (0 a group, 1 a transactional id), retried
+/// while it is being elected.
+pub(crate) async fn find_coordinator_of(
+    cluster: &Cluster,
+    key_type: i8,
+    group: &str,
+) -> Result<i32> {
     let deadline = Instant::now() + cluster.config().request_timeout;
     loop {
         let conn = cluster.any_broker().await?;
@@ -385,7 +400,8 @@ pub(crate) async fn find_coordinator(cluster: &Cluster, group: &str) -> Result<i
             FindCoordinatorRequest::default().with_coordinator_keys(vec![s(group)])
         } else {
             FindCoordinatorRequest::default().with_key(s(group))
-        };
+        }
+        .with_key_type(key_type);
         let resp = conn.send_at(&req, version, Duration::ZERO).await?;
         let (code, node) = match resp.coordinators.first() {
             Some(c) if version >= 4 => (c.error_code, c.node_id.0),
@@ -526,6 +542,32 @@ pub(crate) async fn commit_offsets(
     Ok(())
 }
 
+/// What a transactional producer needs to commit a group's offsets in its transaction
+/// (Java's `ConsumerGroupMetadata`): from KIP-447 on, the group coordinator checks the
+/// generation and member id, so a consumer that lost its partitions in a rebalance (a zombie)
+/// cannot commit their offsets through a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    pub group_id: String,
+    /// -1 when the offsets are not tied to a member (a group without members).
+    pub generation_id: i32,
+    /// "" when the offsets are not tied to a member.
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+}
+
+impl ConsumerGroupMetadata {
+    /// Metadata of a group without a live member: the coordinator then checks no generation.
+    pub fn new(group_id: impl Into<String>) -> Self {
+        ConsumerGroupMetadata {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
+    }
+}
+
 /// What the heartbeat task shares with the consumer.
 struct Membership {
     rejoin: AtomicBool,
@@ -661,6 +703,24 @@ impl GroupConsumer {
 
     pub fn generation(&self) -> i32 {
         self.generation
+    }
+
+    /// The group, generation and member id to pass to
+    /// [`crate::Producer::send_offsets_to_transaction`] (Java's `consumer.groupMetadata()`);
+    /// take it after the `poll` whose records the transaction processed.
+    pub fn group_metadata(&self) -> ConsumerGroupMetadata {
+        ConsumerGroupMetadata {
+            group_id: self.config.group_id.clone(),
+            generation_id: self.generation,
+            member_id: self.member_id.clone(),
+            group_instance_id: self.config.group_instance_id.clone(),
+        }
+    }
+
+    /// The offset of the next record `poll` returns for `tp` (what a transaction that processed
+    /// every record polled so far commits with `send_offsets_to_transaction`).
+    pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        self.consumer.position(tp)
     }
 
     /// Records from the owned partitions, (re)joining the group first when needed; commits

@@ -1,8 +1,10 @@
 //! `dmq-client` — a Rust client for DistributedMQ and any Kafka-compatible cluster, speaking
 //! only the Kafka wire protocol.
 //!
-//! * [`Producer`]: batching, compression, murmur2/sticky partitioning, idempotence, retries.
-//! * [`Consumer`]: assign and seek, pipelined fetches, `poll`.
+//! * [`Producer`]: batching, compression, murmur2/sticky partitioning, idempotence, retries,
+//!   transactions (`init_transactions`, `begin_transaction`, `send_offsets_to_transaction`,
+//!   `commit_transaction`, `abort_transaction`).
+//! * [`Consumer`]: assign and seek, pipelined fetches, `poll`; `read_committed` isolation.
 //! * [`GroupConsumer`]: consumer groups (range and cooperative-sticky, auto and manual commit).
 //! * [`Admin`]: topics, the cluster, offsets, and consumer groups (list, describe, reset).
 //!
@@ -26,6 +28,28 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! A transaction: the records and the group's offsets are committed together.
+//!
+//! ```no_run
+//! # async fn demo() -> dmq_client::Result<()> {
+//! use std::collections::BTreeMap;
+//! use dmq_client::{ConsumerGroupMetadata, Producer, ProducerConfig, ProducerRecord,
+//!                  TopicPartition};
+//!
+//! let mut config = ProducerConfig::new("localhost:19092");
+//! config.transactional_id = Some("enricher-1".into());
+//! let producer = Producer::new(config).await?;
+//! producer.init_transactions().await?;
+//! producer.begin_transaction()?;
+//! producer.send(ProducerRecord::new("enriched", "hello")).await?;
+//! let offsets = BTreeMap::from([(TopicPartition::new("orders", 0), 42)]);
+//! producer
+//!     .send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new("enricher"))
+//!     .await?;
+//! producer.commit_transaction().await?;
+//! # Ok(()) }
+//! ```
 
 mod admin;
 mod cluster;
@@ -36,6 +60,7 @@ mod group;
 mod partitioner;
 mod producer;
 mod records;
+mod transaction;
 
 pub use admin::{
     Admin, ClusterDescription, GroupDescription, GroupMember, ListedGroup, NewTopic,
@@ -43,11 +68,11 @@ pub use admin::{
 };
 pub use cluster::{BrokerInfo, ClientConfig, Cluster, Metadata, PartitionInfo, TopicInfo};
 pub use conn::{read_frame, Connection};
-pub use consumer::{Consumer, ConsumerConfig, Offset, OffsetReset, TopicPartition};
+pub use consumer::{Consumer, ConsumerConfig, IsolationLevel, Offset, OffsetReset, TopicPartition};
 pub use error::{error_name, ClientError, Result};
 pub use group::{
-    assign_cooperative_sticky, assign_range, decode_assignment, Assignor, GroupConfig,
-    GroupConsumer, Subscription,
+    assign_cooperative_sticky, assign_range, decode_assignment, Assignor, ConsumerGroupMetadata,
+    GroupConfig, GroupConsumer, Subscription,
 };
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{

@@ -15,7 +15,7 @@
 //! bytes, so the broker drops duplicates and refuses gaps. While a partition has batches being
 //! retried, it sends one at a time so that they reach the log in order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,8 +31,10 @@ use tokio::sync::{Notify, Semaphore};
 use crate::cluster::{topic_name, ClientConfig, Cluster};
 use crate::consumer::by_topic;
 use crate::error::{ClientError, Result};
+use crate::group::ConsumerGroupMetadata;
 use crate::partitioner::{partition_for_key, Sticky};
 use crate::records::{compress_batch, Compression};
+use crate::transaction::Transactions;
 
 /// Kafka's `acks`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +93,16 @@ pub struct ProducerConfig {
     pub retry_backoff: Duration,
     /// A record not acknowledged this long after `send` fails (`delivery.timeout.ms`).
     pub delivery_timeout: Duration,
-    /// How long `send` may wait for buffer space or metadata (`max.block.ms`).
+    /// How long `send` may wait for buffer space or metadata (`max.block.ms`); also how
+    /// long a transactional request may be retried.
     pub max_block: Duration,
+    /// `transactional.id`: makes the producer transactional (and so idempotent, with
+    /// `acks=all`). The id identifies the producer across restarts: a new instance with the
+    /// same id fences the old one and aborts its unfinished transaction.
+    pub transactional_id: Option<String>,
+    /// How long the coordinator lets a transaction stay open before aborting it
+    /// (`transaction.timeout.ms`).
+    pub transaction_timeout: Duration,
 }
 
 impl ProducerConfig {
@@ -110,10 +120,35 @@ impl ProducerConfig {
             retry_backoff: Duration::from_millis(100),
             delivery_timeout: Duration::from_secs(120),
             max_block: Duration::from_secs(60),
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 
     fn idempotent(&self) -> Result<bool> {
+        if let Some(id) = &self.transactional_id {
+            // Transactions are built on idempotence: the coordinator's markers and the
+            // broker's checks are per producer id and epoch.
+            if id.is_empty() {
+                return Err(ClientError::Config("the transactional id is empty".into()));
+            }
+            if self.idempotence == Some(false) {
+                return Err(ClientError::Config(
+                    "a transactional producer is idempotent (idempotence = false given)".into(),
+                ));
+            }
+            if self.acks != Acks::All {
+                return Err(ClientError::Config(
+                    "a transactional producer needs acks=all".into(),
+                ));
+            }
+            if self.max_in_flight > 5 {
+                return Err(ClientError::Config(
+                    "a transactional producer allows at most 5 requests in flight".into(),
+                ));
+            }
+            return Ok(true);
+        }
         match (self.idempotence, self.acks) {
             (Some(true), a) if a != Acks::All => {
                 Err(ClientError::Config("idempotence needs acks=all".into()))
@@ -352,6 +387,26 @@ impl TopicQueues {
     }
 }
 
+/// The queues of `topic`, created on first use (always `Some`; an `Option` because the map is
+/// looked up by `&str`, without allocating per record).
+fn topic_queues<'a>(
+    topics: &'a mut HashMap<Arc<str>, TopicQueues>,
+    topic: &str,
+) -> Option<&'a mut TopicQueues> {
+    if !topics.contains_key(topic) {
+        let name: Arc<str> = Arc::from(topic);
+        topics.insert(
+            name.clone(),
+            TopicQueues {
+                name,
+                sticky: Sticky::default(),
+                partitions: Vec::new(),
+            },
+        );
+    }
+    topics.get_mut(topic)
+}
+
 #[derive(Default)]
 struct Accumulator {
     /// By topic, then by partition id (looked up by `&str`: no allocation per record).
@@ -366,7 +421,10 @@ struct Inner {
     cluster: Arc<Cluster>,
     config: ProducerConfig,
     idempotent: bool,
-    producer: (i64, i16),
+    /// Producer id and epoch: set at creation (idempotent) or by `init_transactions`.
+    producer: Mutex<(i64, i16)>,
+    /// `Some` for a transactional producer.
+    txn: Option<Transactions>,
     memory: Semaphore,
     accum: Mutex<Accumulator>,
     wake: Notify,
@@ -380,6 +438,18 @@ struct Inner {
 }
 
 impl Inner {
+    fn producer_id(&self) -> (i64, i16) {
+        *self.producer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A batch of the current transaction failed for good: the transaction must abort (or,
+    /// fenced, the producer is finished).
+    fn batch_failed(&self, e: &ClientError) {
+        if let Some(txn) = &self.txn {
+            txn.fail(e.clone());
+        }
+    }
+
     fn enqueue(self: &Arc<Self>, broker: i32, batches: Vec<Sealed>) {
         let mut queues = self.brokers.lock().unwrap_or_else(|p| p.into_inner());
         let tx = queues.entry(broker).or_insert_with(|| {
@@ -420,7 +490,16 @@ impl Producer {
             ));
         }
         let cluster = Cluster::connect(config.client.clone()).await?;
-        let producer = if idempotent {
+        let txn = config.transactional_id.clone().map(|id| {
+            Transactions::new(
+                id,
+                config.transaction_timeout,
+                config.max_block,
+                config.retry_backoff,
+            )
+        });
+        // A transactional producer gets its id from its coordinator in `init_transactions`.
+        let producer = if idempotent && txn.is_none() {
             init_producer_id(&cluster, config.max_block).await?
         } else {
             (-1, -1)
@@ -429,7 +508,8 @@ impl Producer {
             memory: Semaphore::new(config.buffer_memory),
             cluster,
             idempotent,
-            producer,
+            producer: Mutex::new(producer),
+            txn,
             config,
             accum: Mutex::new(Accumulator::default()),
             wake: Notify::new(),
@@ -453,9 +533,84 @@ impl Producer {
         self.inner.retries.load(Ordering::Relaxed)
     }
 
-    /// The producer id and epoch (`(-1, -1)` without idempotence).
+    /// The producer id and epoch (`(-1, -1)` without idempotence, and for a transactional
+    /// producer before `init_transactions`).
     pub fn producer_id(&self) -> (i64, i16) {
-        self.inner.producer
+        self.inner.producer_id()
+    }
+
+    /// The transactional producer's state and coordinator requests.
+    fn txn(&self, what: &str) -> Result<&Transactions> {
+        self.inner.txn.as_ref().ok_or_else(|| {
+            ClientError::InvalidState(format!("{what} needs a transactional_id in the config"))
+        })
+    }
+
+    /// Registers the transactional id with its coordinator (FindCoordinator key type 1, then
+    /// InitProducerId): obtains the producer id and a new epoch, which fences every earlier
+    /// instance with the same transactional id and finishes their open transaction. Call once,
+    /// before the first `begin_transaction` (Java's `initTransactions`).
+    pub async fn init_transactions(&self) -> Result<()> {
+        let txn = self.txn("init_transactions")?;
+        let id = txn.init(&self.inner.cluster).await?;
+        *self
+            .inner
+            .producer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = id;
+        Ok(())
+    }
+
+    /// Starts a transaction: the records sent until `commit_transaction` or
+    /// `abort_transaction` become visible to `read_committed` consumers all together, or not
+    /// at all. Needs no request (the coordinator learns of the transaction from its first
+    /// partition).
+    pub fn begin_transaction(&self) -> Result<()> {
+        self.txn("begin_transaction")?.begin()
+    }
+
+    /// Adds a consumer group's offsets to the transaction (AddOffsetsToTxn, then TxnOffsetCommit
+    /// at the group's coordinator): they become the group's committed offsets when the
+    /// transaction commits, and are dropped when it aborts — the read-process-write loop's
+    /// exactly-once step. `offsets` are the next offsets to read, as for a commit.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: &BTreeMap<crate::consumer::TopicPartition, i64>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        let txn = self.txn("send_offsets_to_transaction")?;
+        txn.send_offsets(&self.inner.cluster, self.producer_id(), offsets, group)
+            .await
+    }
+
+    /// Sends every record of the transaction and waits for their acknowledgements, then
+    /// commits (EndTxn; the broker answers once the commit markers are written, so a
+    /// `read_committed` consumer sees the records after this returns). If any record of the
+    /// transaction failed, nothing is committed: the error is [`ClientError::AbortRequired`]
+    /// and the transaction must be aborted.
+    pub async fn commit_transaction(&self) -> Result<()> {
+        let txn = self.txn("commit_transaction")?;
+        txn.prepare_end(true)?;
+        self.flush().await;
+        // Records that failed while flushing made the transaction abortable (or the producer
+        // fatal): checked again.
+        let started = txn.prepare_end(true)?;
+        txn.end(&self.inner.cluster, self.producer_id(), true, started)
+            .await
+    }
+
+    /// Aborts the transaction: records not sent yet are dropped (their futures fail with
+    /// [`ClientError::TransactionAborted`]), the batches in flight are waited for (whatever
+    /// their outcome), then EndTxn(abort); `read_committed` consumers skip the transaction's
+    /// records.
+    pub async fn abort_transaction(&self) -> Result<()> {
+        let txn = self.txn("abort_transaction")?;
+        txn.prepare_end(false)?;
+        discard_unsent(&self.inner);
+        self.flush().await;
+        let started = txn.prepare_end(false)?;
+        txn.end(&self.inner.cluster, self.producer_id(), false, started)
+            .await
     }
 
     /// Queues `record`, waiting (up to `max_block`) while the buffer is full or the topic's
@@ -464,6 +619,9 @@ impl Producer {
         let inner = &self.inner;
         if inner.closing.load(Ordering::Acquire) {
             return Err(ClientError::Closed);
+        }
+        if let Some(txn) = &inner.txn {
+            txn.check_in_transaction("send")?;
         }
         let size = record.estimated_size();
         if size > inner.config.max_request_size {
@@ -515,6 +673,35 @@ impl Producer {
                 ));
             }
         }
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) => p,
+            (None, Some(key)) => partition_for_key(key, partitions),
+            (None, None) => {
+                let mut acc = inner.accum.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(t) = topic_queues(&mut acc.topics, &record.topic) else {
+                    inner.memory.add_permits(size);
+                    return Err(ClientError::Closed);
+                };
+                t.sticky.next(partitions, inner.config.batch_size, size)
+            }
+        };
+        if let Some(txn) = &inner.txn {
+            // The partition joins the transaction before any of its records can be sent.
+            if !txn.is_added(&record.topic, partition) {
+                let added = txn
+                    .add_partition(
+                        &inner.cluster,
+                        inner.producer_id(),
+                        &record.topic,
+                        partition,
+                    )
+                    .await;
+                if let Err(e) = added {
+                    inner.memory.add_permits(size);
+                    return Err(e);
+                }
+            }
+        }
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let headers: Vec<(&[u8], Option<&[u8]>)> = record
             .headers
@@ -525,24 +712,8 @@ impl Producer {
         let future = {
             let mut acc = inner.accum.lock().unwrap_or_else(|p| p.into_inner());
             let acc = &mut *acc;
-            if !acc.topics.contains_key(record.topic.as_str()) {
-                let name: Arc<str> = Arc::from(record.topic.as_str());
-                acc.topics.insert(
-                    name.clone(),
-                    TopicQueues {
-                        name,
-                        sticky: Sticky::default(),
-                        partitions: Vec::new(),
-                    },
-                );
-            }
-            let Some(t) = acc.topics.get_mut(record.topic.as_str()) else {
+            let Some(t) = topic_queues(&mut acc.topics, &record.topic) else {
                 return Err(ClientError::Closed);
-            };
-            let partition = match (record.partition, &record.key) {
-                (Some(p), _) => p,
-                (None, Some(key)) => partition_for_key(key, partitions),
-                (None, None) => t.sticky.next(partitions, inner.config.batch_size, size),
             };
             if t.partitions.len() < partitions as usize {
                 t.partitions
@@ -695,6 +866,33 @@ async fn init_producer_id(cluster: &Arc<Cluster>, max_block: Duration) -> Result
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Completes every batch that has not been sent yet (no sequence assigned) with
+/// `TransactionAborted`, as Java's producer does on abort: sending them would only add records
+/// for the abort marker to cancel. Batches with a sequence were sent at least once and stay:
+/// dropping one would leave a gap in the partition's sequence.
+fn discard_unsent(inner: &Inner) {
+    let mut guard = inner.accum.lock().unwrap_or_else(|p| p.into_inner());
+    let acc = &mut *guard;
+    let mut dropped = Vec::new();
+    for (tp, q) in acc.topics.values_mut().flat_map(TopicQueues::iter_mut) {
+        q.seal(&tp);
+        let (keep, unsent): (VecDeque<Sealed>, VecDeque<Sealed>) =
+            q.ready.drain(..).partition(|b| b.sequence.is_some());
+        q.ready = keep;
+        dropped.extend(unsent);
+    }
+    acc.outstanding -= dropped.len();
+    let idle = acc.outstanding == 0;
+    drop(guard);
+    for b in dropped {
+        inner.memory.add_permits(b.reserved);
+        b.outcome.complete(Err(ClientError::TransactionAborted));
+    }
+    if idle {
+        inner.idle.notify_waiters();
     }
 }
 
@@ -889,10 +1087,12 @@ fn drain(inner: &Inner) -> Drained {
     drop(meta);
     for b in expired {
         inner.memory.add_permits(b.reserved);
-        b.outcome.complete(Err(ClientError::Timeout(format!(
+        let e = ClientError::Timeout(format!(
             "{}-{}: not sent within the delivery timeout of {:?}",
             b.tp.0, b.tp.1, cfg.delivery_timeout
-        ))));
+        ));
+        inner.batch_failed(&e);
+        b.outcome.complete(Err(e));
     }
     if failed > 0 && idle {
         inner.idle.notify_waiters();
@@ -946,7 +1146,10 @@ async fn start_request(
             continue;
         };
         if let Some(seq) = b.sequence {
-            builder = builder.producer(inner.producer.0, inner.producer.1, seq);
+            let (id, epoch) = inner.producer_id();
+            builder = builder
+                .producer(id, epoch, seq)
+                .transactional(inner.txn.is_some());
         }
         match compress_batch(builder.build(), cfg.compression) {
             Ok(bytes) => b.bytes = Some(Bytes::from(bytes)),
@@ -1040,6 +1243,9 @@ fn settle(inner: &Inner, broker: i32, batches: Vec<Sealed>, result: Result<Parti
             q.retrying = false;
         }
         inner.memory.add_permits(b.reserved);
+        if let Err(e) = &outcome {
+            inner.batch_failed(e);
+        }
         b.outcome.complete(outcome);
         completed += 1;
     }
@@ -1154,6 +1360,24 @@ mod tests {
         assert!(c.idempotent().is_err());
         assert!("2".parse::<Acks>().is_err());
         assert_eq!("all".parse::<Acks>().ok(), Some(Acks::All));
+    }
+
+    #[test]
+    fn a_transactional_producer_is_idempotent_and_refuses_contradicting_settings() {
+        let mut c = ProducerConfig::new("x:1");
+        c.transactional_id = Some("tx".into());
+        assert!(c.idempotent().expect("valid"));
+        c.acks = Acks::Leader;
+        assert!(matches!(c.idempotent(), Err(ClientError::Config(_))));
+        c.acks = Acks::All;
+        c.idempotence = Some(false);
+        assert!(matches!(c.idempotent(), Err(ClientError::Config(_))));
+        c.idempotence = None;
+        c.max_in_flight = 6;
+        assert!(matches!(c.idempotent(), Err(ClientError::Config(_))));
+        c.max_in_flight = 5;
+        c.transactional_id = Some(String::new());
+        assert!(matches!(c.idempotent(), Err(ClientError::Config(_))));
     }
 
     #[tokio::test]

@@ -82,15 +82,71 @@ pub(crate) struct Decoded {
     pub bytes: usize,
 }
 
+/// The `read_committed` filter over one partition's fetched batches, as Kafka's Java
+/// `CompletedFetch`: the fetch answer lists the aborted transactions overlapping the fetched
+/// range as `(producer id, first offset)`. Walking the batches in offset order, a producer
+/// becomes aborted once a batch reaches its aborted transaction's first offset; its
+/// transactional batches are then dropped until its abort marker (a control batch), which
+/// ends that transaction. A producer's later transactions are not in the list unless they
+/// aborted too, so their records are kept.
+#[derive(Debug, Default)]
+pub(crate) struct AbortedFilter {
+    /// `(first offset, producer id)`, sorted: consumed from the front.
+    pending: std::collections::VecDeque<(i64, i64)>,
+    aborted: std::collections::HashSet<i64>,
+}
+
+impl AbortedFilter {
+    pub(crate) fn new(aborted_transactions: &[(i64, i64)]) -> Self {
+        let mut pending: Vec<(i64, i64)> = aborted_transactions
+            .iter()
+            .map(|&(producer_id, first_offset)| (first_offset, producer_id))
+            .collect();
+        pending.sort_unstable();
+        AbortedFilter {
+            pending: pending.into(),
+            aborted: Default::default(),
+        }
+    }
+
+    /// Whether the batch (next in offset order) belongs to an aborted transaction; updates
+    /// the set of aborted producers with it. Control batches are never kept by the caller.
+    pub(crate) fn skip(&mut self, header: &BatchHeader<'_>, batch: &[u8]) -> bool {
+        let producer_id = header.producer_id();
+        if producer_id < 0 {
+            return false;
+        }
+        while let Some(&(first_offset, pid)) = self.pending.front() {
+            if first_offset > header.last_offset() {
+                break;
+            }
+            self.aborted.insert(pid);
+            self.pending.pop_front();
+        }
+        if header.is_control() {
+            if dmq_records::control_type(batch) == Some(dmq_records::ControlType::Abort) {
+                self.aborted.remove(&producer_id);
+            }
+            return true;
+        }
+        header.is_transactional() && self.aborted.contains(&producer_id)
+    }
+}
+
 /// Decodes the whole batches in `data` (a fetch answer may end in a partial batch, which is
 /// ignored), keeping records at or after `from`. CRCs are checked (Kafka's `check.crcs`).
+/// Control batches (transaction markers) are never returned; with `aborted` (`read_committed`:
+/// the fetch answer's aborted transactions as `(producer id, first offset)`), neither are the
+/// records of aborted transactions.
 pub(crate) fn decode_fetched(
     topic: &str,
     partition: i32,
     data: &Bytes,
     from: i64,
+    aborted: Option<&[(i64, i64)]>,
 ) -> Result<Decoded> {
     let mut out = Decoded::default();
+    let mut filter = aborted.map(AbortedFilter::new);
     for item in Batches::new(data, true) {
         let (_, batch) = match item {
             Ok(b) => b,
@@ -105,7 +161,10 @@ pub(crate) fn decode_fetched(
         let header = BatchHeader::new(batch).map_err(|e| ClientError::Protocol(e.to_string()))?;
         out.bytes += batch.len();
         out.next_offset = Some(header.last_offset() + 1);
-        if header.is_control() || header.last_offset() < from {
+        // Every batch goes through the filter, those before `from` too: they may open or
+        // close an aborted transaction that later batches belong to.
+        let aborted = filter.as_mut().is_some_and(|f| f.skip(&header, batch));
+        if aborted || header.is_control() || header.last_offset() < from {
             continue;
         }
         let source: Bytes = if header.compression() == 0 {
@@ -182,7 +241,7 @@ mod tests {
             dmq_records::validate_batch(&data, true).expect("valid after compression");
             data.extend_from_slice(&compress_batch(batch(15, 3), codec).expect("compress"));
             let data = Bytes::from(data);
-            let d = decode_fetched("t", 0, &data, 12).expect("decode");
+            let d = decode_fetched("t", 0, &data, 12, None).expect("decode");
             let offsets: Vec<i64> = d.records.iter().map(|r| r.offset).collect();
             assert_eq!(offsets, vec![12, 13, 14, 15, 16, 17], "{codec:?}");
             assert_eq!(d.next_offset, Some(18));
@@ -197,10 +256,93 @@ mod tests {
         let mut data = batch(0, 2);
         let whole = data.len();
         data.extend_from_slice(&batch(2, 2)[..40]);
-        let d = decode_fetched("t", 0, &Bytes::from(data.clone()), 0).expect("decode");
+        let d = decode_fetched("t", 0, &Bytes::from(data.clone()), 0, None).expect("decode");
         assert_eq!(d.records.len(), 2);
         assert_eq!(d.next_offset, Some(2));
         data[whole - 3] ^= 0xff;
-        assert!(decode_fetched("t", 0, &Bytes::from(data), 0).is_err());
+        assert!(decode_fetched("t", 0, &Bytes::from(data), 0, None).is_err());
+    }
+
+    /// A transactional batch of producer `pid` at `base` with `n` records valued `v<offset>`.
+    fn txn_batch(pid: i64, base: i64, n: usize) -> Vec<u8> {
+        let mut b = RecordBatchBuilder::new(base)
+            .producer(pid, 0, base as i32)
+            .transactional(true);
+        for i in 0..n {
+            let v = format!("v{}", base + i as i64);
+            b.push(1000, None, Some(v.as_bytes()), &[]);
+        }
+        b.build()
+    }
+
+    /// A commit or abort marker of `pid` at `offset`.
+    fn marker(pid: i64, offset: i64, commit: bool) -> Vec<u8> {
+        let mut m = dmq_records::control_batch(pid, 0, commit, 0, 1000);
+        dmq_records::BatchHeaderMut::new(&mut m)
+            .expect("header")
+            .set_base_offset(offset); // outside the CRC
+        m
+    }
+
+    fn values(d: &Decoded) -> Vec<String> {
+        d.records
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+            .collect()
+    }
+
+    /// Producer 1 commits [0,1] then aborts [5,6]; producer 2 aborts [2,3] interleaved and
+    /// then commits [8]; a plain (non-transactional) producer 3 writes at 10 — Kafka's
+    /// interleavings, with the markers at 4 (p1 commit), 7 (p2 abort), 9 (p1 abort), 11 (p2
+    /// commit).
+    fn log() -> Bytes {
+        let mut data = Vec::new();
+        data.extend(txn_batch(1, 0, 2));
+        data.extend(txn_batch(2, 2, 2));
+        data.extend(marker(1, 4, true));
+        data.extend(txn_batch(1, 5, 2));
+        data.extend(marker(2, 7, false));
+        data.extend(txn_batch(2, 8, 1));
+        data.extend(marker(1, 9, false));
+        let mut plain = RecordBatchBuilder::new(10).producer(3, 0, 0);
+        plain.push(1000, None, Some(b"v10"), &[]);
+        data.extend(plain.build());
+        data.extend(marker(2, 11, true));
+        Bytes::from(data)
+    }
+
+    #[test]
+    fn read_committed_drops_aborted_transactions_and_every_marker() {
+        let data = log();
+        // read_uncommitted: everything but the markers.
+        let d = decode_fetched("t", 0, &data, 0, None).expect("decode");
+        assert_eq!(
+            values(&d),
+            ["v0", "v1", "v2", "v3", "v5", "v6", "v8", "v10"]
+        );
+        assert_eq!(d.next_offset, Some(12));
+        // read_committed: p2's transaction from 2 and p1's from 5 aborted.
+        let aborted = [(2, 2), (1, 5)];
+        let d = decode_fetched("t", 0, &data, 0, Some(&aborted)).expect("decode");
+        assert_eq!(values(&d), ["v0", "v1", "v8", "v10"]);
+        assert_eq!(d.next_offset, Some(12));
+        // From the middle: the batches before `from` still open the aborted transactions.
+        let d = decode_fetched("t", 0, &data, 6, Some(&aborted)).expect("decode");
+        assert_eq!(values(&d), ["v8", "v10"]);
+        // Without the list (a broker that had none to report), nothing is dropped.
+        let d = decode_fetched("t", 0, &data, 0, Some(&[])).expect("decode");
+        assert_eq!(values(&d).len(), 8);
+    }
+
+    #[test]
+    fn an_abort_marker_ends_only_that_producers_aborted_transaction() {
+        // p1 aborts [0], then commits [2]: the second transaction is not in the list.
+        let mut data = Vec::new();
+        data.extend(txn_batch(1, 0, 1));
+        data.extend(marker(1, 1, false));
+        data.extend(txn_batch(1, 2, 1));
+        data.extend(marker(1, 3, true));
+        let d = decode_fetched("t", 0, &Bytes::from(data), 0, Some(&[(1, 0)])).expect("decode");
+        assert_eq!(values(&d), ["v2"]);
     }
 }

@@ -632,6 +632,16 @@ impl RecordBatchBuilder {
         self.base_sequence = base_sequence;
         self
     }
+    /// Mark the batch as part of a transaction (attribute bit 0x10): `read_committed`
+    /// consumers hold it back until the producer's commit or abort marker decides it.
+    pub fn transactional(mut self, yes: bool) -> Self {
+        if yes {
+            self.attributes |= TRANSACTIONAL_BIT;
+        } else {
+            self.attributes &= !TRANSACTIONAL_BIT;
+        }
+        self
+    }
     pub fn partition_leader_epoch(mut self, epoch: i32) -> Self {
         self.partition_leader_epoch = epoch;
         self

@@ -150,6 +150,10 @@ pub struct ProduceArgs {
     /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: String,
+    /// Produce all of stdin in one transaction with this transactional id, committed at the
+    /// end of the input (read_committed consumers see all of it or, on failure, nothing).
+    #[arg(long, value_name = "ID")]
+    pub transactional_id: Option<String>,
 }
 
 /// `dmq consume` options.
@@ -181,6 +185,10 @@ pub struct ConsumeArgs {
     /// With --group: range or cooperative-sticky.
     #[arg(long, default_value = "range", requires = "group")]
     pub assignor: String,
+    /// read_committed: only records of committed transactions (and non-transactional ones);
+    /// read_uncommitted: every record.
+    #[arg(long, default_value = "read_uncommitted", value_name = "LEVEL")]
+    pub isolation: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -415,7 +423,12 @@ pub async fn produce(a: ProduceArgs, args: ClientArgs) -> anyhow::Result<()> {
     config.compression = a.compression.parse()?;
     config.max_block = Duration::from_secs(15);
     config.delivery_timeout = Duration::from_secs(30);
+    config.transactional_id = a.transactional_id.clone();
     let producer = Producer::new(config).await?;
+    if a.transactional_id.is_some() {
+        producer.init_transactions().await?;
+        producer.begin_transaction()?;
+    }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<String>>(1024);
     // stdin is blocking: read it on its own thread.
     std::thread::spawn(move || {
@@ -449,6 +462,15 @@ pub async fn produce(a: ProduceArgs, args: ClientArgs) -> anyhow::Result<()> {
             *partitions.entry(r?.partition).or_default() += 1;
         }
     }
+    if a.transactional_id.is_some() {
+        // Waits for every record; fails (and aborts) if any of them failed.
+        if let Err(e) = producer.commit_transaction().await {
+            if let Err(abort) = producer.abort_transaction().await {
+                tracing::debug!("aborting after a failed commit: {abort}");
+            }
+            return Err(e).context("committing the transaction (aborted)");
+        }
+    }
     producer.flush().await;
     for p in pending {
         let meta = p.await?;
@@ -480,6 +502,7 @@ pub async fn produce(a: ProduceArgs, args: ClientArgs) -> anyhow::Result<()> {
 pub async fn consume(a: ConsumeArgs, args: ClientArgs) -> anyhow::Result<()> {
     let mut config = ConsumerConfig::new(args.bootstrap.clone());
     config.client = args.client();
+    config.isolation_level = a.isolation.parse()?;
     if let Some(group) = &a.group {
         return consume_group(group.clone(), a, config, args.output).await;
     }
