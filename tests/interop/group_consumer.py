@@ -13,14 +13,7 @@ import argparse
 import json
 import os
 
-from interop_common import Deadline, log, run_main
-
-
-def write_atomic(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+from interop_common import Deadline, log, run_main, write_atomic
 
 
 class Recorder:

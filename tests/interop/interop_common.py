@@ -4,6 +4,7 @@ The scripts are run as `python tests/interop/<script>.py`, so this directory is 
 `import interop_common` works without packaging.
 """
 
+import os
 import random
 import sys
 import time
@@ -158,3 +159,11 @@ def check_partition_log(label, records, delivered, consumed, high_watermarks, ba
         more = "" if len(problems) <= 5 else " (and %d more)" % (len(problems) - 5)
         raise CheckFailed("%s: %d problem(s)%s:\n  %s"
                           % (label, len(problems), more, "\n  ".join(problems[:5])))
+
+
+def write_atomic(path, text):
+    """Replaces the file at `path` with `text` in one step (a reader never sees half of it)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

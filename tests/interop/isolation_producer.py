@@ -28,17 +28,10 @@ import uuid
 import confluent_kafka
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from interop_common import CheckFailed, Deadline, log, ok, run_main
+from interop_common import CheckFailed, Deadline, log, ok, run_main, write_atomic
 
 # Unacknowledged records allowed in flight: a fault leaves a bounded backlog to retry.
 IN_FLIGHT_MAX = 1000
-
-
-def write_atomic(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def produce(args):

@@ -87,14 +87,7 @@ async fn start(
 
 /// The topic's partitions as the quorum has committed them (read from the leader).
 async fn partitions(cluster: &MetadataCluster) -> Option<Vec<Value>> {
-    let leader = cluster.leader().await?;
-    let (status, topic) = cluster
-        .get(
-            leader,
-            &format!("/api/v1/metadata/topics/{TOPIC}?consistent=true"),
-        )
-        .await?;
-    (status == 200).then(|| topic["partitions"].as_array().cloned())?
+    common::topic_partitions(cluster, TOPIC).await
 }
 
 fn isr_len(p: &Value) -> usize {

@@ -5,36 +5,11 @@
 mod common;
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{repo_root, start_cluster};
+use common::{judges_lib, repo_root, start_cluster};
 use dmq::procs::{wait_until, MetadataCluster};
-
-/// `target/kafka-judges/lib` (or `$DMQ_KAFKA_JUDGES/lib`), checked to hold the jars.
-fn judges_lib() -> PathBuf {
-    let root = std::env::var_os("DMQ_KAFKA_JUDGES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/kafka-judges"));
-    let lib = root.join("lib");
-    let has_clients = std::fs::read_dir(&lib)
-        .map(|d| {
-            d.flatten().any(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with("kafka-clients-")
-            })
-        })
-        .unwrap_or(false);
-    assert!(
-        has_clients,
-        "{} has no Kafka jars: run ./scripts/test.sh (or scripts/install-test-deps.sh), which \
-         fetches the Java client and Kafka's CLI tools",
-        lib.display()
-    );
-    lib
-}
 
 /// Runs a Kafka tool's main class with `args` (stdin from `input`): (success, stdout, stderr).
 async fn tool(class: &str, args: &[&str], input: Option<String>) -> (bool, String, String) {

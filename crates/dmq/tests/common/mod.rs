@@ -349,3 +349,42 @@ pub async fn wait_topic_on_brokers(
     .await
     .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// `target/kafka-judges/lib` (or `$DMQ_KAFKA_JUDGES/lib`), checked to hold the jars.
+pub fn judges_lib() -> std::path::PathBuf {
+    let root = std::env::var_os("DMQ_KAFKA_JUDGES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/kafka-judges"));
+    let lib = root.join("lib");
+    let has_clients = std::fs::read_dir(&lib)
+        .map(|d| {
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("kafka-clients-")
+            })
+        })
+        .unwrap_or(false);
+    assert!(
+        has_clients,
+        "{} has no Kafka jars: run ./scripts/test.sh (or scripts/install-test-deps.sh), which \
+         fetches the Java client and Kafka's CLI tools",
+        lib.display()
+    );
+    lib
+}
+
+/// `topic`'s partitions as the quorum has committed them (a consistent read at the leader).
+pub async fn topic_partitions(
+    cluster: &dmq::procs::MetadataCluster,
+    topic: &str,
+) -> Option<Vec<serde_json::Value>> {
+    let leader = cluster.leader().await?;
+    let (status, v) = cluster
+        .get(
+            leader,
+            &format!("/api/v1/metadata/topics/{topic}?consistent=true"),
+        )
+        .await?;
+    (status == 200).then(|| v["partitions"].as_array().cloned())?
+}
