@@ -24,7 +24,9 @@
 //!    recordCount and CRC; a compressed batch is recompressed with its own codec. Batches left
 //!    with no records are dropped, except the last batch of the segment, which is kept with
 //!    zero records so that every segment still ends right below the next one's base offset.
-//!    Control batches are kept whole.
+//!    Control batches are kept whole. Records of a transaction enter the key map only when
+//!    its commit marker is seen in the scan (aborted or undecided records never supersede a
+//!    committed one; an aborted record superseded by a later one is dropped like any other).
 //! 3. Swap, under the writer lock, only if the segment is still the same sealed segment of
 //!    the same size (a concurrent truncation or retention wins): delete the old index files,
 //!    rename `.log.cleaned` over `.log`, fsync the directory, write fresh indexes. A crash at
@@ -270,8 +272,18 @@ pub(crate) fn compact(
     };
     let first_dirty = log.first_dirty_offset();
 
-    // The map of the dirty part: which offset holds each key's latest record.
+    // The map of the dirty part: which offset holds each key's latest record. A
+    // transaction's records count only once its commit marker is seen: an aborted record (or
+    // one of a transaction not decided within the scan) must never make an earlier committed
+    // record of its key look superseded — read_committed consumers would lose that value.
     let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
+    let mut undecided: HashMap<i64, Vec<(Vec<u8>, i64)>> = HashMap::new();
+    let note = |latest: &mut HashMap<Vec<u8>, i64>, k: &[u8], offset: i64| match latest.get_mut(k) {
+        Some(o) => *o = (*o).max(offset),
+        None => {
+            latest.insert(k.to_vec(), offset);
+        }
+    };
     for seg in segs
         .iter()
         .filter(|s| s.next_offset.load(Ordering::Acquire) > first_dirty)
@@ -279,17 +291,25 @@ pub(crate) fn compact(
         for_each_batch(seg, throttle, |meta, bytes| {
             let h = BatchHeader::new(bytes).map_err(|reason| corrupt(&meta, reason))?;
             if h.is_control() {
+                let keys = undecided.remove(&h.producer_id()).unwrap_or_default();
+                if batch::control_type(bytes) == Some(batch::ControlType::Commit) {
+                    for (k, offset) in keys {
+                        note(&mut latest, &k, offset);
+                    }
+                }
                 return Ok(());
             }
             let section = codec::plain_section(bytes).map_err(|reason| corrupt(&meta, reason))?;
             for r in batch::records_in(h, &section) {
                 let r = r.map_err(|reason| corrupt(&meta, reason))?;
                 if let Some(k) = r.key {
-                    match latest.get_mut(k) {
-                        Some(o) => *o = (*o).max(r.offset),
-                        None => {
-                            latest.insert(k.to_vec(), r.offset);
-                        }
+                    if h.is_transactional() {
+                        undecided
+                            .entry(h.producer_id())
+                            .or_default()
+                            .push((k.to_vec(), r.offset));
+                    } else {
+                        note(&mut latest, k, r.offset);
                     }
                 }
             }

@@ -261,3 +261,58 @@ fn the_throttle_paces_to_its_rate() {
         Duration::ZERO
     );
 }
+
+/// Transactions on a compacted topic (Kafka Streams' changelogs under exactly-once): an
+/// aborted record never supersedes the committed record of its key, a committed one does, and
+/// markers stay.
+#[test]
+fn aborted_records_never_supersede_committed_ones() {
+    let dir = tempdir();
+    let log = Log::open(dir.path(), compacted(|_| {})).expect("open");
+    let append = |mut b: Vec<u8>| {
+        log.append_as_leader(&mut b, 0, 0).expect("append");
+    };
+    let txn = |pid: i64, seq: i32, key: &str, value: &str| {
+        let mut b = RecordBatchBuilder::new(0)
+            .producer(pid, 0, seq)
+            .transactional(true);
+        b.push(1_000, Some(key.as_bytes()), Some(value.as_bytes()), &[]);
+        b.build()
+    };
+    // Offsets: 0 k=committed-plain, 1 k=aborted (pid 7), 2 abort marker,
+    //          3 j=plain, 4 j=committed-txn (pid 8), 5 commit marker.
+    append(keyed(&[("k", Some("committed-plain"))], 1_000));
+    append(txn(7, 0, "k", "aborted"));
+    append(batch::control_batch(7, 0, false, 0, 1_000));
+    append(keyed(&[("j", Some("plain"))], 1_000));
+    append(txn(8, 0, "j", "committed-txn"));
+    append(batch::control_batch(8, 0, true, 0, 1_000));
+    log.roll().expect("roll");
+    log.compact_below(2_000, log.log_end_offset(), &IoThrottle::unlimited())
+        .expect("compact");
+    let mut kept = Vec::new();
+    let mut markers = 0;
+    let slice = log.read(0, 1 << 20).expect("read").expect("data");
+    let mut buf = Vec::new();
+    slice.read_into(&mut buf).expect("bytes");
+    for (_, bytes) in Batches::new(&buf, true).flatten() {
+        let h = batch::BatchHeader::new(bytes).expect("header");
+        if h.is_control() {
+            markers += 1;
+            continue;
+        }
+        for r in batch::records(bytes).expect("records") {
+            let r = r.expect("record");
+            kept.push((
+                String::from_utf8_lossy(r.key.unwrap_or_default()).to_string(),
+                r.offset,
+            ));
+        }
+    }
+    // k: the committed plain record stays (the later aborted one must not shadow it);
+    // j: the committed transactional record supersedes the plain one.
+    assert!(kept.contains(&("k".to_string(), 0)), "{kept:?}");
+    assert!(kept.contains(&("j".to_string(), 4)), "{kept:?}");
+    assert!(!kept.contains(&("j".to_string(), 3)), "{kept:?}");
+    assert_eq!(markers, 2, "markers are kept");
+}
