@@ -53,6 +53,11 @@ pub struct ProduceBench {
     /// Buffer memory per producer, bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     pub buffer_memory: usize,
+    /// Records per transaction (transactional producers, acks=all); 0: no transactions. The
+    /// commit latency (commit_transaction: the last records, EndTxn and the markers) is
+    /// reported too.
+    #[arg(long, default_value_t = 0)]
+    pub txn_records: u64,
     #[arg(long, env = "DMQ_BOOTSTRAP", default_value = crate::cli::DEV_BOOTSTRAP)]
     pub bootstrap: String,
     #[arg(long, value_enum, default_value_t = Output::Human)]
@@ -194,18 +199,38 @@ pub async fn produce(o: ProduceBench) -> anyhow::Result<()> {
             .create_topic(NewTopic::new(&o.topic, o.partitions, o.replication_factor))
             .await?;
     }
+    let transactional = o.txn_records > 0;
+    anyhow::ensure!(
+        !transactional || matches!(o.acks.as_str(), "all" | "-1"),
+        "--txn-records needs --acks all (transactions are idempotent)"
+    );
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     let mut producers = Vec::new();
-    for _ in 0..o.producers {
+    for i in 0..o.producers {
         let mut c = ProducerConfig::new(o.bootstrap.clone());
         c.client = client.clone();
         c.acks = o.acks.parse()?;
+        if transactional {
+            c.transactional_id = Some(format!("dmq-bench-{run_id}-{i}"));
+        }
         c.batch_size = o.batch_size;
         c.linger = Duration::from_millis(o.linger_ms);
         c.compression = o.compression.parse()?;
         c.buffer_memory = o.buffer_memory.max(o.batch_size * 2);
         c.max_request_size = c.max_request_size.max(o.batch_size + 1024);
-        producers.push(Arc::new(Producer::new(c).await?));
+        let producer = Producer::new(c).await?;
+        if transactional {
+            producer.init_transactions().await?;
+        }
+        producers.push(Arc::new(producer));
     }
+    let commits = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new_with_bounds(
+        1,
+        120_000_000,
+        3,
+    )?));
     // kafka-producer-perf-test's payload: random printable bytes, the same for every record.
     let payload: Bytes = {
         use rand::Rng;
@@ -226,6 +251,8 @@ pub async fn produce(o: ProduceBench) -> anyhow::Result<()> {
         let payload = payload.clone();
         let topic = o.topic.clone();
         let acked = acked.clone();
+        let commits = commits.clone();
+        let per_txn = o.txn_records;
         tasks.push(tokio::spawn(async move {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, DeliveryFuture)>();
             let settle = tokio::spawn(async move {
@@ -249,6 +276,15 @@ pub async fn produce(o: ProduceBench) -> anyhow::Result<()> {
             });
             let start = Instant::now();
             for k in 0..n {
+                if per_txn > 0 && k % per_txn == 0 {
+                    if k > 0 {
+                        let t0 = Instant::now();
+                        producer.commit_transaction().await?;
+                        let us = t0.elapsed().as_micros().max(1) as u64;
+                        let _ = commits.lock().unwrap_or_else(|e| e.into_inner()).record(us);
+                    }
+                    producer.begin_transaction()?;
+                }
                 if let Some(rate) = per_rate {
                     let due = start + Duration::from_secs_f64(k as f64 / rate);
                     if due > Instant::now() + Duration::from_millis(1) {
@@ -265,6 +301,12 @@ pub async fn produce(o: ProduceBench) -> anyhow::Result<()> {
                 let _ = tx.send((t0, f));
             }
             drop(tx);
+            if per_txn > 0 && n > 0 {
+                let t0 = Instant::now();
+                producer.commit_transaction().await?;
+                let us = t0.elapsed().as_micros().max(1) as u64;
+                let _ = commits.lock().unwrap_or_else(|e| e.into_inner()).record(us);
+            }
             producer.flush().await;
             settle.await?
         }));
@@ -308,6 +350,27 @@ pub async fn produce(o: ProduceBench) -> anyhow::Result<()> {
         "latency",
         o.output,
     );
+    if transactional {
+        let h = commits.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        match o.output {
+            Output::Json => println!(
+                "{}",
+                json!({
+                    "bench": "commit", "transactions": h.len(), "recordsPerTransaction": o.txn_records,
+                    "p50Ms": ms(0.5), "p99Ms": ms(0.99), "maxMs": h.max() as f64 / 1000.0,
+                })
+            ),
+            Output::Human => println!(
+                "commit ms ({} transactions of {} records): p50 {:.2}  p99 {:.2}  max {:.2}",
+                h.len(),
+                o.txn_records,
+                ms(0.5),
+                ms(0.99),
+                h.max() as f64 / 1000.0
+            ),
+        }
+    }
     for p in producers {
         if let Ok(p) = Arc::try_unwrap(p) {
             p.close().await;

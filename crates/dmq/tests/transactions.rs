@@ -73,6 +73,40 @@ async fn confluent_kafka_commits_aborts_fences_and_times_out_transactions() {
         Some("CompleteAbort"),
         "timed out: {list}"
     );
+    // `dmq bench produce --txn-records`: four transactions of 500, each commit measured.
+    let out = Command::new(env!("CARGO_BIN_EXE_dmq"))
+        .args([
+            "bench",
+            "produce",
+            "txn-bench",
+            "--records",
+            "2000",
+            "--record-size",
+            "100",
+        ])
+        .args([
+            "--acks",
+            "all",
+            "--txn-records",
+            "500",
+            "--replication-factor",
+            "3",
+        ])
+        .args(["--output", "json", "--bootstrap", &cluster.bootstrap()])
+        .output()
+        .expect("run dmq bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let commit: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["bench"] == "commit")
+        .unwrap_or_else(|| panic!("no commit line: {stdout}"));
+    assert_eq!(commit["transactions"], 4, "{commit}");
     let one = dmq(&["txn", "describe", "txn-a"]);
     assert_eq!(one["producerEpoch"], 1, "fenced once: {one}");
     assert_eq!(one["partitions"], serde_json::json!([]), "{one}");
