@@ -2,7 +2,7 @@
 """Transactional produce throughput and commit latency with confluent-kafka (librdkafka), against
 idempotent produce on the same cluster (issue #16's measurements).
 
-usage: target/interop-venv/bin/python scripts/bench_txn.py [--bootstrap localhost:19092]
+usage: $DMQ_VENV/bin/python benches/librdkafka_txn.py [--bootstrap localhost:19092]
            [--topic bench-txn] [--records 100000] [--record-size 1024]
 
 Creates the topic if missing (6 partitions, RF 3, min.insync.replicas 2), then for each mode
