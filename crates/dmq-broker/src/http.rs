@@ -653,7 +653,7 @@ async fn metadata_update(
                     broker = shared.config.broker_id,
                     controller = id,
                     url,
-                    "CONTROLLER_CHANGED push: switching to the new controller"
+                    "controller switched (CONTROLLER_CHANGED push)"
                 );
             }
             shared.controller_changed.notify_one();

@@ -166,6 +166,8 @@ async fn brokers_follow_a_controller_switch_without_restarting() {
         .await
         .expect("new leader");
     assert_ne!(old, new);
+    // Whichever way a broker learns of it first (the new controller's push, a heartbeat's
+    // answer or rediscovery after failed heartbeats), it logs "controller switched".
     for id in cluster.broker_ids() {
         wait_for_log(&cluster, id, "controller switched", Duration::from_secs(15)).await;
     }
