@@ -229,9 +229,15 @@ async fn node_down_for_10000_commits_catches_up_by_snapshot() {
         .into_iter()
         .find(|i| *i != leader)
         .expect("follower");
-    let down_last_index = cluster.status(down).await.expect("status")["lastLogIndex"]
-        .as_u64()
-        .unwrap_or(0);
+    // (A node busy settling a start-up election may not answer at once.)
+    let c = &cluster;
+    let down_last_index = dmq::procs::wait_until(
+        Duration::from_secs(10),
+        "the follower's status",
+        || async move { c.status(down).await?["lastLogIndex"].as_u64() },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     cluster.kill(down);
 
     // 10,000 commits from 16 concurrent writers.
