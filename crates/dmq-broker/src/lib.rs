@@ -19,6 +19,7 @@ pub mod metrics;
 mod node;
 pub mod partition;
 mod produce;
+pub mod producer_snapshot;
 pub mod producer_state;
 pub mod replica_manager;
 pub mod txn;

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use dmq_log::batch::Batches;
-use dmq_log::{now_ms, BatchHeader, Log};
+use dmq_log::{now_ms, BatchHeader, Log, TxnIndexEntry};
 use dmq_replica::{
     AckWait, Effects, FetchGrant, FollowerFetch, IsrAnswer, LogView, PartitionMeta, Refusal,
     ReplicaState, Reset, WaiterId,
@@ -38,6 +38,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::config::TopicSettings;
 use crate::error::{BrokerError, Result};
+use crate::producer_snapshot;
 use crate::producer_state::{AbortedTxn, ProducerStates, SeqCheck};
 
 pub use dmq_replica::{FollowerProgress, IsrChange, Role};
@@ -66,6 +67,11 @@ struct State {
     settings: TopicSettings,
     /// acks=all producers waiting for the core's verdict.
     acks: HashMap<WaiterId, oneshot::Sender<std::result::Result<(), Refusal>>>,
+    /// Offset of the newest producer snapshot written or loaded (`producer_snapshot`).
+    snapshot_offset: i64,
+    /// A `.txnindex` append failed: no snapshot may claim the index complete until the next
+    /// open rebuilds it.
+    txn_index_broken: bool,
 }
 
 /// A produce that reached the log (or was found there already).
@@ -158,7 +164,7 @@ impl Partition {
     ) -> Result<Partition> {
         let settings = TopicSettings::from_config(&topic.config);
         let log = Arc::new(Log::open(dir, settings.log_config())?);
-        let mut producers = rebuild_producers(&log)?;
+        let (mut producers, snapshot_offset) = load_producers(&log)?;
         let leo = log.log_end_offset();
         // The checkpointed high watermark (Kafka's replication-offset-checkpoint), within what
         // the log holds after recovery: a restarted leader serves what was committed at once
@@ -181,6 +187,8 @@ impl Partition {
                 producers,
                 settings,
                 acks: HashMap::new(),
+                snapshot_offset,
+                txn_index_broken: false,
             }),
             hw: AtomicI64::new(hw),
             hw_tx,
@@ -412,7 +420,7 @@ impl Partition {
         for (_, bytes) in Batches::new(records, false).flatten() {
             if let Ok(h) = BatchHeader::new(bytes) {
                 count += i64::from(h.record_count());
-                st.producers.record(bytes);
+                self.record_producer_state(&mut st, bytes);
             }
         }
         self.leo_tx.send_replace(info.last_offset + 1);
@@ -585,7 +593,10 @@ impl Partition {
                 leader_epoch = epoch,
                 "truncated a divergent suffix"
             );
-            st.producers = rebuild_producers(&self.log)?;
+            let (producers, snapshot_offset) = load_producers(&self.log)?;
+            st.producers = producers;
+            st.snapshot_offset = snapshot_offset;
+            st.txn_index_broken = false;
             st.producers.on_high_watermark(self.high_watermark());
             self.leo_tx.send_replace(new_end);
         }
@@ -604,13 +615,49 @@ impl Partition {
             Reset::StartOver(start) => {
                 tracing::info!(partition = ?self, start, "behind the leader's log start; starting over there");
                 self.log.truncate_fully_and_start_at(start)?;
+                producer_snapshot::remove_all(self.log.dir())?;
                 st.producers = ProducerStates::default();
+                st.snapshot_offset = start;
                 self.leo_tx.send_replace(start);
                 let effects = st.core.started_over(start);
                 self.perform(&mut st, effects);
                 Ok(())
             }
         }
+    }
+
+    /// Records a batch now in the log in the producer state; an abort marker that ended a
+    /// transaction also goes to its segment's `.txnindex`. Caller holds the writer lock.
+    fn record_producer_state(&self, st: &mut State, batch: &[u8]) {
+        let Some(aborted) = st.producers.record(batch) else {
+            return;
+        };
+        if let Err(e) = self
+            .log
+            .append_aborted_txn(index_entry(&st.producers, aborted))
+        {
+            // The in-memory list has it; the next open derives the index from the log again.
+            tracing::error!(partition = ?self, "writing the aborted-transaction index: {e}");
+            st.txn_index_broken = true;
+        }
+    }
+
+    /// Writes a producer snapshot at the log end if the log rolled a segment since the last
+    /// one (Kafka snapshots at every roll), or unconditionally with `force` (clean shutdown),
+    /// so that the next open scans only the log after it. The `.txnindex` entries below it
+    /// are fsynced first.
+    pub fn snapshot_producers(&self, force: bool) -> Result<()> {
+        let _writer = self.write_lock();
+        let mut st = self.lock();
+        let leo = self.log.log_end_offset();
+        let rolled = self.log.active_base_offset() > st.snapshot_offset;
+        if leo == st.snapshot_offset || !(rolled || force) || st.txn_index_broken {
+            return Ok(());
+        }
+        self.log.sync_txn_indexes()?;
+        producer_snapshot::write(self.log.dir(), leo, &st.producers.snapshot_body())?;
+        st.snapshot_offset = leo;
+        Ok(())
     }
 
     /// Writes the high watermark to its checkpoint file if it moved since the last write
@@ -681,7 +728,7 @@ impl Partition {
         if !records.is_empty() {
             let info = self.log.append_replicated(records)?;
             for (_, bytes) in Batches::new(records, false).flatten() {
-                st.producers.record(bytes);
+                self.record_producer_state(&mut st, bytes);
             }
             appended = info.bytes;
             self.leo_tx.send_replace(info.last_offset + 1);
@@ -799,13 +846,58 @@ pub struct ReplicaSnapshot {
     pub log_start_offset: i64,
 }
 
-/// Producer and transaction state from every batch header (and marker) in the log: restart
-/// recovery and truncation. A scan of the whole log; Kafka avoids it with producer snapshots
-/// and a `.txnindex` per segment, an optimisation this does not need for correctness.
-fn rebuild_producers(log: &Log) -> Result<ProducerStates> {
-    let mut producers = ProducerStates::default();
-    let end = log.log_end_offset();
-    let mut offset = log.log_start_offset();
+/// The `.txnindex` entry of a transaction just aborted, with the last stable offset it leaves
+/// (before the high watermark's limit).
+fn index_entry(producers: &ProducerStates, a: AbortedTxn) -> TxnIndexEntry {
+    let after = a.last_offset + 1;
+    TxnIndexEntry {
+        producer_id: a.producer_id,
+        first_offset: a.first_offset,
+        last_offset: a.last_offset,
+        last_stable_offset: producers
+            .first_unstable_offset()
+            .map_or(after, |f| f.min(after)),
+    }
+}
+
+/// Producer and transaction state for the log as it is now (open, truncation): the newest
+/// usable producer snapshot, the aborted transactions below it from the `.txnindex` files, and
+/// a scan of the batch headers (and markers) after it, which also writes the index entries of
+/// the aborts it finds. See `producer_snapshot` for why each piece can be trusted. Returns the
+/// state and the offset the scan began at.
+fn load_producers(log: &Log) -> Result<(ProducerStates, i64)> {
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    let mut loaded = None;
+    for (offset, path) in producer_snapshot::drop_above(log.dir(), end)?.iter().rev() {
+        if *offset < start {
+            break;
+        }
+        let Some(body) = producer_snapshot::read(path)? else {
+            tracing::warn!(path = %path.display(), "ignoring a torn or corrupt producer snapshot");
+            continue;
+        };
+        let aborted = log
+            .aborted_txns_before(*offset)?
+            .into_iter()
+            .map(|e| AbortedTxn {
+                producer_id: e.producer_id,
+                first_offset: e.first_offset,
+                last_offset: e.last_offset,
+            })
+            .collect();
+        match ProducerStates::from_snapshot_body(&body, aborted) {
+            Some(states) => {
+                loaded = Some((states, *offset));
+                break;
+            }
+            None => {
+                tracing::warn!(path = %path.display(), "ignoring an unreadable producer snapshot")
+            }
+        }
+    }
+    let (mut producers, from) = loaded.unwrap_or_else(|| (ProducerStates::default(), start));
+    log.truncate_txn_indexes_from(from)?;
+    let mut offset = from;
     let mut buf = Vec::new();
     while offset < end {
         let Some(slice) = log.read(offset, 4 << 20)? else {
@@ -815,7 +907,9 @@ fn rebuild_producers(log: &Log) -> Result<ProducerStates> {
         let before = offset;
         for (_, bytes) in Batches::new(&buf, false).flatten() {
             if let Ok(h) = BatchHeader::new(bytes) {
-                producers.record(bytes);
+                if let Some(a) = producers.record(bytes) {
+                    log.append_aborted_txn(index_entry(&producers, a))?;
+                }
                 offset = h.last_offset() + 1;
             }
         }
@@ -823,7 +917,7 @@ fn rebuild_producers(log: &Log) -> Result<ProducerStates> {
             break;
         }
     }
-    Ok(producers)
+    Ok((producers, from))
 }
 
 #[cfg(test)]
@@ -1065,7 +1159,8 @@ mod tests {
     fn txn_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
         let mut b = dmq_log::RecordBatchBuilder::new(0).producer(pid, epoch, seq);
         for i in 0..n {
-            b.push(0, Some(b"k"), Some(format!("t{i}").as_bytes()), &[]);
+            // Timestamps of now, like the markers': a jump in time would roll a segment.
+            b.push(now_ms(), Some(b"k"), Some(format!("t{i}").as_bytes()), &[]);
         }
         let mut bytes = b.build();
         let attributes = BatchHeader::new(&bytes).expect("header").attributes() | 0x10;
@@ -1174,5 +1269,177 @@ mod tests {
         follower_fetch(&p, 2, 5).expect("fetch");
         assert_eq!(p.last_stable_offset(), 5);
         assert_eq!(p.aborted_transactions(0, 5).len(), 1);
+    }
+
+    /// What a reopened partition knows about producers and transactions, for comparison.
+    type TxnView = (
+        Vec<AbortedTxn>,
+        i64,
+        Vec<crate::producer_state::ActiveProducer>,
+        Option<i64>,
+    );
+
+    fn txn_view(p: &Partition) -> TxnView {
+        (
+            p.aborted_transactions(0, i64::MAX),
+            p.last_stable_offset(),
+            p.active_producers().expect("leader"),
+            p.ongoing_transaction(8),
+        )
+    }
+
+    fn reopen(dir: &Path) -> Partition {
+        let p = Partition::open(dir, &topic(), &meta(1, &[1], 0, 0), 1).expect("open");
+        p.apply_metadata(&topic(), &meta(1, &[1], 0, 0));
+        p
+    }
+
+    fn files(dir: &Path, ext: &str) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(ext))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Kafka's producer snapshots and per-segment `.txnindex`: an open scans the log only from
+    /// the newest snapshot and takes the earlier aborted transactions from the index files; the
+    /// result is the same as a scan of the whole log, which is what an open without a snapshot
+    /// (or with a torn one) does. Aborted transactions are on disk next to their segments.
+    #[test]
+    fn producer_state_reopens_from_a_snapshot_and_the_txn_indexes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (expected, snapshot_at) = {
+            let p = reopen(dir.path());
+            p.append_as_leader(&mut txn_batch(7, 0, 0, 2), -1, false)
+                .expect("txn"); // 0-1
+            p.append_txn_marker(marker(7, 0, false), false)
+                .expect("abort"); // 2
+            p.log.roll().expect("roll");
+            p.append_as_leader(&mut txn_batch(8, 0, 0, 1), -1, false)
+                .expect("txn of 8, open across the snapshot"); // 3
+            p.append_as_leader(&mut txn_batch(7, 0, 2, 1), -1, false)
+                .expect("txn"); // 4
+            p.append_txn_marker(marker(7, 0, false), false)
+                .expect("abort"); // 5
+            p.snapshot_producers(false).expect("snapshot after a roll");
+            let snapshot_at = p.log_end_offset();
+            assert_eq!(snapshot_at, 6);
+            p.append_as_leader(&mut txn_batch(7, 0, 3, 1), -1, false)
+                .expect("txn"); // 6
+            p.append_txn_marker(marker(7, 0, false), false)
+                .expect("abort after the snapshot"); // 7
+            p.snapshot_producers(false)
+                .expect("no roll since the last snapshot: nothing written");
+            let view = txn_view(&p);
+            assert_eq!(view.0.len(), 3);
+            assert_eq!(view.1, 3, "8's transaction holds the LSO");
+            assert_eq!(view.3, Some(3));
+            // A crash: no clean close, no snapshot at the end.
+            (view, snapshot_at)
+        };
+        assert_eq!(files(dir.path(), ".snapshot").len(), 1);
+        assert_eq!(
+            files(dir.path(), ".txnindex"),
+            vec![
+                "00000000000000000000.txnindex".to_string(),
+                "00000000000000000003.txnindex".to_string()
+            ],
+            "each abort is indexed in the segment of its marker"
+        );
+        {
+            let p = reopen(dir.path());
+            assert_eq!(
+                p.lock().snapshot_offset,
+                snapshot_at,
+                "scanned from the snapshot"
+            );
+            assert_eq!(txn_view(&p), expected);
+            p.snapshot_producers(true).expect("clean shutdown snapshot");
+            p.log.close().expect("close");
+        }
+        {
+            let p = reopen(dir.path());
+            assert_eq!(
+                p.lock().snapshot_offset,
+                8,
+                "a clean close leaves nothing to scan"
+            );
+            assert_eq!(txn_view(&p), expected);
+        }
+        // Without snapshots (and with a stale index entry that the scan must not double).
+        for f in files(dir.path(), ".snapshot") {
+            std::fs::remove_file(dir.path().join(f)).expect("rm");
+        }
+        let p = reopen(dir.path());
+        assert_eq!(p.lock().snapshot_offset, 0, "a whole scan");
+        assert_eq!(txn_view(&p), expected);
+        // A torn snapshot is skipped the same way.
+        p.snapshot_producers(true).expect("snapshot");
+        drop(p);
+        let only = files(dir.path(), ".snapshot");
+        let path = dir.path().join(&only[only.len() - 1]);
+        let bytes = std::fs::read(&path).expect("read");
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("tear");
+        let p = reopen(dir.path());
+        assert_eq!(p.lock().snapshot_offset, 0, "the torn snapshot was skipped");
+        assert_eq!(txn_view(&p), expected);
+    }
+
+    /// A crash loses the log's unflushed tail, and with it offsets a snapshot was taken at:
+    /// that snapshot is deleted and the state comes from the older one (or a whole scan), and
+    /// the index entry of an abort marker lost with the tail is gone too.
+    #[test]
+    fn a_snapshot_above_the_recovered_log_end_is_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seg_bytes;
+        {
+            let p = reopen(dir.path());
+            p.append_as_leader(&mut txn_batch(7, 0, 0, 1), -1, false)
+                .expect("txn"); // 0
+            p.append_txn_marker(marker(7, 0, false), false)
+                .expect("abort"); // 1
+            p.log.roll().expect("roll");
+            p.append_as_leader(&mut txn_batch(7, 0, 1, 1), -1, false)
+                .expect("txn"); // 2
+            seg_bytes = p.log.segments().last().expect("active").size_bytes;
+            p.append_txn_marker(marker(7, 0, false), false)
+                .expect("abort"); // 3
+            p.snapshot_producers(false).expect("snapshot at 4");
+            assert_eq!(p.aborted_transactions(0, 10).len(), 2);
+        }
+        assert_eq!(
+            files(dir.path(), ".snapshot"),
+            vec!["00000000000000000004.snapshot"]
+        );
+        // The marker at 3 never reached the disk: the segment ends after the batch at 2.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("00000000000000000002.log"))
+            .expect("open");
+        f.set_len(seg_bytes).expect("truncate");
+        let p = reopen(dir.path());
+        assert_eq!(p.log_end_offset(), 3);
+        assert_eq!(files(dir.path(), ".snapshot"), Vec::<String>::new());
+        assert_eq!(
+            p.aborted_transactions(0, 10),
+            vec![AbortedTxn {
+                producer_id: 7,
+                first_offset: 0,
+                last_offset: 1
+            }]
+        );
+        assert_eq!(
+            p.ongoing_transaction(7),
+            Some(2),
+            "its marker is lost: open again"
+        );
+        assert_eq!(
+            files(dir.path(), ".txnindex"),
+            vec!["00000000000000000000.txnindex".to_string()]
+        );
     }
 }

@@ -22,24 +22,25 @@
 //! The last stable offset (LSO) is `min(high watermark, first unstable offset)`: everything
 //! below it is decided, which is what `read_committed` consumers may read.
 //!
-//! Rebuilt on open from the batch headers (and the markers' one record) in the log, so it
-//! survives restarts; followers build the same state from the same batches in
-//! `append_replicated`, so a new leader has it. Kafka keeps a `.txnindex` file per segment (the
-//! aborted list) and producer snapshots to avoid scanning the whole log on open; both are
-//! possible optimisations here, not needed for correctness.
+//! Derived from the batch headers (and the markers' one record) in the log: followers build
+//! the same state from the same batches in `append_replicated`, so a new leader has it. On
+//! disk, like Kafka, the aborted list is kept per segment in `.txnindex` files
+//! (`dmq_log::txn_index`) and the rest in producer snapshots (`producer_snapshot`), so a
+//! restart scans only the log after the newest snapshot.
 
 use std::collections::{HashMap, VecDeque};
 
 use dmq_log::batch::{control_record, ControlType};
 use dmq_log::BatchHeader;
 use kafka_protocol::error::ResponseError;
+use serde::{Deserialize, Serialize};
 
 use crate::error::BrokerError;
 
 /// Kafka keeps the last five batches per producer (`max.in.flight.requests.per.connection` ≤ 5).
 const BATCHES_KEPT: usize = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct BatchSeq {
     first_seq: i32,
     last_seq: i32,
@@ -47,7 +48,7 @@ struct BatchSeq {
     last_offset: i64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchSeq>,
@@ -71,7 +72,7 @@ pub struct AbortedTxn {
 }
 
 /// A transaction whose marker is in the log but not yet below the high watermark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct CompletedTxn {
     producer_id: i64,
     first_offset: i64,
@@ -233,21 +234,19 @@ impl ProducerStates {
 
     /// Records a whole batch now in the log (appended by us, replicated, or found by
     /// recovery): its sequence range, and the transaction it begins or (a marker) ends.
-    pub fn record(&mut self, batch: &[u8]) {
-        let Ok(h) = BatchHeader::new(batch) else {
-            return;
-        };
+    /// Returns the transaction this batch aborted, if it is an abort marker that ended one
+    /// (for the segment's `.txnindex`).
+    pub fn record(&mut self, batch: &[u8]) -> Option<AbortedTxn> {
+        let h = BatchHeader::new(batch).ok()?;
         let pid = h.producer_id();
         if pid < 0 {
-            return;
+            return None;
         }
         if h.is_control() {
             // A control batch that is not a well-formed marker decides nothing (Kafka skips
             // unknown control types too).
-            if let Some(marker) = control_record(batch) {
-                self.end_transaction(&h, marker.kind, marker.coordinator_epoch);
-            }
-            return;
+            let marker = control_record(batch)?;
+            return self.end_transaction(&h, marker.kind, marker.coordinator_epoch);
         }
         let entry = self.producers.entry(pid).or_default();
         if h.producer_epoch() != entry.epoch {
@@ -267,12 +266,18 @@ impl ProducerStates {
         if h.is_transactional() {
             self.ongoing.entry(pid).or_insert(h.base_offset());
         }
+        None
     }
 
     /// A marker at `h.base_offset()`: ends the producer's open transaction (if any) and raises
     /// its epoch here to the marker's, which fences older-epoch data batches (a zombie of a
     /// transaction the coordinator timed out and aborted with a bumped epoch).
-    fn end_transaction(&mut self, h: &BatchHeader<'_>, kind: ControlType, coordinator_epoch: i32) {
+    fn end_transaction(
+        &mut self,
+        h: &BatchHeader<'_>,
+        kind: ControlType,
+        coordinator_epoch: i32,
+    ) -> Option<AbortedTxn> {
         let pid = h.producer_id();
         let marker_offset = h.base_offset();
         let entry = self.producers.entry(pid).or_default();
@@ -284,21 +289,55 @@ impl ProducerStates {
         entry.last_marker_offset = Some(marker_offset);
         // A marker without an open transaction here (the coordinator retrying, or a partition
         // added to the transaction but never written) is legal and decides nothing.
-        let Some(first_offset) = self.ongoing.remove(&pid) else {
-            return;
-        };
+        let first_offset = self.ongoing.remove(&pid)?;
         self.unreplicated.push_back(CompletedTxn {
             producer_id: pid,
             first_offset,
             last_offset: marker_offset,
         });
-        if kind == ControlType::Abort {
-            self.aborted.push_back(AbortedTxn {
-                producer_id: pid,
-                first_offset,
-                last_offset: marker_offset,
-            });
+        if kind != ControlType::Abort {
+            return None;
         }
+        let aborted = AbortedTxn {
+            producer_id: pid,
+            first_offset,
+            last_offset: marker_offset,
+        };
+        self.aborted.push_back(aborted);
+        Some(aborted)
+    }
+
+    /// The state as of the log end, without the aborted list (which the segments' `.txnindex`
+    /// files hold): the body of a producer snapshot (see `producer_snapshot`).
+    pub fn snapshot_body(&self) -> Vec<u8> {
+        let mut producers: Vec<_> = self.producers.iter().collect();
+        producers.sort_by_key(|(pid, _)| **pid);
+        let mut ongoing: Vec<_> = self.ongoing.iter().map(|(p, f)| (*p, *f)).collect();
+        ongoing.sort_unstable();
+        let body = serde_json::json!({
+            "producers": producers,
+            "ongoing": ongoing,
+            "unreplicated": self.unreplicated,
+        });
+        body.to_string().into_bytes()
+    }
+
+    /// The state a [`ProducerStates::snapshot_body`] holds, with `aborted` (from the
+    /// `.txnindex` files, in marker order) as its aborted list.
+    pub fn from_snapshot_body(body: &[u8], aborted: Vec<AbortedTxn>) -> Option<ProducerStates> {
+        #[derive(Deserialize)]
+        struct Body {
+            producers: Vec<(i64, ProducerEntry)>,
+            ongoing: Vec<(i64, i64)>,
+            unreplicated: VecDeque<CompletedTxn>,
+        }
+        let b: Body = serde_json::from_slice(body).ok()?;
+        Some(ProducerStates {
+            producers: b.producers.into_iter().collect(),
+            ongoing: b.ongoing.into_iter().collect(),
+            unreplicated: b.unreplicated,
+            aborted: aborted.into(),
+        })
     }
 
     /// The high watermark is now `hw`: transactions whose marker is below it are decided for

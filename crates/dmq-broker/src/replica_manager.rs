@@ -235,6 +235,9 @@ impl ReplicaManager {
             if let Err(e) = part.checkpoint_hw() {
                 tracing::warn!(partition = ?part, "checkpointing the high watermark: {e}");
             }
+            if let Err(e) = part.snapshot_producers(true) {
+                tracing::warn!(partition = ?part, "producer snapshot: {e}");
+            }
             if let Err(e) = part.log.close() {
                 tracing::warn!(partition = ?part, "closing log: {e}");
             }
@@ -248,6 +251,9 @@ impl ReplicaManager {
             if due.checkpoint {
                 if let Err(e) = part.checkpoint_hw() {
                     tracing::warn!(partition = ?part, "checkpointing the high watermark: {e}");
+                }
+                if let Err(e) = part.snapshot_producers(false) {
+                    tracing::warn!(partition = ?part, "producer snapshot: {e}");
                 }
             }
             if let Err(e) = part.log.maybe_flush(now_ms) {

@@ -5,6 +5,7 @@
 //!     <base offset, 20 digits>.log        Kafka RecordBatch v2 bytes, verbatim   (segment.rs, batch.rs)
 //!     <base offset, 20 digits>.index      relative offset → position, 8 B/entry  (index.rs)
 //!     <base offset, 20 digits>.timeindex  timestamp → relative offset, 12 B/entry (time_index.rs)
+//!     <base offset, 20 digits>.txnindex   aborted transactions, 34 B/entry      (txn_index.rs)
 //!     leader-epoch-checkpoint             epoch → start offset, versioned + CRC   (epoch_cache.rs)
 //!     log-start-offset                    log start after DeleteRecords           (checkpoint.rs)
 //!     clean-shutdown                      written by close(), removed by open()   (recovery.rs)
@@ -60,6 +61,7 @@ mod log;
 pub mod recovery;
 mod segment;
 mod time_index;
+pub mod txn_index;
 
 pub use batch::{BatchHeader, Record, RecordBatchBuilder, RecordHeader};
 pub use cleaner::{
@@ -73,6 +75,7 @@ pub use log::{
     MAX_BATCH_BYTES_DEFAULT, PREALLOCATE_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
     SEGMENT_MS_DEFAULT,
 };
+pub use txn_index::TxnIndexEntry;
 
 #[cfg(test)]
 mod send_sync {

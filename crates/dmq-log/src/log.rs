@@ -26,6 +26,7 @@
 //!   or bytes that are being removed — the same window Kafka has; callers bound reads by the
 //!   high watermark, which never covers truncated data.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -37,6 +38,7 @@ use crate::epoch_cache::{EpochEntry, LeaderEpochFileCache};
 use crate::error::{BatchDefect, LogError, Result};
 use crate::recovery::{self, CLEAN_SHUTDOWN_FILE};
 use crate::segment::{BatchMeta, LogSegment, NO_TIMESTAMP};
+use crate::txn_index::{self, TxnIndexEntry};
 
 /// Default `segment.bytes`: 1 GiB.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
@@ -280,6 +282,8 @@ pub(crate) type SegmentList = Arc<Vec<Arc<LogSegment>>>;
 pub(crate) struct WriterState {
     last_flush_ms: i64,
     metas: Vec<BatchMeta>,
+    /// Segments (by base offset) whose `.txnindex` has appends not fsynced yet.
+    txn_unsynced: BTreeSet<i64>,
 }
 
 /// One partition's log. `Send + Sync`; share it as `Arc<Log>`.
@@ -339,6 +343,7 @@ impl Log {
             writer: Mutex::new(WriterState {
                 last_flush_ms: 0,
                 metas: Vec::new(),
+                txn_unsynced: BTreeSet::new(),
             }),
             segments: RwLock::new(Arc::new(segments)),
             log_start: AtomicI64::new(log_start.min(log_end)),
@@ -388,6 +393,13 @@ impl Log {
     pub fn log_end_offset(&self) -> i64 {
         self.log_end.load(Ordering::Acquire)
     }
+    /// Base offset of the active (last) segment.
+    pub fn active_base_offset(&self) -> i64 {
+        self.snapshot()
+            .last()
+            .map_or_else(|| self.log_start_offset(), |s| s.base_offset)
+    }
+
     /// Every offset below this has been fsynced.
     pub fn durable_offset(&self) -> i64 {
         self.durable.load(Ordering::Acquire)
@@ -859,6 +871,8 @@ impl Log {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .truncate_from_end(new_end)?;
+        // A marker cut off takes its index entry with it.
+        txn_index::truncate_from(&txn_index::path(&self.dir, active.base_offset), new_end)?;
         Ok(new_end)
     }
 
@@ -1083,6 +1097,7 @@ impl Log {
         }
         for seg in self.snapshot().iter() {
             seg.flush_indexes()?;
+            txn_index::sync(&txn_index::path(&self.dir, seg.base_offset))?;
         }
         if let Some(active) = self.snapshot().last() {
             active.seal()?;
@@ -1093,6 +1108,73 @@ impl Log {
             .and_then(|f| f.sync_all())
             .map_err(LogError::io("create", &marker))?;
         checkpoint::sync_dir(&self.dir)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Aborted-transaction index (txn_index.rs)
+    // -----------------------------------------------------------------------------------
+
+    /// Records an aborted transaction in the index of the segment holding its marker
+    /// (`entry.last_offset`, which must be in the log). Not fsynced: see
+    /// [`Log::sync_txn_indexes`].
+    pub fn append_aborted_txn(&self, entry: TxnIndexEntry) -> Result<()> {
+        let mut w = lock(&self.writer);
+        self.check_open()?;
+        let segs = self.snapshot();
+        let at = segs
+            .partition_point(|s| s.base_offset <= entry.last_offset)
+            .saturating_sub(1);
+        let Some(seg) = segs.get(at) else {
+            return Err(LogError::Closed {
+                path: self.dir.clone(),
+            });
+        };
+        txn_index::append(&txn_index::path(&self.dir, seg.base_offset), &entry)?;
+        w.txn_unsynced.insert(seg.base_offset);
+        Ok(())
+    }
+
+    /// The aborted transactions of every segment whose marker is below `upto`, in marker
+    /// order; those whose marker is below the log start are left out.
+    pub fn aborted_txns_before(&self, upto: i64) -> Result<Vec<TxnIndexEntry>> {
+        let _w = lock(&self.writer);
+        let start = self.log_start_offset();
+        let mut out = Vec::new();
+        for seg in self.snapshot().iter().filter(|s| s.base_offset < upto) {
+            let entries = txn_index::read(&txn_index::path(&self.dir, seg.base_offset))?;
+            out.extend(
+                entries
+                    .into_iter()
+                    .filter(|e| e.last_offset < upto && e.last_offset >= start),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Forgets index entries whose marker is at or after `offset` (they are derived again by
+    /// whoever scans the log from there).
+    pub fn truncate_txn_indexes_from(&self, offset: i64) -> Result<()> {
+        let _w = lock(&self.writer);
+        self.check_open()?;
+        let segs = self.snapshot();
+        let from = segs
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        for seg in &segs[from..] {
+            txn_index::truncate_from(&txn_index::path(&self.dir, seg.base_offset), offset)?;
+        }
+        Ok(())
+    }
+
+    /// fsyncs every index appended to since the last call: entries below a producer snapshot
+    /// must be on disk before the snapshot is.
+    pub fn sync_txn_indexes(&self) -> Result<()> {
+        let mut w = lock(&self.writer);
+        self.check_open()?;
+        for base in std::mem::take(&mut w.txn_unsynced) {
+            txn_index::sync(&txn_index::path(&self.dir, base))?;
+        }
+        Ok(())
     }
 
     // -----------------------------------------------------------------------------------
@@ -1144,6 +1226,7 @@ pub(crate) fn delete_segment_files(dir: &Path, segs: &[Arc<LogSegment>]) -> Resu
             s.log_path.clone(),
             s.index.path().to_path_buf(),
             s.time_index.path().to_path_buf(),
+            txn_index::path(dir, s.base_offset),
         ] {
             match fs::remove_file(&p) {
                 Ok(()) => {}
@@ -1246,5 +1329,67 @@ mod tests {
             log.read(0, 1 << 20).expect("read").map(|s| s.last_offset),
             Some(2)
         );
+    }
+
+    fn abort(pid: i64, first: i64, last: i64) -> TxnIndexEntry {
+        TxnIndexEntry {
+            producer_id: pid,
+            first_offset: first,
+            last_offset: last,
+            last_stable_offset: first,
+        }
+    }
+
+    /// The aborted-transaction index lives per segment (the one holding the marker) and
+    /// follows its segment: truncation cuts it, DeleteRecords and retention delete it, and an
+    /// index whose segment is gone is deleted on open.
+    #[test]
+    fn the_txn_index_follows_its_segment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(dir.path(), LogConfig::default()).expect("open");
+        // Segments [0, 3), [3, 6), [6, ..).
+        for i in 0..8 {
+            if i == 3 || i == 6 {
+                log.roll().expect("roll");
+            }
+            log.append_as_leader(&mut one_record(), 0, 0)
+                .expect("append");
+        }
+        let (a, b, c) = (abort(1, 0, 2), abort(2, 1, 4), abort(1, 5, 7));
+        for e in [a, b, c] {
+            log.append_aborted_txn(e).expect("index");
+        }
+        let file = |base: i64| txn_index::path(dir.path(), base);
+        assert!(file(0).exists() && file(3).exists() && file(6).exists());
+        assert_eq!(log.aborted_txns_before(8).expect("read"), vec![a, b, c]);
+        assert_eq!(log.aborted_txns_before(7).expect("read"), vec![a, b]);
+        log.sync_txn_indexes().expect("sync");
+
+        log.truncate_to(7).expect("truncate");
+        assert_eq!(log.aborted_txns_before(100).expect("read"), vec![a, b]);
+        assert!(
+            !file(6).exists(),
+            "the only entry of segment 6 went with its marker"
+        );
+
+        log.delete_records_before(4).expect("delete records");
+        assert!(
+            !file(0).exists(),
+            "segment 0 is gone, and its index with it"
+        );
+        assert_eq!(log.aborted_txns_before(100).expect("read"), vec![b]);
+
+        log.truncate_txn_indexes_from(4).expect("cut");
+        assert_eq!(log.aborted_txns_before(100).expect("read"), vec![]);
+        log.append_aborted_txn(b).expect("index again");
+        log.close().expect("close");
+
+        std::fs::write(file(99), abort(9, 99, 99).encode_for_test()).expect("stray index");
+        let log = Log::open(dir.path(), LogConfig::default()).expect("reopen");
+        assert!(
+            !file(99).exists(),
+            "an index without its segment is deleted on open"
+        );
+        assert_eq!(log.aborted_txns_before(100).expect("read"), vec![b]);
     }
 }

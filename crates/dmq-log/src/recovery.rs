@@ -31,6 +31,7 @@ use crate::error::{BatchDefect, LogError, Result};
 use crate::segment::{
     self, LoadMode, LogSegment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
+use crate::txn_index::{self, TXN_INDEX_SUFFIX};
 
 /// Marker file written by [`crate::Log::close`] after a full fsync.
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
@@ -57,6 +58,7 @@ pub(crate) fn recover(dir: &Path, index_interval_bytes: u64) -> Result<Recovered
             bases.push(base);
         } else if let Some(base) = segment::parse_base_offset(name, INDEX_SUFFIX)
             .or_else(|| segment::parse_base_offset(name, TIME_INDEX_SUFFIX))
+            .or_else(|| segment::parse_base_offset(name, TXN_INDEX_SUFFIX))
         {
             index_files.push((base, entry.path()));
         }
@@ -116,7 +118,7 @@ pub(crate) fn recover(dir: &Path, index_interval_bytes: u64) -> Result<Recovered
             repaired += 1;
             for &later in &bases[i + 1..] {
                 let (l, x, t) = LogSegment::paths(dir, later);
-                for p in [l, x, t] {
+                for p in [l, x, t, txn_index::path(dir, later)] {
                     match fs::remove_file(&p) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
