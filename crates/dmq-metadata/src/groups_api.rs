@@ -108,14 +108,27 @@ pub(crate) fn leader_urls<'a>(
     leaders
 }
 
-/// The log end offset (the leader's high watermark: what consumers can reach) of a
-/// partition, from what its leader answered.
+/// Where a partition's consumers can read to, from its leader's replication status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PartitionEnd {
+    /// The high watermark: what `read_uncommitted` consumers reach, and the log end offset
+    /// `kafka-consumer-groups.sh` measures lag against.
+    pub high_watermark: i64,
+    /// The last stable offset: what `read_committed` consumers reach (Kafka's consumer
+    /// reports their lag against it).
+    pub last_stable_offset: i64,
+}
+
+/// Each leader's URL → `(topic, partition)` → its [`PartitionEnd`].
+pub(crate) type LogEnds = BTreeMap<String, BTreeMap<(String, i32), PartitionEnd>>;
+
+/// The end of a partition, from what its leader answered.
 fn log_end(
     leaders: &BTreeMap<(String, i32), String>,
-    ends: &BTreeMap<String, BTreeMap<(String, i32), i64>>,
+    ends: &LogEnds,
     topic: &str,
     partition: i32,
-) -> Option<i64> {
+) -> Option<PartitionEnd> {
     let key = (topic.to_string(), partition);
     leaders
         .get(&key)
@@ -125,19 +138,22 @@ fn log_end(
 }
 
 /// One group's JSON: committed offset, log end offset and lag per partition, and the total
-/// lag.
+/// lag. `lag` is measured against the high watermark, as `kafka-consumer-groups.sh` does;
+/// `stableLag` against the last stable offset, which is what a `read_committed` consumer can
+/// still read (records of open transactions and markers are not counted).
 pub(crate) fn group_json(
     id: &str,
     g: &GroupOffsets,
     leaders: &BTreeMap<(String, i32), String>,
-    ends: &BTreeMap<String, BTreeMap<(String, i32), i64>>,
+    ends: &LogEnds,
 ) -> Value {
     let mut rows = Vec::new();
     let mut total_lag = 0i64;
     for (topic, parts) in &g.offsets {
         for (p, c) in parts {
             let end = log_end(leaders, ends, topic, *p);
-            let lag = end.map(|e| (e - c.offset).max(0));
+            let lag = end.map(|e| (e.high_watermark - c.offset).max(0));
+            let stable_lag = end.map(|e| (e.last_stable_offset - c.offset).max(0));
             total_lag += lag.unwrap_or(0);
             rows.push(json!({
                 "topic": topic,
@@ -146,8 +162,10 @@ pub(crate) fn group_json(
                 "leaderEpoch": c.leader_epoch,
                 "metadata": c.metadata,
                 "commitTimestamp": c.commit_timestamp,
-                "logEndOffset": end,
+                "logEndOffset": end.map(|e| e.high_watermark),
+                "lastStableOffset": end.map(|e| e.last_stable_offset),
                 "lag": lag,
+                "stableLag": stable_lag,
             }));
         }
     }
@@ -168,7 +186,8 @@ pub(crate) async fn group_lags(shared: &NodeShared) -> Vec<(String, String, i32,
     for (id, g) in &groups {
         for (topic, parts) in &g.offsets {
             for (p, c) in parts {
-                let lag = log_end(&leaders, &ends, topic, *p).map(|e| (e - c.offset).max(0));
+                let lag = log_end(&leaders, &ends, topic, *p)
+                    .map(|e| (e.high_watermark - c.offset).max(0));
                 out.push((id.clone(), topic.clone(), *p, lag));
             }
         }
@@ -253,12 +272,10 @@ async fn describe_group(
     Ok(Json(group_json(&group, &offsets, &leaders, &ends)))
 }
 
-/// `(topic, partition) → high watermark` from each leader broker's replication status, asked
-/// in parallel; a broker that does not answer within a second contributes nothing (lag null).
-pub(crate) async fn log_ends(
-    shared: &NodeShared,
-    urls: Vec<String>,
-) -> BTreeMap<String, BTreeMap<(String, i32), i64>> {
+/// `(topic, partition) → high watermark and last stable offset` from each leader broker's
+/// replication status, asked in parallel; a broker that does not answer within a second
+/// contributes nothing (lag null).
+pub(crate) async fn log_ends(shared: &NodeShared, urls: Vec<String>) -> LogEnds {
     let mut urls = urls;
     urls.sort();
     urls.dedup();
@@ -281,7 +298,11 @@ pub(crate) async fn log_ends(
                 p["partition"].as_i64(),
                 p["highWatermark"].as_i64(),
             ) {
-                ends.insert((t.to_string(), i as i32), hw);
+                let end = PartitionEnd {
+                    high_watermark: hw,
+                    last_stable_offset: p["lastStableOffset"].as_i64().unwrap_or(hw),
+                };
+                ends.insert((t.to_string(), i as i32), end);
             }
         }
         Some((url, ends))

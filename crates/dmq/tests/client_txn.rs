@@ -192,6 +192,24 @@ async fn transactions_commit_abort_fence_and_carry_group_offsets() {
         latest(&cluster, IsolationLevel::ReadUncommitted).await,
         open_offset + 1
     );
+    // A group's lag: against the high watermark (as kafka-consumer-groups.sh measures it) and,
+    // as `stableLag`, against the last stable offset a read_committed consumer can reach.
+    let p0 = TopicPartition::new(TOPIC, 0);
+    admin
+        .alter_group_offsets("lag-group", &BTreeMap::from([(p0, 0)]))
+        .await
+        .expect("commit offset 0");
+    let row = wait_until(Duration::from_secs(20), "the group's lag", || async {
+        let (_, g) = cluster
+            .get(cluster.ids()[0], "/api/v1/metadata/groups/lag-group")
+            .await?;
+        let row = g["partitions"].as_array()?.first()?.clone();
+        (row["lag"].as_i64() == Some(open_offset + 1)).then_some(row)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(row["lastStableOffset"], open_offset, "{row}");
+    assert_eq!(row["stableLag"], open_offset, "{row}");
 
     // A second instance with the same transactional id fences the first and aborts its open
     // transaction.
