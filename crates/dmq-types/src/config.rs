@@ -16,6 +16,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::*;
+use crate::security::{ListenerConfig, SecurityConfig, SecurityProtocol};
 use crate::{BrokerId, ConfigProblem, NodeId, TypesError};
 
 /// The whole `services.json`.
@@ -34,6 +35,9 @@ pub struct ServicesConfig {
     /// Defaults for topics created without explicit settings (Kafka auto-creation, CLI).
     #[serde(default)]
     pub topic_defaults: TopicDefaults,
+    /// TLS, SASL, ACLs and HTTP tokens (SPEC §11); absent: everything is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<SecurityConfig>,
 }
 
 /// The `services` section: the static topology.
@@ -84,6 +88,9 @@ pub struct StorageNodeConfig {
     /// Base URL; derived from host and port when absent.
     #[serde(default)]
     pub url: Option<String>,
+    /// Kafka listeners beside `kafkaPort`, each with its own protocol (SPEC §11).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerConfig>,
 }
 
 impl StorageNodeConfig {
@@ -207,6 +214,7 @@ impl ServicesConfig {
                 port: 8081 + i as u16,
                 kafka_port: Some(19092 + i as u16),
                 url: Some(format!("http://localhost:{}", 8081 + i)),
+                listeners: Vec::new(),
             })
             .collect();
         Self {
@@ -217,6 +225,7 @@ impl ServicesConfig {
             controller: ControllerConfig::default(),
             metadata: MetadataSection::default(),
             topic_defaults: TopicDefaults::default(),
+            security: None,
         }
     }
 
@@ -226,7 +235,26 @@ impl ServicesConfig {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let mut config = Self::parse(&text, &path.display().to_string())?;
+        if let Some(sec) = &mut config.security {
+            let base = path.parent().unwrap_or(Path::new("."));
+            let problems = sec.resolve(base);
+            if !problems.is_empty() {
+                return Err(TypesError::ConfigInvalid {
+                    path: path.display().to_string(),
+                    problems,
+                });
+            }
+        }
+        Ok(config)
+    }
+
+    /// The protocol of a broker's `kafkaPort`: PLAINTEXT without a `security` section,
+    /// SASL_PLAINTEXT with one.
+    pub fn kafka_port_protocol(&self) -> SecurityProtocol {
+        self.security
+            .as_ref()
+            .map_or(SecurityProtocol::Plaintext, |s| s.default_protocol())
     }
 
     /// Parses and validates `services.json` text; `origin` names it in error messages.
@@ -307,6 +335,39 @@ impl ServicesConfig {
                 format!("broker {} (Kafka)", b.id),
                 &mut say,
             );
+            for l in &b.listeners {
+                claim(
+                    &b.host,
+                    l.port,
+                    format!("broker {} (listener {})", b.id, l.name),
+                    &mut say,
+                );
+                let sec = self.security.as_ref();
+                if l.protocol.uses_tls() && sec.and_then(|s| s.tls.as_ref()).is_none() {
+                    say(format!(
+                        "broker {} listener {} is {} but security.tls is not set",
+                        b.id,
+                        l.name,
+                        l.protocol.name()
+                    ));
+                }
+                if l.protocol.uses_sasl() && sec.and_then(|s| s.sasl.as_ref()).is_none() {
+                    say(format!(
+                        "broker {} listener {} is {} but security.sasl is not set",
+                        b.id,
+                        l.name,
+                        l.protocol.name()
+                    ));
+                }
+            }
+        }
+        if let Some(sec) = &self.security {
+            for p in sec.problems() {
+                say(p.0);
+            }
+            if sec.sasl.is_none() {
+                say("security is set but security.sasl is not: the Kafka port speaks SASL_PLAINTEXT".into());
+            }
         }
         let c = &self.controller;
         if c.election_timeout_ms == 0 || c.raft_heartbeat_interval_ms == 0 {

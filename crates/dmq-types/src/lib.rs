@@ -11,6 +11,7 @@ mod error;
 pub mod http;
 mod limits;
 pub mod model;
+pub mod security;
 mod names;
 pub mod topic_config;
 pub mod txn;

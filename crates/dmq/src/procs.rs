@@ -147,6 +147,7 @@ impl MetadataCluster {
                     port,
                     kafka_port: Some(free_port()),
                     url: Some(format!("http://127.0.0.1:{port}")),
+                    listeners: Vec::new(),
                 });
         }
         self
