@@ -90,6 +90,7 @@ pub fn router(shared: Shared) -> Router {
         )
         .merge(crate::groups_api::routes())
         .merge(crate::txn_api::routes())
+        .merge(crate::security_api::routes())
         .merge(crate::ui::routes())
         .route("/api/v1/raft/status", get(raft_status))
         .route("/api/v1/raft/read-index", get(read_index))
@@ -243,13 +244,21 @@ async fn controller(State(shared): State<Shared>) -> ApiResult<Json<Value>> {
     controller_json(&shared).map(Json)
 }
 
+/// `?security=true`: the cluster image also carries ACLs and SCRAM credentials (salts and
+/// keys, which brokers need to authenticate clients).
+#[derive(Debug, Deserialize)]
+struct SecurityQuery {
+    security: Option<bool>,
+}
+
 async fn cluster(
     State(shared): State<Shared>,
     Query(q): Query<ReadQuery>,
+    Query(sq): Query<SecurityQuery>,
 ) -> ApiResult<Json<Value>> {
     ensure_consistent(&shared, &q).await?;
     let m = shared.raft.metrics().borrow().clone();
-    let (version, brokers, topics, total_partitions, broker_configs) = {
+    let (version, brokers, topics, total_partitions, broker_configs, security) = {
         let data = shared.sm.read();
         let brokers: Vec<Broker> = data.state.brokers.values().cloned().collect();
         let topics: Vec<Topic> = data.state.topics.values().cloned().collect();
@@ -259,6 +268,7 @@ async fn cluster(
             topics,
             data.state.total_partitions(),
             data.state.broker_configs.clone(),
+            (sq.security == Some(true)).then(|| data.state.security.clone()),
         )
     };
     let brokers: Vec<Broker> = brokers
@@ -279,6 +289,7 @@ async fn cluster(
         "controllerInfo": controller_json(&shared).unwrap_or(Value::Null),
         "activeMetadataNodes": nodes,
         "brokerConfigs": broker_configs,
+        "security": security,
     })))
 }
 

@@ -15,6 +15,8 @@ mod groups_api;
 mod metrics;
 pub mod node;
 pub mod raft;
+pub mod security;
+mod security_api;
 pub mod state;
 pub mod txn;
 mod txn_api;

@@ -20,7 +20,9 @@ pub use dmq_types::model::{Broker, BrokerStatus, Partition, Topic};
 pub use dmq_types::txn::{Transaction, TxnError, TxnOp};
 use dmq_types::{BrokerId, LeaderEpoch, NO_LEADER, TOPIC_PARTITIONS_MAX};
 
+use crate::security::{ScramDelete, ScramUpsert, SecurityState, UserResult};
 use crate::txn::Txns;
+use dmq_auth::{AclBinding, AclBindingFilter};
 use serde::{Deserialize, Serialize};
 
 /// One partition's new leadership, fenced by the leader epoch the controller based it on.
@@ -156,6 +158,15 @@ pub enum Command {
     Batch { commands: Vec<Command> },
     /// A transaction coordinator's change to one transactional id (see [`crate::txn`]).
     Txn { op: TxnOp },
+    /// CreateAcls (see [`crate::security`]).
+    CreateAcls { bindings: Vec<AclBinding> },
+    /// DeleteAcls.
+    DeleteAcls { filters: Vec<AclBindingFilter> },
+    /// AlterUserScramCredentials, keys derived by the broker (never a password).
+    AlterScram {
+        upsertions: Vec<ScramUpsert>,
+        deletions: Vec<ScramDelete>,
+    },
 }
 
 impl Command {
@@ -242,6 +253,12 @@ impl Command {
             }
             Command::UpdateBrokerStatus { .. } | Command::AllocateProducerIds { .. } => BASE,
             Command::Txn { op } => BASE + txn_op_bytes(op),
+            Command::CreateAcls { bindings } => BASE + bindings.len() * 256,
+            Command::DeleteAcls { filters } => BASE + filters.len() * 256,
+            Command::AlterScram {
+                upsertions,
+                deletions,
+            } => BASE + upsertions.len() * 512 + deletions.len() * 96,
         }
     }
 }
@@ -402,6 +419,18 @@ pub enum CommandResult {
     Batch {
         results: Vec<CommandResult>,
     },
+    /// Per binding of a [`Command::CreateAcls`]: `None` if stored, else why not.
+    AclsCreated {
+        errors: Vec<Option<String>>,
+    },
+    /// Per filter of a [`Command::DeleteAcls`]: the bindings removed.
+    AclsDeleted {
+        deleted: Vec<Vec<AclBinding>>,
+    },
+    /// Per user of a [`Command::AlterScram`].
+    ScramAltered {
+        results: Vec<UserResult>,
+    },
 }
 
 /// The whole metadata image, as of `version`.
@@ -426,6 +455,9 @@ pub struct MetadataState {
     /// Transactions, by transactional id.
     #[serde(default)]
     pub transactions: BTreeMap<String, Transaction>,
+    /// ACLs and SCRAM credentials.
+    #[serde(default)]
+    pub security: SecurityState,
 }
 
 /// Largest producer-id block one command hands out.
@@ -554,6 +586,18 @@ impl MetadataState {
                 results: commands.iter().map(|c| self.apply(index, c)).collect(),
             },
             Command::Txn { op } => self.apply_txn(op),
+            Command::CreateAcls { bindings } => CommandResult::AclsCreated {
+                errors: self.security.create_acls(bindings),
+            },
+            Command::DeleteAcls { filters } => CommandResult::AclsDeleted {
+                deleted: self.security.delete_acls(filters),
+            },
+            Command::AlterScram {
+                upsertions,
+                deletions,
+            } => CommandResult::ScramAltered {
+                results: self.security.alter_scram(upsertions, deletions),
+            },
             Command::AllocateProducerIds { broker_id, count } => {
                 if !self.brokers.contains_key(broker_id) {
                     return reject(

@@ -11,8 +11,8 @@ mod error;
 pub mod http;
 mod limits;
 pub mod model;
-pub mod security;
 mod names;
+pub mod security;
 pub mod topic_config;
 pub mod txn;
 

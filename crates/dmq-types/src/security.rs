@@ -280,7 +280,9 @@ impl SecurityConfig {
             }
         }
         for p in &self.authorizer.super_users {
-            if p.split_once(':').is_none_or(|(t, n)| t.is_empty() || n.is_empty()) {
+            if p.split_once(':')
+                .is_none_or(|(t, n)| t.is_empty() || n.is_empty())
+            {
                 say(format!(
                     "security.authorizer.superUsers: {p:?} is not a principal like \"User:admin\""
                 ));
