@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use dmq_log::{CleanupPolicy, LogConfig};
+use dmq_types::security::{ListenerConfig, SecurityConfig, SecurityProtocol};
 use dmq_types::{BrokerId, ServicesConfig, TopicDefaults, MESSAGE_BYTES_MAX_DEFAULT};
 
 use crate::meta_client::MetadataUrl;
@@ -33,6 +34,11 @@ pub struct BrokerConfig {
     /// Bound on one call to the metadata quorum.
     pub metadata_timeout: Duration,
     pub topic_defaults: TopicDefaults,
+    /// services.json's `security` section (None: everything open).
+    pub security: Option<SecurityConfig>,
+    /// Every broker's extra Kafka listeners, by broker id (Metadata advertises the listener a
+    /// client came in on).
+    pub listeners: BTreeMap<BrokerId, Vec<ListenerConfig>>,
 }
 
 impl BrokerConfig {
@@ -81,6 +87,22 @@ impl BrokerConfig {
                 services.metadata.sync.sync_timeout_ms.clamp(500, 5_000),
             ),
             topic_defaults: services.topic_defaults.clone(),
+            security: services.security.clone(),
+            listeners: services
+                .services
+                .storage_services
+                .iter()
+                .map(|b| (b.id, b.listeners.clone()))
+                .collect(),
+        }
+    }
+
+    /// The protocol of `kafka_port`: PLAINTEXT without security, SASL_PLAINTEXT with it.
+    pub fn kafka_port_protocol(&self) -> SecurityProtocol {
+        if self.security.is_some() {
+            SecurityProtocol::SaslPlaintext
+        } else {
+            SecurityProtocol::Plaintext
         }
     }
 

@@ -106,7 +106,15 @@ async fn run_fetcher(
                 continue;
             };
             let client_id = format!("dmq-replica-{}", shared.config.broker_id);
-            match KafkaConnection::connect(&addr, &client_id, Duration::from_secs(2)).await {
+            let auth = shared.security.inter_broker();
+            match KafkaConnection::connect_as_broker(
+                &addr,
+                &client_id,
+                Duration::from_secs(2),
+                auth,
+            )
+            .await
+            {
                 Ok(c) => {
                     tracing::debug!(leader, addr, "replica fetcher connected");
                     conn = Some(c);

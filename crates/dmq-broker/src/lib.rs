@@ -22,6 +22,7 @@ mod produce;
 pub mod producer_snapshot;
 pub mod producer_state;
 pub mod replica_manager;
+pub mod security;
 pub mod txn;
 
 pub use config::BrokerConfig;

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
+use dmq_auth::{AclBinding, AclBindingFilter};
 use dmq_types::broker_config::BrokerConfigs;
 use dmq_types::model::{Broker, Partition, Topic};
 use dmq_types::txn::{Transaction, TxnError, TxnOp};
@@ -26,6 +27,7 @@ use serde_json::{json, Value};
 
 use crate::error::{BrokerError, Result};
 use crate::partition::IsrChange;
+use crate::security::SecurityImage;
 
 /// The cluster as a broker caches it.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +38,8 @@ pub struct ClusterImage {
     pub topics: BTreeMap<String, Topic>,
     /// Dynamic broker configs (cluster-wide and per broker).
     pub broker_configs: BrokerConfigs,
+    /// ACLs and SCRAM credentials.
+    pub security: SecurityImage,
 }
 
 impl ClusterImage {
@@ -51,6 +55,8 @@ struct ClusterResponse {
     topics: Vec<Topic>,
     #[serde(default, rename = "brokerConfigs")]
     broker_configs: BrokerConfigs,
+    #[serde(default)]
+    security: Option<SecurityImage>,
 }
 
 /// A transaction change the quorum refused, with Kafka's error for it.
@@ -346,7 +352,7 @@ impl MetaClient {
         let v = self
             .leader_ok(
                 Method::GET,
-                "/api/v1/metadata/cluster?consistent=true",
+                "/api/v1/metadata/cluster?consistent=true&security=true",
                 None,
             )
             .await?;
@@ -361,7 +367,73 @@ impl MetaClient {
                 .map(|t| (t.topic_name.clone(), t))
                 .collect(),
             broker_configs: c.broker_configs,
+            security: c.security.unwrap_or_default(),
         })
+    }
+
+    /// CreateAcls: per binding, `None` when stored, else why not.
+    pub async fn create_acls(&self, bindings: &[AclBinding]) -> Result<Vec<Option<String>>> {
+        let v = self
+            .leader_ok(
+                Method::POST,
+                "/api/v1/metadata/acls",
+                Some(json!({"bindings": bindings})),
+            )
+            .await?;
+        let results = v["results"]
+            .as_array()
+            .ok_or_else(|| BrokerError::Metadata("CreateAcls answer without results".into()))?;
+        Ok(results
+            .iter()
+            .map(|r| r["error"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// DeleteAcls: per filter, the bindings removed.
+    pub async fn delete_acls(&self, filters: &[AclBindingFilter]) -> Result<Vec<Vec<AclBinding>>> {
+        let v = self
+            .leader_ok(
+                Method::POST,
+                "/api/v1/metadata/acls/delete",
+                Some(json!({"filters": filters})),
+            )
+            .await?;
+        let results = v["results"]
+            .as_array()
+            .ok_or_else(|| BrokerError::Metadata("DeleteAcls answer without results".into()))?;
+        results
+            .iter()
+            .map(|r| {
+                serde_json::from_value(r["deleted"].clone())
+                    .map_err(|e| BrokerError::Metadata(format!("DeleteAcls answer: {e}")))
+            })
+            .collect()
+    }
+
+    /// AlterUserScramCredentials with keys derived: per user, Kafka's error code and message.
+    pub async fn alter_scram(
+        &self,
+        body: Value,
+    ) -> Result<BTreeMap<String, (i16, Option<String>)>> {
+        let v = self
+            .leader_ok(
+                Method::POST,
+                "/api/v1/metadata/scram-credentials",
+                Some(body),
+            )
+            .await?;
+        let results = v["results"].as_array().ok_or_else(|| {
+            BrokerError::Metadata("AlterUserScramCredentials answer without results".into())
+        })?;
+        Ok(results
+            .iter()
+            .filter_map(|r| {
+                let user = r["user"].as_str()?.to_string();
+                let code = r["errorCode"].as_i64().unwrap_or(0) as i16;
+                let msg = r["message"].as_str().map(str::to_string);
+                Some((user, (code, msg)))
+            })
+            .collect())
     }
 
     pub async fn create_topic(&self, body: Value) -> Result<ApiReply> {

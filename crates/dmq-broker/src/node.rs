@@ -77,6 +77,8 @@ pub struct BrokerShared {
     pub cleaner_throttle: dmq_log::IoThrottle,
     /// The transaction coordinator's decisions in progress and marker connections.
     pub txns: crate::txn::TxnCoordinator,
+    /// SASL mechanisms, ACLs and SCRAM credentials.
+    pub security: crate::security::BrokerSecurity,
 }
 
 impl BrokerShared {
@@ -126,6 +128,7 @@ impl BrokerShared {
             .await
             .map_err(|e| BrokerError::Metadata(format!("metadata apply panicked: {e}")))?;
         *self.image.write().unwrap_or_else(|e| e.into_inner()) = image.clone();
+        self.security.set_image(&image.security);
         self.cleaner_throttle
             .set_rate(cleaner_rate(&image, self.config.broker_id));
         self.fetchers.update(self, groups);
@@ -209,6 +212,24 @@ impl BrokerNode {
         config.http_port = http_addr.port();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (offsets, commit_queue) = crate::group::offsets::OffsetCommitter::new();
+        let security = crate::security::BrokerSecurity::from_config(config.security.as_ref());
+        let mut extra_listeners = Vec::new();
+        for l in config
+            .listeners
+            .get(&config.broker_id)
+            .cloned()
+            .unwrap_or_default()
+        {
+            if l.protocol.uses_tls() {
+                return Err(BrokerError::InvalidRequest(format!(
+                    "listener {} is {}: TLS listeners are not implemented yet (use SASL_PLAINTEXT or PLAINTEXT)",
+                    l.name,
+                    l.protocol.name()
+                )));
+            }
+            let socket = listen(&bind, l.port, "Kafka listener").await?;
+            extra_listeners.push((socket, l));
+        }
         let shared = Arc::new(BrokerShared {
             meta: MetaClient::new(config.metadata_urls.clone(), config.metadata_timeout)?,
             replicas: ReplicaManager::new(config.broker_id, config.data_dir.clone()),
@@ -232,6 +253,7 @@ impl BrokerNode {
                 dmq_types::broker_config::CLEANER_IO_BYTES_PER_SEC_DEFAULT,
             ),
             txns: Default::default(),
+            security,
         });
         tracing::info!(
             broker = shared.config.broker_id,
@@ -240,8 +262,16 @@ impl BrokerNode {
             data_dir = %shared.config.data_dir.display(),
             "storage broker starting"
         );
-        let tasks = vec![
-            tokio::spawn(crate::kafka::server::serve(shared.clone(), kafka)),
+        let default_listener = crate::kafka::server::Listener {
+            name: crate::kafka::server::DEFAULT_LISTENER.to_string(),
+            protocol: shared.config.kafka_port_protocol(),
+        };
+        let mut tasks = vec![
+            tokio::spawn(crate::kafka::server::serve(
+                shared.clone(),
+                kafka,
+                default_listener,
+            )),
             tokio::spawn(crate::http::serve(shared.clone(), http)),
             tokio::spawn(crate::membership::run(shared.clone())),
             tokio::spawn(housekeeping(shared.clone())),
@@ -251,6 +281,18 @@ impl BrokerNode {
             tokio::spawn(group_timers(shared.clone())),
             tokio::spawn(crate::txn::driver(shared.clone())),
         ];
+        for (socket, l) in extra_listeners {
+            tracing::info!(name = %l.name, port = l.port, protocol = l.protocol.name(), "Kafka listener");
+            let listener = crate::kafka::server::Listener {
+                name: l.name,
+                protocol: l.protocol,
+            };
+            tasks.push(tokio::spawn(crate::kafka::server::serve(
+                shared.clone(),
+                socket,
+                listener,
+            )));
+        }
         Ok(BrokerNode {
             shared,
             shutdown_tx,

@@ -204,7 +204,15 @@ async fn send_markers(
     let pooled = shared.txns.connections.lock().await.remove(addr);
     let mut conn = match pooled {
         Some(c) => c,
-        None => KafkaConnection::connect(addr, "dmq-txn-coordinator", MARKER_TIMEOUT).await?,
+        None => {
+            KafkaConnection::connect_as_broker(
+                addr,
+                "dmq-txn-coordinator",
+                MARKER_TIMEOUT,
+                shared.security.inter_broker(),
+            )
+            .await?
+        }
     };
     let resp = conn.send(&req, 1, Duration::ZERO).await?;
     shared

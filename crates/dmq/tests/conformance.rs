@@ -1109,6 +1109,146 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
                 "{what}: {resp:?}"
             );
         }
+        ApiKey::SaslHandshake => {
+            // An open (PLAINTEXT) listener has no SASL exchange to start.
+            let resp = call(
+                &ctx.any,
+                &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
+                v,
+            )
+            .await;
+            assert_eq!(
+                resp.error_code,
+                ResponseError::IllegalSaslState.code(),
+                "{what}"
+            );
+        }
+        ApiKey::SaslAuthenticate => {
+            // Without a SaslHandshake first: ILLEGAL_SASL_STATE, with a message.
+            let resp = call(
+                &ctx.any,
+                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"x")),
+                v,
+            )
+            .await;
+            assert_eq!(
+                resp.error_code,
+                ResponseError::IllegalSaslState.code(),
+                "{what}"
+            );
+            assert!(resp.error_message.is_some(), "{what}");
+        }
+        ApiKey::CreateAcls | ApiKey::DescribeAcls | ApiKey::DeleteAcls => {
+            use kafka_protocol::messages::create_acls_request::AclCreation;
+            use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+            // One ACL per (API, version): created, described, deleted; an invalid one is
+            // refused with INVALID_REQUEST (the authorizer is off, so all are allowed).
+            let topic = format!("acl-{key:?}-{v}");
+            let principal = format!("User:conf-{v}");
+            let creation = AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(s(&topic))
+                .with_resource_pattern_type(3)
+                .with_principal(s(&principal))
+                .with_host(s("*"))
+                .with_operation(3)
+                .with_permission_type(3);
+            let cv = if key == ApiKey::CreateAcls { v } else { 1 };
+            let created = call(
+                &ctx.any,
+                &CreateAclsRequest::default().with_creations(vec![
+                    creation.clone(),
+                    creation.clone().with_operation(1), // ANY is no operation to grant
+                ]),
+                cv,
+            )
+            .await;
+            ok(created.results[0].error_code, &what);
+            assert_eq!(
+                created.results[1].error_code,
+                ResponseError::InvalidRequest.code(),
+                "{what}"
+            );
+            let dv = if key == ApiKey::DescribeAcls { v } else { 1 };
+            let described = call(
+                &ctx.any,
+                &DescribeAclsRequest::default()
+                    .with_resource_type_filter(1)
+                    .with_resource_name_filter(None)
+                    .with_pattern_type_filter(1)
+                    .with_principal_filter(Some(s(&principal)))
+                    .with_host_filter(None)
+                    .with_operation(1)
+                    .with_permission_type(1),
+                dv,
+            )
+            .await;
+            ok(described.error_code, &what);
+            assert_eq!(described.resources.len(), 1, "{what}: {described:?}");
+            assert_eq!(described.resources[0].resource_name.as_str(), topic);
+            let xv = if key == ApiKey::DeleteAcls { v } else { 1 };
+            let deleted = call(
+                &ctx.any,
+                &DeleteAclsRequest::default().with_filters(vec![DeleteAclsFilter::default()
+                    .with_resource_type_filter(2)
+                    .with_resource_name_filter(Some(s(&topic)))
+                    .with_pattern_type_filter(3)
+                    .with_principal_filter(Some(s(&principal)))
+                    .with_host_filter(Some(s("*")))
+                    .with_operation(3)
+                    .with_permission_type(3)]),
+                xv,
+            )
+            .await;
+            ok(deleted.filter_results[0].error_code, &what);
+            assert_eq!(deleted.filter_results[0].matching_acls.len(), 1, "{what}");
+        }
+        ApiKey::DescribeUserScramCredentials | ApiKey::AlterUserScramCredentials => {
+            use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
+            use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+            let user = format!("scram-{key:?}-{v}");
+            let describe = || {
+                DescribeUserScramCredentialsRequest::default()
+                    .with_users(Some(vec![UserName::default().with_name(s(&user))]))
+            };
+            let before = call(&ctx.any, &describe(), 0).await;
+            assert_eq!(
+                before.results[0].error_code, 91,
+                "{what}: RESOURCE_NOT_FOUND before"
+            );
+            let mech = dmq_auth::ScramMechanism::Sha512;
+            let salted = dmq_auth::scram::salted_password(
+                mech,
+                &dmq_auth::Password::new("pw"),
+                b"salt-of-conformance",
+                4096,
+            )
+            .expect("salted");
+            let upsert = ScramCredentialUpsertion::default()
+                .with_name(s(&user))
+                .with_mechanism(mech.code())
+                .with_iterations(4096)
+                .with_salt(Bytes::from_static(b"salt-of-conformance"))
+                .with_salted_password(Bytes::from(salted.expose_secret().to_vec()));
+            let altered = call(
+                &ctx.any,
+                &AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+                    upsert.clone(),
+                    upsert.with_name(s("too-few")).with_iterations(10),
+                ]),
+                0,
+            )
+            .await;
+            ok(altered.results[0].error_code, &what);
+            assert_eq!(
+                altered.results[1].error_code, 93,
+                "{what}: UNACCEPTABLE_CREDENTIAL"
+            );
+            let after = call(&ctx.any, &describe(), 0).await;
+            ok(after.results[0].error_code, &what);
+            let info = &after.results[0].credential_infos[0];
+            assert_eq!((info.mechanism, info.iterations), (2, 4096), "{what}");
+        }
         other => panic!("{other:?} is advertised but has no conformance case"),
     }
 }

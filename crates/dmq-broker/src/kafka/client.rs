@@ -10,7 +10,11 @@ use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use dmq_auth::ScramClient;
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+
 use crate::error::{BrokerError, Result};
+use crate::security::InterBrokerAuth;
 
 pub struct KafkaConnection {
     stream: TcpStream,
@@ -31,6 +35,76 @@ impl KafkaConnection {
             client_id: StrBytes::from_string(client_id.to_string()),
             timeout,
         })
+    }
+
+    /// [`KafkaConnection::connect`], then SASL authentication with the inter-broker
+    /// credentials when the cluster is secured (`auth` is `Some`).
+    pub async fn connect_as_broker(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+        auth: Option<&InterBrokerAuth>,
+    ) -> Result<Self> {
+        let mut conn = KafkaConnection::connect(addr, client_id, timeout).await?;
+        if let Some(auth) = auth {
+            conn.authenticate(auth).await?;
+        }
+        Ok(conn)
+    }
+
+    /// SaslHandshake v1 and SaslAuthenticate exchanges for `auth`'s mechanism (PLAIN: one
+    /// message; SCRAM: client-first, client-final, and the server's signature is checked).
+    pub async fn authenticate(&mut self, auth: &InterBrokerAuth) -> Result<()> {
+        let refused = |what: &str, code: i16, msg: Option<&StrBytes>| {
+            BrokerError::Protocol(format!(
+                "SASL {what} refused by the leader: error {code} {}",
+                msg.map_or("", |m| m.as_str())
+            ))
+        };
+        let hs = self
+            .send(
+                &SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str(auth.mechanism.name())),
+                1,
+                Duration::ZERO,
+            )
+            .await?;
+        if hs.error_code != 0 {
+            return Err(refused("handshake", hs.error_code, None));
+        }
+        let step = |bytes: Vec<u8>| {
+            SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from(bytes))
+        };
+        match auth.mechanism.scram() {
+            None => {
+                let msg = dmq_auth::plain::client_message(&auth.user, &auth.password);
+                let r = self.send(&step(msg), 1, Duration::ZERO).await?;
+                if r.error_code != 0 {
+                    return Err(refused("PLAIN", r.error_code, r.error_message.as_ref()));
+                }
+            }
+            Some(mech) => {
+                let mut client = ScramClient::new(mech, auth.user.clone(), auth.password.clone());
+                let first = client
+                    .client_first()
+                    .map_err(|e| BrokerError::Protocol(e.to_string()))?;
+                let r = self.send(&step(first), 1, Duration::ZERO).await?;
+                if r.error_code != 0 {
+                    return Err(refused("SCRAM", r.error_code, r.error_message.as_ref()));
+                }
+                let fin = client
+                    .client_final(&r.auth_bytes)
+                    .map_err(|e| BrokerError::Protocol(e.to_string()))?;
+                let r = self.send(&step(fin), 1, Duration::ZERO).await?;
+                if r.error_code != 0 {
+                    return Err(refused("SCRAM", r.error_code, r.error_message.as_ref()));
+                }
+                client
+                    .verify_server_final(&r.auth_bytes)
+                    .map_err(|e| BrokerError::Protocol(e.to_string()))?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends `req` at `version` and waits (bounded by the connection timeout plus `extra`) for

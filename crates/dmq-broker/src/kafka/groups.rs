@@ -36,6 +36,8 @@ use kafka_protocol::messages::{
 use serde_json::{json, Value};
 
 use super::handlers::{s, topic_name, Ctx};
+use dmq_auth::{Operation, ResourceType};
+
 use crate::group::coordinator::{GroupState, JoinOutcome, JoinParams, Reply, SyncOutcome};
 use crate::group::coordinator_for;
 
@@ -48,8 +50,13 @@ fn code(e: ResponseError) -> i16 {
     e.code()
 }
 
-/// `None` when this broker coordinates `group`, else the error to answer with.
-pub(super) fn coordinator_error(ctx: &mut Ctx<'_>, group: &str) -> Option<i16> {
+/// `None` when the principal may do `op` on `group` and this broker coordinates it, else the
+/// error to answer with (GROUP_AUTHORIZATION_FAILED first, as Kafka checks before routing).
+pub(super) fn coordinator_error(ctx: &mut Ctx<'_>, group: &str, op: Operation) -> Option<i16> {
+    if !ctx.allowed(op, ResourceType::Group, group) {
+        ctx.had_error = true;
+        return Some(code(ResponseError::GroupAuthorizationFailed));
+    }
     let e = match coordinator_for(&ctx.shared.image(), group) {
         Some(b) if b == ctx.shared.config.broker_id => return None,
         Some(_) => ResponseError::NotCoordinator,
@@ -94,20 +101,35 @@ pub fn find_coordinator(ctx: &mut Ctx<'_>, r: FindCoordinatorRequest) -> FindCoo
                 ResponseError::InvalidRequest,
                 "unknown coordinator key type",
             ))
+        } else if r.key_type == KEY_TYPE_GROUP
+            && !ctx.allowed(Operation::Describe, ResourceType::Group, &key)
+        {
+            Err((
+                ResponseError::GroupAuthorizationFailed,
+                "DESCRIBE on the group is needed",
+            ))
+        } else if r.key_type == KEY_TYPE_TRANSACTION
+            && !ctx.allowed(Operation::Describe, ResourceType::TransactionalId, &key)
+        {
+            Err((
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "DESCRIBE on the transactional id is needed",
+            ))
         } else {
             coordinator_for(&image, &key)
                 .and_then(|id| image.brokers.get(&id))
+                .and_then(|b| Some((b, super::handlers::advertised_port(ctx, b)?)))
                 .ok_or((
                     ResponseError::CoordinatorNotAvailable,
                     "no broker is ONLINE",
                 ))
         };
         let c = match found {
-            Ok(b) => Coordinator::default()
+            Ok((b, port)) => Coordinator::default()
                 .with_key(s(key))
                 .with_node_id(KBrokerId(b.broker_id))
                 .with_host(s(b.host.clone()))
-                .with_port(i32::from(b.kafka_port)),
+                .with_port(i32::from(port)),
             Err((e, why)) => {
                 ctx.had_error = true;
                 Coordinator::default()
@@ -167,7 +189,7 @@ fn join_response(version: i16, o: JoinOutcome) -> JoinGroupResponse {
 
 pub async fn join_group(ctx: &mut Ctx<'_>, r: JoinGroupRequest) -> JoinGroupResponse {
     let group = r.group_id.0.to_string();
-    if let Some(e) = coordinator_error(ctx, &group) {
+    if let Some(e) = coordinator_error(ctx, &group, Operation::Read) {
         return join_response(
             ctx.version,
             JoinOutcome {
@@ -229,7 +251,7 @@ fn sync_response(o: SyncOutcome) -> SyncGroupResponse {
 
 pub async fn sync_group(ctx: &mut Ctx<'_>, r: SyncGroupRequest) -> SyncGroupResponse {
     let group = r.group_id.0.to_string();
-    if let Some(e) = coordinator_error(ctx, &group) {
+    if let Some(e) = coordinator_error(ctx, &group, Operation::Read) {
         return sync_response(SyncOutcome {
             error: e,
             ..SyncOutcome::default()
@@ -268,7 +290,7 @@ pub async fn sync_group(ctx: &mut Ctx<'_>, r: SyncGroupRequest) -> SyncGroupResp
 
 pub fn heartbeat(ctx: &mut Ctx<'_>, r: HeartbeatRequest) -> HeartbeatResponse {
     let group = r.group_id.0.to_string();
-    let e = coordinator_error(ctx, &group).unwrap_or_else(|| {
+    let e = coordinator_error(ctx, &group, Operation::Read).unwrap_or_else(|| {
         ctx.shared.groups.heartbeat(
             &group,
             r.generation_id,
@@ -298,7 +320,7 @@ pub fn leave_group(ctx: &mut Ctx<'_>, r: LeaveGroupRequest) -> LeaveGroupRespons
     } else {
         vec![(r.member_id.to_string(), None)]
     };
-    if let Some(e) = coordinator_error(ctx, &group) {
+    if let Some(e) = coordinator_error(ctx, &group, Operation::Read) {
         return LeaveGroupResponse::default().with_error_code(e);
     }
     let codes = ctx.shared.groups.leave(&group, &members, Instant::now());
@@ -324,7 +346,7 @@ pub fn leave_group(ctx: &mut Ctx<'_>, r: LeaveGroupRequest) -> LeaveGroupRespons
 
 pub async fn offset_commit(ctx: &mut Ctx<'_>, r: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = r.group_id.0.to_string();
-    let group_error = coordinator_error(ctx, &group).or_else(|| {
+    let group_error = coordinator_error(ctx, &group, Operation::Read).or_else(|| {
         let e = ctx.shared.groups.validate_commit(
             &group,
             r.generation_id_or_member_epoch,
@@ -343,11 +365,14 @@ pub async fn offset_commit(ctx: &mut Ctx<'_>, r: OffsetCommitRequest) -> OffsetC
     for (ti, t) in r.topics.iter().enumerate() {
         let name = t.name.0.to_string();
         let topic = image.topics.get(&name);
+        let topic_denied = !ctx.allowed(Operation::Read, ResourceType::Topic, &name);
         let mut parts = Vec::new();
         for (pi, p) in t.partitions.iter().enumerate() {
             let meta_len = p.committed_metadata.as_ref().map_or(0, |m| m.len());
             let e = if let Some(e) = group_error {
                 e
+            } else if topic_denied {
+                code(ResponseError::TopicAuthorizationFailed)
             } else if !topic
                 .is_some_and(|t| p.partition_index >= 0 && p.partition_index < t.num_partitions)
             {
@@ -462,7 +487,7 @@ async fn fetch_group(
     requested: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
 ) -> FetchedGroup {
-    if let Some(e) = coordinator_error(ctx, group) {
+    if let Some(e) = coordinator_error(ctx, group, Operation::Describe) {
         return (e, Vec::new());
     }
     let (offsets, pending) = match ctx.shared.meta.group_offsets_and_pending(group).await {
@@ -605,6 +630,11 @@ pub async fn list_groups(ctx: &mut Ctx<'_>, r: ListGroupsRequest) -> ListGroupsR
         Err(e) => tracing::debug!("listing stored groups: {e}"),
     }
     groups.sort();
+    // Kafka lists every group with DESCRIBE on the cluster, else those the principal may
+    // describe.
+    if !ctx.allowed_on_cluster(Operation::Describe) {
+        groups.retain(|g| ctx.allowed(Operation::Describe, ResourceType::Group, &g.0));
+    }
     let states: Vec<String> = r.states_filter.iter().map(|s| s.to_lowercase()).collect();
     ListGroupsResponse::default().with_groups(
         groups
@@ -631,7 +661,7 @@ pub async fn describe_groups(
         if ctx.version >= 3 && r.include_authorized_operations {
             d = d.with_authorized_operations(super::handlers::authorized::GROUP);
         }
-        if let Some(e) = coordinator_error(ctx, &id) {
+        if let Some(e) = coordinator_error(ctx, &id, Operation::Describe) {
             out.push(d.with_error_code(e));
             continue;
         }
@@ -681,7 +711,7 @@ pub async fn delete_groups(ctx: &mut Ctx<'_>, r: DeleteGroupsRequest) -> DeleteG
     let mut results = Vec::new();
     for g in r.groups_names {
         let id = g.0.to_string();
-        let e = if let Some(e) = coordinator_error(ctx, &id) {
+        let e = if let Some(e) = coordinator_error(ctx, &id, Operation::Delete) {
             e
         } else if let Some(known) = ctx.shared.groups.remove_if_empty(&id) {
             match ctx.shared.meta.delete_group_offsets(&id, None).await {
@@ -711,7 +741,7 @@ pub async fn delete_groups(ctx: &mut Ctx<'_>, r: DeleteGroupsRequest) -> DeleteG
 
 pub async fn offset_delete(ctx: &mut Ctx<'_>, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = r.group_id.0.to_string();
-    if let Some(e) = coordinator_error(ctx, &group) {
+    if let Some(e) = coordinator_error(ctx, &group, Operation::Delete) {
         return OffsetDeleteResponse::default().with_error_code(e);
     }
     // Kafka refuses for topics the group's members subscribe to; we refuse while the group has

@@ -42,6 +42,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use serde_json::{json, Value};
 
+use dmq_auth::{Operation, ResourceType};
+
 use crate::error::BrokerError;
 use crate::kafka::server::api_versions_list;
 use crate::node::BrokerShared;
@@ -64,9 +66,40 @@ pub struct Ctx<'a> {
     pub peer: Option<std::net::SocketAddr>,
     /// Set when any part of the answer carries an error (for the error counter).
     pub had_error: bool,
+    /// Who the connection authenticated as (`User:ANONYMOUS` without SASL).
+    pub principal: &'a dmq_auth::KafkaPrincipal,
+    /// The listener the request came in on.
+    pub listener: &'a crate::kafka::server::Listener,
 }
 
 impl Ctx<'_> {
+    /// The client's address as ACL hosts name it.
+    pub(super) fn client_host(&self) -> String {
+        self.peer
+            .map_or_else(|| "*".to_string(), |p| p.ip().to_string())
+    }
+
+    /// May this connection's principal do `op` on the resource (always, authorizer off)?
+    pub(super) fn allowed(
+        &self,
+        op: dmq_auth::Operation,
+        resource_type: dmq_auth::ResourceType,
+        name: &str,
+    ) -> bool {
+        self.shared
+            .security
+            .allowed(self.principal, &self.client_host(), op, resource_type, name)
+    }
+
+    /// [`Ctx::allowed`] on the cluster resource.
+    pub(super) fn allowed_on_cluster(&self, op: dmq_auth::Operation) -> bool {
+        self.allowed(
+            op,
+            dmq_auth::ResourceType::Cluster,
+            dmq_auth::acl::CLUSTER_NAME,
+        )
+    }
+
     pub(super) fn code(&mut self, e: &BrokerError) -> i16 {
         self.had_error = true;
         e.kafka_code()
@@ -94,6 +127,21 @@ pub(super) mod authorized {
     pub const GROUP: i32 = bits(&[3, 6, 8]);
     /// What Kafka sends when the client did not ask.
     pub const NOT_ASKED: i32 = i32::MIN;
+}
+
+/// The Kafka port of broker `b` on the listener `ctx`'s request came in on (Kafka advertises
+/// the same listener of every broker); `None` when `b` has no such listener.
+pub(super) fn advertised_port(ctx: &Ctx<'_>, b: &dmq_types::model::Broker) -> Option<u16> {
+    if ctx.listener.name == crate::kafka::server::DEFAULT_LISTENER {
+        return Some(b.kafka_port);
+    }
+    ctx.shared
+        .config
+        .listeners
+        .get(&b.broker_id)?
+        .iter()
+        .find(|l| l.name == ctx.listener.name)
+        .map(|l| l.port)
 }
 
 pub(super) fn s(v: impl Into<String>) -> StrBytes {
@@ -132,6 +180,21 @@ pub async fn handle(ctx: &mut Ctx<'_>, request: RequestKind) -> Option<ResponseK
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch(ctx, r))
         }
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics(ctx, r).await),
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(super::security::create_acls(ctx, r).await)
+        }
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(super::security::describe_acls(ctx, r))
+        }
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(super::security::delete_acls(ctx, r).await)
+        }
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            super::security::describe_user_scram_credentials(ctx, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            super::security::alter_user_scram_credentials(ctx, r).await,
+        ),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics(ctx, r).await),
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(create_partitions(ctx, r).await)
@@ -226,10 +289,19 @@ async fn metadata(ctx: &mut Ctx<'_>, r: MetadataRequest) -> MetadataResponse {
     if auto_create {
         if let Some(list) = &names {
             let image = shared.image();
+            // Kafka: auto-creation needs CREATE on the cluster or on the topic.
+            let may_create = |n: &str| {
+                ctx.allowed_on_cluster(Operation::Create)
+                    || ctx.allowed(Operation::Create, ResourceType::Topic, n)
+            };
             let missing: Vec<String> = list
                 .iter()
                 .filter_map(|n| n.as_ref().ok())
-                .filter(|n| !image.topics.contains_key(*n) && validate_topic_name(n).is_ok())
+                .filter(|n| {
+                    !image.topics.contains_key(*n)
+                        && validate_topic_name(n).is_ok()
+                        && may_create(n)
+                })
                 .cloned()
                 .collect();
             if !missing.is_empty() {
@@ -273,15 +345,26 @@ async fn metadata(ctx: &mut Ctx<'_>, r: MetadataRequest) -> MetadataResponse {
         .brokers
         .values()
         .filter(|b| b.status == dmq_types::model::BrokerStatus::Online)
-        .map(|b| {
-            MetadataResponseBroker::default()
-                .with_node_id(b.broker_id.into())
-                .with_host(s(b.host.clone()))
-                .with_port(i32::from(b.kafka_port))
+        .filter_map(|b| {
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(b.broker_id.into())
+                    .with_host(s(b.host.clone()))
+                    .with_port(i32::from(advertised_port(ctx, b)?)),
+            )
         })
         .collect();
     if names.is_none() {
-        names = Some(image.topics.keys().cloned().map(Ok).collect());
+        // Every topic the principal may describe (Kafka hides the others).
+        names = Some(
+            image
+                .topics
+                .keys()
+                .filter(|t| ctx.allowed(Operation::Describe, ResourceType::Topic, t))
+                .cloned()
+                .map(Ok)
+                .collect(),
+        );
     }
     let mut topics = Vec::new();
     for n in names.unwrap_or_default() {
@@ -289,6 +372,24 @@ async fn metadata(ctx: &mut Ctx<'_>, r: MetadataRequest) -> MetadataResponse {
             Ok(name) => image.topics.get(name),
             Err(id) => image.topic_by_id(&id.to_string()),
         };
+        // A topic named but not describable: TOPIC_AUTHORIZATION_FAILED whether it exists or
+        // not (Kafka does not tell an unauthorized client which topics exist).
+        let denied = match (&n, topic) {
+            (_, Some(t)) => !ctx.allowed(Operation::Describe, ResourceType::Topic, &t.topic_name),
+            (Ok(name), None) => !ctx.allowed(Operation::Describe, ResourceType::Topic, name),
+            (Err(_), None) => false,
+        };
+        if denied {
+            ctx.had_error = true;
+            let mut mt = MetadataResponseTopic::default()
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+            match n {
+                Ok(name) => mt = mt.with_name(Some(topic_name(&name))),
+                Err(id) => mt = mt.with_topic_id(id),
+            }
+            topics.push(mt);
+            continue;
+        }
         let Some(t) = topic else {
             let code = match &n {
                 Ok(name) if validate_topic_name(name).is_err() => {
@@ -418,9 +519,29 @@ async fn produce_request(ctx: &mut Ctx<'_>, r: ProduceRequest) -> Option<Produce
         .filter(|id| !id.is_empty());
     // Append everything first, then wait for replication of all partitions together.
     let mut pending: Vec<(String, i32, AppendOutcome)> = Vec::new();
+    let txn_denied = transactional_id
+        .as_ref()
+        .is_some_and(|id| !ctx.allowed(Operation::Write, ResourceType::TransactionalId, id));
     for t in r.topic_data {
         let name = t.name.0.to_string();
+        let topic_denied = !ctx.allowed(Operation::Write, ResourceType::Topic, &name);
         for p in t.partition_data {
+            if txn_denied || topic_denied {
+                let (code, what) = if txn_denied {
+                    (
+                        ResponseError::TransactionalIdAuthorizationFailed,
+                        "WRITE on the transactional id",
+                    )
+                } else {
+                    (
+                        ResponseError::TopicAuthorizationFailed,
+                        "WRITE on the topic",
+                    )
+                };
+                let e = BrokerError::kafka(code, format!("{} lacks {what}", ctx.principal));
+                pending.push((name.clone(), p.index, Err(e)));
+                continue;
+            }
             let verified = match (&transactional_id, p.records.as_ref()) {
                 (Some(id), Some(records)) => {
                     verify_transactional(shared, id, &name, p.index, records).await
@@ -553,6 +674,16 @@ async fn fetch(ctx: &mut Ctx<'_>, r: FetchRequest) -> FetchResponse {
             (name, t.topic_id, t.partitions)
         })
         .collect();
+    // Followers need CLUSTER_ACTION on the cluster, consumers READ on each topic.
+    let follower_allowed = !follower || ctx.allowed_on_cluster(Operation::ClusterAction);
+    let denied: std::collections::BTreeSet<String> = wanted
+        .iter()
+        .filter(|(name, _, _)| {
+            !follower_allowed
+                || (!follower && !ctx.allowed(Operation::Read, ResourceType::Topic, name))
+        })
+        .map(|(name, _, _)| name.clone())
+        .collect();
     loop {
         // Subscribe before reading so that no append between the read and the wait is missed.
         let mut watches = Vec::new();
@@ -569,15 +700,22 @@ async fn fetch(ctx: &mut Ctx<'_>, r: FetchRequest) -> FetchResponse {
         for (name, id, parts) in &wanted {
             let mut out = Vec::new();
             for p in parts {
-                let pd = fetch_partition(
-                    shared,
-                    name,
-                    p,
-                    read_committed,
-                    replica_id,
-                    broker_epoch,
-                    max_bytes.saturating_sub(total),
-                );
+                let pd = if denied.contains(name) {
+                    Err(BrokerError::kafka(
+                        ResponseError::TopicAuthorizationFailed,
+                        "not authorized",
+                    ))
+                } else {
+                    fetch_partition(
+                        shared,
+                        name,
+                        p,
+                        read_committed,
+                        replica_id,
+                        broker_epoch,
+                        max_bytes.saturating_sub(total),
+                    )
+                };
                 match pd {
                     Ok((data, records)) => {
                         total += records.as_ref().map_or(0, |b| b.len());
@@ -719,8 +857,15 @@ fn list_offsets(ctx: &mut Ctx<'_>, r: ListOffsetsRequest) -> ListOffsetsResponse
     for t in r.topics {
         let name = t.name.0.to_string();
         let mut parts = Vec::new();
+        let describe = ctx.allowed(Operation::Describe, ResourceType::Topic, &name);
         for p in t.partitions {
             let result = (|| {
+                if !describe {
+                    return Err(BrokerError::kafka(
+                        ResponseError::TopicAuthorizationFailed,
+                        "DESCRIBE on the topic is needed",
+                    ));
+                }
                 let part = produce::partition(shared, &name, p.partition_index)?;
                 let epoch = part.check_leader(p.current_leader_epoch)?;
                 // READ_COMMITTED (v2+) sees the log up to the last stable offset only.
@@ -785,6 +930,39 @@ async fn write_txn_markers(
     r: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
     let shared = ctx.shared;
+    if !ctx.allowed_on_cluster(Operation::ClusterAction) {
+        // Only brokers write markers (Kafka: CLUSTER_ACTION on the cluster).
+        ctx.had_error = true;
+        let denied = ResponseError::ClusterAuthorizationFailed.code();
+        return WriteTxnMarkersResponse::default().with_markers(
+            r.markers
+                .iter()
+                .map(|m| {
+                    WritableTxnMarkerResult::default()
+                        .with_producer_id(m.producer_id)
+                        .with_topics(
+                            m.topics
+                                .iter()
+                                .map(|t| {
+                                    WritableTxnMarkerTopicResult::default()
+                                        .with_name(t.name.clone())
+                                        .with_partitions(
+                                            t.partition_indexes
+                                                .iter()
+                                                .map(|&i| {
+                                                    WritableTxnMarkerPartitionResult::default()
+                                                        .with_partition_index(i)
+                                                        .with_error_code(denied)
+                                                })
+                                                .collect(),
+                                        )
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+    }
     let writes = r.markers.iter().map(|m| {
         let marker = TxnMarker {
             producer_id: m.producer_id.0,
@@ -973,9 +1151,17 @@ async fn delete_records(
     let mut started = Vec::new();
     for t in &r.topics {
         let name = t.name.0.to_string();
+        let allowed = ctx.allowed(Operation::Delete, ResourceType::Topic, &name);
         for p in &t.partitions {
-            let result = produce::partition(shared, &name, p.partition_index)
-                .and_then(|part| part.delete_records(p.offset).map(|start| (part, start)));
+            let result = if allowed {
+                produce::partition(shared, &name, p.partition_index)
+                    .and_then(|part| part.delete_records(p.offset).map(|start| (part, start)))
+            } else {
+                Err(BrokerError::kafka(
+                    ResponseError::TopicAuthorizationFailed,
+                    "DELETE on the topic is needed",
+                ))
+            };
             started.push((name.clone(), p.partition_index, result));
         }
     }
@@ -1037,11 +1223,24 @@ fn offset_for_leader_epoch(
 ) -> OffsetForLeaderEpochResponse {
     let shared = ctx.shared;
     let mut topics = Vec::new();
+    // Followers (replica id ≥ 0, v3+) need CLUSTER_ACTION, clients DESCRIBE on the topic.
+    let follower = ctx.version >= 3 && r.replica_id.0 >= 0;
+    let cluster_ok = !follower || ctx.allowed_on_cluster(Operation::ClusterAction);
     for t in r.topics {
         let name = t.topic.0.to_string();
         let mut parts = Vec::new();
+        let allowed = cluster_ok
+            && (follower || ctx.allowed(Operation::Describe, ResourceType::Topic, &name));
         for p in t.partitions {
-            let result = produce::partition(shared, &name, p.partition).and_then(|part| {
+            let result = if !allowed {
+                Err(BrokerError::kafka(
+                    ResponseError::TopicAuthorizationFailed,
+                    "not authorized",
+                ))
+            } else {
+                produce::partition(shared, &name, p.partition)
+            }
+            .and_then(|part| {
                 part.check_leader(p.current_leader_epoch)?;
                 Ok(part.log.end_offset_for_epoch(p.leader_epoch))
             });
@@ -1108,6 +1307,17 @@ async fn create_topics(ctx: &mut Ctx<'_>, r: CreateTopicsRequest) -> CreateTopic
                 result,
                 ResponseError::InvalidTopicException,
                 e.to_string(),
+            ));
+            continue;
+        }
+        if !ctx.allowed_on_cluster(Operation::Create)
+            && !ctx.allowed(Operation::Create, ResourceType::Topic, &name)
+        {
+            ctx.had_error = true;
+            results.push(fail(
+                result,
+                ResponseError::TopicAuthorizationFailed,
+                "CREATE on the cluster or the topic is needed".into(),
             ));
             continue;
         }
@@ -1233,6 +1443,14 @@ async fn create_partitions(
             ));
             continue;
         }
+        if !ctx.allowed(Operation::Alter, ResourceType::Topic, &name) {
+            ctx.had_error = true;
+            results.push(fail(
+                ResponseError::TopicAuthorizationFailed,
+                "ALTER on the topic is needed".into(),
+            ));
+            continue;
+        }
         if let Err(e) = validate_topic_name(&name) {
             ctx.had_error = true;
             results.push(fail(ResponseError::InvalidTopicException, e.to_string()));
@@ -1310,6 +1528,15 @@ async fn delete_topics(ctx: &mut Ctx<'_>, r: DeleteTopicsRequest) -> DeleteTopic
             continue;
         };
         result = result.with_name(Some(topic_name(&name)));
+        if !ctx.allowed(Operation::Delete, ResourceType::Topic, &name) {
+            ctx.had_error = true;
+            results.push(
+                result
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(s("DELETE on the topic is needed"))),
+            );
+            continue;
+        }
         if let Err(e) = validate_topic_name(&name) {
             ctx.had_error = true;
             results.push(
@@ -1370,6 +1597,20 @@ async fn init_producer_id(ctx: &mut Ctx<'_>, r: InitProducerIdRequest) -> InitPr
     if let Some(id) = r.transactional_id.as_ref().filter(|id| !id.is_empty()) {
         let id = id.to_string();
         return super::txn::init_producer_id(ctx, &r, &id).await;
+    }
+    // An idempotent producer: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic
+    // (Kafka 3.0+, KIP-679), which Java producers rely on by default.
+    let host = ctx.client_host();
+    if !ctx.allowed_on_cluster(Operation::IdempotentWrite)
+        && !ctx.shared.security.allowed_on_any(
+            ctx.principal,
+            &host,
+            Operation::Write,
+            ResourceType::Topic,
+        )
+    {
+        ctx.had_error = true;
+        return fail(ResponseError::ClusterAuthorizationFailed);
     }
     // KIP-360: a producer that already has an id asks for an epoch bump.
     if r.producer_id.0 >= 0 && r.producer_epoch >= 0 && r.producer_epoch < i16::MAX {

@@ -5,5 +5,6 @@ pub mod configs;
 pub mod describe;
 pub mod groups;
 pub mod handlers;
+pub mod security;
 pub mod server;
 pub mod txn;

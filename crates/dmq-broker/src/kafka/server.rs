@@ -19,6 +19,13 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+use dmq_auth::{KafkaPrincipal, SaslServer, SaslStep};
+use dmq_types::security::SecurityProtocol;
+use kafka_protocol::messages::{
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
 use crate::error::{BrokerError, Result};
 use crate::kafka::client::read_frame;
 use crate::kafka::handlers;
@@ -72,6 +79,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // Inter-broker (the transaction coordinator to partition leaders). v1 (flexible) only:
     // the codec, generated from Kafka 4's message definitions, decodes no other version.
     (ApiKey::WriteTxnMarkers, 1, 1),
+    // Security (SPEC §11). SaslHandshake v0 (raw tokens after the handshake) was removed in
+    // Kafka 4 (KIP-896); v1 is followed by SaslAuthenticate frames.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 pub fn supported(key: i16) -> Option<(ApiKey, i16, i16)> {
@@ -90,11 +106,60 @@ pub fn api_versions_list() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub async fn serve(shared: Arc<BrokerShared>, listener: TcpListener) {
+/// The name of the listener on `kafkaPort`.
+pub const DEFAULT_LISTENER: &str = "DEFAULT";
+
+/// A Kafka listener: its name (Metadata advertises the same listener of every broker) and
+/// protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub protocol: SecurityProtocol,
+}
+
+impl Listener {
+    /// The listener of an open broker (no `security` section).
+    pub fn plaintext() -> Listener {
+        Listener {
+            name: DEFAULT_LISTENER.to_string(),
+            protocol: SecurityProtocol::Plaintext,
+        }
+    }
+}
+
+/// One connection's security state: on a SASL listener nothing but ApiVersions and the SASL
+/// exchange is served until it authenticated (Kafka's `SaslServerAuthenticator`).
+pub struct Session {
+    pub listener: Listener,
+    pub principal: KafkaPrincipal,
+    pub authenticated: bool,
+    sasl: Option<Box<dyn SaslServer + Send>>,
+    /// The response being sent is the last one: a failed or refused authentication.
+    pub close_after: bool,
+}
+
+impl Session {
+    pub fn new(listener: Listener) -> Session {
+        Session {
+            authenticated: !listener.protocol.uses_sasl(),
+            listener,
+            principal: KafkaPrincipal::anonymous(),
+            sasl: None,
+            close_after: false,
+        }
+    }
+}
+
+pub async fn serve(shared: Arc<BrokerShared>, socket: TcpListener, listener: Listener) {
     loop {
-        match listener.accept().await {
+        match socket.accept().await {
             Ok((sock, peer)) => {
-                tokio::spawn(connection(shared.clone(), sock, peer));
+                tokio::spawn(connection(
+                    shared.clone(),
+                    sock,
+                    peer,
+                    Session::new(listener.clone()),
+                ));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -105,7 +170,12 @@ pub async fn serve(shared: Arc<BrokerShared>, listener: TcpListener) {
     }
 }
 
-async fn connection(shared: Arc<BrokerShared>, sock: TcpStream, peer: SocketAddr) {
+async fn connection(
+    shared: Arc<BrokerShared>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    mut session: Session,
+) {
     shared.metrics.connection_opened();
     let _ = sock.set_nodelay(true);
     let (rd, mut wr) = sock.into_split();
@@ -119,10 +189,13 @@ async fn connection(shared: Arc<BrokerShared>, sock: TcpStream, peer: SocketAddr
                 break;
             }
         };
-        match handle_frame(&shared, frame, Some(peer)).await {
+        match handle_session_frame(&shared, frame, Some(peer), &mut session).await {
             Ok(Some(out)) => {
                 if let Err(e) = wr.write_all(&out).await {
                     tracing::debug!(%peer, "write failed: {e}");
+                    break;
+                }
+                if session.close_after {
                     break;
                 }
             }
@@ -136,11 +209,23 @@ async fn connection(shared: Arc<BrokerShared>, sock: TcpStream, peer: SocketAddr
     shared.metrics.connection_closed();
 }
 
-/// Handles one request frame; `Ok(None)` means no response (acks=0 produce).
+/// Handles one request frame of an open (PLAINTEXT, anonymous) connection; `Ok(None)` means no
+/// response (acks=0 produce).
 pub async fn handle_frame(
+    shared: &Arc<BrokerShared>,
+    frame: Bytes,
+    peer: Option<SocketAddr>,
+) -> Result<Option<BytesMut>> {
+    let mut session = Session::new(Listener::plaintext());
+    handle_session_frame(shared, frame, peer, &mut session).await
+}
+
+/// Handles one request frame of a connection in `session`; an error closes the connection.
+pub async fn handle_session_frame(
     shared: &Arc<BrokerShared>,
     mut frame: Bytes,
     peer: Option<SocketAddr>,
+    session: &mut Session,
 ) -> Result<Option<BytesMut>> {
     if frame.len() < 8 {
         return Err(BrokerError::Protocol(format!(
@@ -177,6 +262,19 @@ pub async fn handle_frame(
             ResponseError::UnsupportedVersion,
         )));
     }
+    if !session.authenticated
+        && !matches!(
+            api,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        )
+    {
+        // Kafka closes such a connection too: the client is not speaking SASL.
+        return Err(BrokerError::Protocol(format!(
+            "{api:?} before SASL authentication on listener {} ({})",
+            session.listener.name,
+            session.listener.protocol.name()
+        )));
+    }
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(|e| BrokerError::Protocol(format!("bad {api:?} v{version} header: {e}")))?;
     // The codec returns errors for malformed input; the unwind guard is defence in depth so a
@@ -198,12 +296,28 @@ pub async fn handle_frame(
         );
     }
     let started = Instant::now();
+    let request = match request {
+        RequestKind::SaslHandshake(r) => {
+            let resp = ResponseKind::SaslHandshake(sasl_handshake(shared, session, r));
+            return encode_response(correlation_id, api, version, &resp).map(Some);
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let resp = ResponseKind::SaslAuthenticate(sasl_authenticate(session, r, peer));
+            shared
+                .metrics
+                .observe(api_name(api), started.elapsed(), session.close_after);
+            return encode_response(correlation_id, api, version, &resp).map(Some);
+        }
+        other => other,
+    };
     let mut ctx = handlers::Ctx {
         shared,
         header: &header,
         version,
         peer,
         had_error: false,
+        principal: &session.principal,
+        listener: &session.listener,
     };
     let response = handlers::handle(&mut ctx, request).await;
     shared
@@ -227,6 +341,72 @@ pub async fn handle_frame(
                 }
                 None => Err(e),
             }
+        }
+    }
+}
+
+/// SaslHandshake (v1): picks the mechanism for the SaslAuthenticate exchange that follows.
+fn sasl_handshake(
+    shared: &BrokerShared,
+    session: &mut Session,
+    r: SaslHandshakeRequest,
+) -> SaslHandshakeResponse {
+    let offered: Vec<StrBytes> = shared
+        .security
+        .mechanism_names()
+        .into_iter()
+        .map(StrBytes::from_static_str)
+        .collect();
+    let resp = SaslHandshakeResponse::default().with_mechanisms(offered);
+    if !session.listener.protocol.uses_sasl() || session.authenticated || session.sasl.is_some() {
+        session.close_after = true;
+        return resp.with_error_code(ResponseError::IllegalSaslState.code());
+    }
+    match shared.security.sasl_server(r.mechanism.as_str()) {
+        Ok(server) => {
+            session.sasl = Some(server);
+            resp
+        }
+        Err(_) => {
+            session.close_after = true;
+            resp.with_error_code(ResponseError::UnsupportedSaslMechanism.code())
+        }
+    }
+}
+
+/// SaslAuthenticate: one step of the exchange SaslHandshake chose. A failure answers
+/// SASL_AUTHENTICATION_FAILED with a message that names no secret, and closes the connection.
+fn sasl_authenticate(
+    session: &mut Session,
+    r: SaslAuthenticateRequest,
+    peer: Option<SocketAddr>,
+) -> SaslAuthenticateResponse {
+    let Some(server) = session.sasl.as_mut() else {
+        session.close_after = true;
+        return SaslAuthenticateResponse::default()
+            .with_error_code(ResponseError::IllegalSaslState.code())
+            .with_error_message(Some(StrBytes::from_static_str(
+                "SaslAuthenticate without a SaslHandshake",
+            )));
+    };
+    match server.step(&r.auth_bytes) {
+        Ok(SaslStep::Continue(bytes)) => {
+            SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(bytes))
+        }
+        Ok(SaslStep::Complete { response, username }) => {
+            let mechanism = server.mechanism();
+            session.sasl = None;
+            session.authenticated = true;
+            session.principal = KafkaPrincipal::user(username);
+            tracing::debug!(principal = %session.principal, %mechanism, ?peer, "SASL authenticated");
+            SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(response))
+        }
+        Err(e) => {
+            session.close_after = true;
+            tracing::info!(?peer, "SASL authentication failed: {e}");
+            SaslAuthenticateResponse::default()
+                .with_error_code(e.kafka_error_code())
+                .with_error_message(Some(StrBytes::from_string(e.to_string())))
         }
     }
 }
@@ -345,6 +525,13 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DescribeTransactions => "DescribeTransactions",
         ApiKey::ListTransactions => "ListTransactions",
         ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
+        ApiKey::CreateAcls => "CreateAcls",
+        ApiKey::DescribeAcls => "DescribeAcls",
+        ApiKey::DeleteAcls => "DeleteAcls",
+        ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
+        ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
         _ => "Other",
     }
 }

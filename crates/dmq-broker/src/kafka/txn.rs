@@ -23,6 +23,8 @@ use kafka_protocol::messages::{
 };
 
 use super::handlers::{s, topic_name, Ctx};
+use dmq_auth::{Operation, ResourceType};
+
 use crate::meta_client::TxnRefused;
 use crate::txn::{complete, coordinates, now_ms};
 use dmq_types::txn::{Transaction, TxnError, TxnOffset, TxnOp, TxnPartition, TxnStatus};
@@ -37,10 +39,14 @@ fn code(e: ResponseError) -> i16 {
 
 /// NOT_COORDINATOR unless this broker coordinates `id` (COORDINATOR_NOT_AVAILABLE with no
 /// ONLINE broker).
-fn coordinator_error(ctx: &mut Ctx<'_>, id: &str) -> Option<i16> {
+fn coordinator_error(ctx: &mut Ctx<'_>, id: &str, op: Operation) -> Option<i16> {
     if id.is_empty() {
         ctx.had_error = true;
         return Some(code(ResponseError::InvalidRequest));
+    }
+    if !ctx.allowed(op, ResourceType::TransactionalId, id) {
+        ctx.had_error = true;
+        return Some(code(ResponseError::TransactionalIdAuthorizationFailed));
     }
     if coordinates(ctx.shared, id) {
         return None;
@@ -101,7 +107,7 @@ pub async fn init_producer_id(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
-    if let Some(e) = coordinator_error(ctx, transactional_id) {
+    if let Some(e) = coordinator_error(ctx, transactional_id, Operation::Write) {
         return fail(e);
     }
     let op = TxnOp::Init {
@@ -165,7 +171,7 @@ async fn add_partitions(
     verify_only: bool,
     topics: &[AddPartitionsToTxnTopic],
 ) -> Vec<AddPartitionsToTxnTopicResult> {
-    if let Some(e) = coordinator_error(ctx, transactional_id) {
+    if let Some(e) = coordinator_error(ctx, transactional_id, Operation::Write) {
         return topic_results(topics, |_, _| e);
     }
     let image = ctx.shared.image();
@@ -270,7 +276,7 @@ pub async fn add_offsets_to_txn(
     r: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
     let id = r.transactional_id.0.to_string();
-    if let Some(e) = coordinator_error(ctx, &id) {
+    if let Some(e) = coordinator_error(ctx, &id, Operation::Write) {
         return AddOffsetsToTxnResponse::default().with_error_code(e);
     }
     let group = r.group_id.0.to_string();
@@ -301,7 +307,7 @@ pub async fn txn_offset_commit(
     r: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
     let group = r.group_id.0.to_string();
-    let mut group_error = super::groups::coordinator_error(ctx, &group);
+    let mut group_error = super::groups::coordinator_error(ctx, &group, Operation::Read);
     if group_error.is_none() && ctx.version >= 3 && r.generation_id >= 0 {
         let e = ctx.shared.groups.validate_commit(
             &group,
@@ -409,7 +415,7 @@ pub async fn txn_offset_commit(
 /// read_committed consumer sees the commit once the producer has its answer.
 pub async fn end_txn(ctx: &mut Ctx<'_>, r: EndTxnRequest) -> EndTxnResponse {
     let id = r.transactional_id.0.to_string();
-    if let Some(e) = coordinator_error(ctx, &id) {
+    if let Some(e) = coordinator_error(ctx, &id, Operation::Write) {
         return EndTxnResponse::default().with_error_code(e);
     }
     let op = TxnOp::End {
@@ -474,7 +480,7 @@ pub async fn describe_transactions(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
             .with_transaction_start_time_ms(-1);
-        if let Some(e) = coordinator_error(ctx, &name) {
+        if let Some(e) = coordinator_error(ctx, &name, Operation::Describe) {
             states.push(blank.with_error_code(e));
             continue;
         }
