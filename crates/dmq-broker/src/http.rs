@@ -42,6 +42,7 @@ pub async fn serve(shared: Shared, listener: TcpListener) {
 
 pub fn router(shared: Shared) -> Router {
     let registry = shared.metrics.registry();
+    let tokens = dmq_types::http::BearerTokens::from_config(shared.config.security.as_ref());
     Router::new()
         .route(
             "/api/v1/storage/topics/{topic}/partitions/{partition}",
@@ -74,6 +75,10 @@ pub fn router(shared: Shared) -> Router {
         .layer(axum::middleware::map_response(dmq_types::http::json_errors))
         .layer(axum::middleware::from_fn(|req, next| {
             dmq_types::http::refuse_oversized((2 * HTTP_BODY_BYTES_MAX) as u64, req, next)
+        }))
+        // Outermost: nothing of a request without a valid token is read (SPEC §11).
+        .layer(axum::middleware::from_fn(move |req, next| {
+            dmq_types::http::require_bearer(tokens.clone(), req, next)
         }))
         .with_state(shared)
 }

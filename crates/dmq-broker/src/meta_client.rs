@@ -144,8 +144,21 @@ pub struct MetaClient {
 }
 
 impl MetaClient {
-    pub fn new(urls: Vec<MetadataUrl>, timeout: Duration) -> Result<MetaClient> {
+    /// `auth`: the `Authorization` header value every call carries (a secured cluster).
+    pub fn new(
+        urls: Vec<MetadataUrl>,
+        timeout: Duration,
+        auth: Option<String>,
+    ) -> Result<MetaClient> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(auth) = auth {
+            let mut value = reqwest::header::HeaderValue::from_str(&auth)
+                .map_err(|_| BrokerError::Metadata("an HTTP token is not a valid header".into()))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
@@ -841,7 +854,7 @@ mod tests {
     #[test]
     fn pushes_and_redirects_are_recorded_at_the_configured_url() {
         let client =
-            MetaClient::new(configured(), Duration::from_millis(100)).expect("client builds");
+            MetaClient::new(configured(), Duration::from_millis(100), None).expect("client builds");
         assert!(client.set_controller(ControllerRef {
             id: 1,
             url: "http://10.0.0.1:9091".into(),

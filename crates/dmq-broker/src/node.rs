@@ -231,7 +231,12 @@ impl BrokerNode {
             extra_listeners.push((socket, l));
         }
         let shared = Arc::new(BrokerShared {
-            meta: MetaClient::new(config.metadata_urls.clone(), config.metadata_timeout)?,
+            meta: MetaClient::new(
+                config.metadata_urls.clone(),
+                config.metadata_timeout,
+                dmq_types::http::BearerTokens::from_config(config.security.as_ref())
+                    .map(|t| t.internal_header()),
+            )?,
             replicas: ReplicaManager::new(config.broker_id, config.data_dir.clone()),
             config,
             image: RwLock::new(Arc::new(ClusterImage::default())),

@@ -45,6 +45,7 @@ type ApiResult<T> = Result<T, MetadataError>;
 /// All routes of a metadata node.
 pub fn router(shared: Shared) -> Router {
     let registry = shared.metrics.clone();
+    let tokens = dmq_types::http::BearerTokens::from_config(shared.config.security.as_ref());
     Router::new()
         .route("/api/v1/metadata/controller", get(controller))
         .route("/api/v1/metadata/cluster", get(cluster))
@@ -112,6 +113,10 @@ pub fn router(shared: Shared) -> Router {
         .layer(axum::middleware::map_response(dmq_types::http::json_errors))
         .layer(axum::middleware::from_fn(|req, next| {
             dmq_types::http::refuse_oversized((8 * HTTP_BODY_BYTES_MAX) as u64, req, next)
+        }))
+        // Outermost: nothing of a request without a valid token is read (SPEC §11).
+        .layer(axum::middleware::from_fn(move |req, next| {
+            dmq_types::http::require_bearer(tokens.clone(), req, next)
         }))
         .with_state(shared)
 }

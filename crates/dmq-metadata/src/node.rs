@@ -307,7 +307,19 @@ impl MetadataNode {
         let log = LogStore::open(&options.data_dir)?;
         let sm = StateMachineStore::open(&options.data_dir)?;
         let sm_shared = sm.shared();
+        // Raft RPCs, broker pushes and console fetches carry the cluster's token when HTTP
+        // is secured (SPEC §11: nodes authenticate to each other).
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(tokens) = dmq_types::http::BearerTokens::from_config(config.security.as_ref()) {
+            let mut value = reqwest::header::HeaderValue::from_str(&tokens.internal_header())
+                .map_err(|_| {
+                    MetadataError::Startup("an HTTP token is not a valid header value".into())
+                })?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
             .build()

@@ -98,3 +98,149 @@ pub async fn refuse_oversized(limit: u64, req: Request, next: Next) -> Response<
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
+
+/// Bearer tokens for every HTTP API (SPEC §11): `Authorization: Bearer <token>`, or the
+/// console's `dmq_token` cookie (set by opening `/ui/?token=<token>` once, so a browser needs
+/// no header). `/health` and `/health/ready` stay open, and so do the console's static files
+/// (they hold no data; everything they show comes from `/ui/api/…`).
+#[derive(Clone)]
+pub struct BearerTokens {
+    tokens: std::sync::Arc<Vec<(crate::security::Secret, String)>>,
+}
+
+impl std::fmt::Debug for BearerTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerTokens")
+            .field(
+                "principals",
+                &self.tokens.iter().map(|t| &t.1).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// The console's cookie carrying a token.
+pub const TOKEN_COOKIE: &str = "dmq_token";
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl BearerTokens {
+    /// The tokens of a `security.http` section; `None` when HTTP is open.
+    pub fn from_config(security: Option<&crate::security::SecurityConfig>) -> Option<BearerTokens> {
+        let tokens: Vec<_> = security?
+            .http
+            .as_ref()?
+            .tokens
+            .iter()
+            .filter(|t| !t.token.is_empty())
+            .map(|t| (t.token.clone(), t.principal.clone()))
+            .collect();
+        (!tokens.is_empty()).then(|| BearerTokens {
+            tokens: std::sync::Arc::new(tokens),
+        })
+    }
+
+    /// The principal of `token`, if it is one of ours (compared in constant time).
+    pub fn principal(&self, token: &str) -> Option<&str> {
+        self.tokens
+            .iter()
+            .find(|(t, _)| constant_time_eq(t.expose().as_bytes(), token.as_bytes()))
+            .map(|(_, p)| p.as_str())
+    }
+
+    /// The token this cluster's own processes present to each other (the first one).
+    pub fn internal(&self) -> &crate::security::Secret {
+        &self.tokens[0].0
+    }
+
+    /// `Authorization` header value for [`BearerTokens::internal`].
+    pub fn internal_header(&self) -> String {
+        format!("Bearer {}", self.internal().expose())
+    }
+}
+
+fn is_open_path(path: &str) -> bool {
+    path == "/health"
+        || path.starts_with("/health/")
+        || path == "/ui"
+        || (path.starts_with("/ui/") && !path.starts_with("/ui/api/"))
+}
+
+/// The token a request carries: the `Authorization: Bearer` header, else the console cookie.
+fn presented_token(req: &Request) -> Option<String> {
+    let headers = req.headers();
+    if let Some(v) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return v.strip_prefix("Bearer ").map(|t| t.trim().to_string());
+    }
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == TOKEN_COOKIE).then(|| v.to_string())
+        })
+}
+
+/// Middleware (`axum::middleware::from_fn`): `None` lets everything through; with tokens, a
+/// request without a valid one gets 401 JSON (`UNAUTHENTICATED`), except the open paths.
+/// `/ui/?token=<t>` with a valid token sets the console cookie.
+pub async fn require_bearer(
+    tokens: Option<BearerTokens>,
+    req: Request,
+    next: Next,
+) -> Response<Body> {
+    let Some(tokens) = tokens else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path().to_string();
+    if path == "/ui/" {
+        let query_token = req.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("token=").map(str::to_string))
+        });
+        if let Some(t) = query_token {
+            if tokens.principal(&t).is_some() {
+                let cookie = format!("{TOKEN_COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict");
+                return Response::builder()
+                    .status(StatusCode::SEE_OTHER)
+                    .header(axum::http::header::LOCATION, "/ui/")
+                    .header(axum::http::header::SET_COOKIE, cookie)
+                    .body(Body::empty())
+                    .unwrap_or_default();
+            }
+        }
+    }
+    if is_open_path(&path) {
+        return next.run(req).await;
+    }
+    match presented_token(&req) {
+        Some(t) if tokens.principal(&t).is_some() => next.run(req).await,
+        presented => {
+            let message = if presented.is_some() {
+                "the bearer token is not valid"
+            } else {
+                "this API needs Authorization: Bearer <token>"
+            };
+            let body = serde_json::json!({"error": "UNAUTHENTICATED", "message": message});
+            Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .header(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer"),
+                )
+                .body(Body::from(body.to_string()))
+                .unwrap_or_default()
+        }
+    }
+}

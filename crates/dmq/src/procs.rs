@@ -300,11 +300,18 @@ impl MetadataCluster {
         }
     }
 
+    /// `req` with the cluster's bearer token when its HTTP APIs are secured.
+    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match dmq_types::http::BearerTokens::from_config(self.config.security.as_ref()) {
+            Some(t) => req.header(reqwest::header::AUTHORIZATION, t.internal_header()),
+            None => req,
+        }
+    }
+
     /// GET `path` on broker `id`'s HTTP port.
     pub async fn broker_get(&self, id: BrokerId, path: &str) -> Option<(u16, Value)> {
         let resp = self
-            .http
-            .get(format!("{}{path}", self.broker_url(id)))
+            .authorized(self.http.get(format!("{}{path}", self.broker_url(id))))
             .send()
             .await
             .ok()?;
@@ -357,8 +364,7 @@ impl MetadataCluster {
     /// GET `path` on node `id`; `None` on any transport error or non-JSON answer.
     pub async fn get(&self, id: NodeId, path: &str) -> Option<(u16, Value)> {
         let resp = self
-            .http
-            .get(format!("{}{path}", self.url(id)))
+            .authorized(self.http.get(format!("{}{path}", self.url(id))))
             .send()
             .await
             .ok()?;
@@ -374,8 +380,7 @@ impl MetadataCluster {
         body: &Value,
     ) -> Option<(u16, reqwest::header::HeaderMap, Value)> {
         let resp = self
-            .http
-            .post(format!("{}{path}", self.url(id)))
+            .authorized(self.http.post(format!("{}{path}", self.url(id))))
             .json(body)
             .send()
             .await

@@ -16,6 +16,7 @@ use dmq::procs::MetadataCluster;
 use dmq_types::security::SecurityConfig;
 
 const ADMIN_PASSWORD: &str = "admin-secret-7f3a";
+const HTTP_TOKEN: &str = "http-token-91c2e5";
 
 fn security() -> SecurityConfig {
     serde_json::from_value(serde_json::json!({
@@ -24,6 +25,7 @@ fn security() -> SecurityConfig {
         "authorizer": {"enabled": true, "superUsers": ["User:admin"],
                        "allowEveryoneIfNoAclFound": false},
         "interBroker": {"user": "admin", "password": ADMIN_PASSWORD},
+        "http": {"tokens": [{"token": HTTP_TOKEN, "principal": "User:admin"}]},
     }))
     .expect("security section")
 }
@@ -84,6 +86,68 @@ async fn sasl_and_acls_with_confluent_kafka_and_kafka_python() {
             "followers fetch with inter-broker SASL: {p}"
         );
     }
+
+    // HTTP: every API asks for the token (401 JSON without it or with a wrong one), /health
+    // stays open; the processes reach each other with it (the brokers registered above).
+    let http = reqwest::Client::new();
+    let node = cluster.url(cluster.ids()[0]);
+    let broker = cluster.broker_url(cluster.broker_ids()[0]);
+    for url in [
+        format!("{node}/api/v1/metadata/cluster?security=true"),
+        format!("{node}/api/v1/metadata/acls"),
+        format!("{node}/ui/api/overview"),
+        format!("{broker}/api/v1/storage/replication/status"),
+        format!("{broker}/metrics"),
+    ] {
+        for token in [None, Some("not-the-token")] {
+            let mut req = http.get(&url);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.expect("answer");
+            assert_eq!(resp.status().as_u16(), 401, "{url} with {token:?}");
+            let body: serde_json::Value = resp.json().await.expect("JSON 401");
+            assert_eq!(body["error"], "UNAUTHENTICATED", "{url}: {body}");
+        }
+        let resp = http
+            .get(&url)
+            .bearer_auth(HTTP_TOKEN)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(resp.status().as_u16(), 200, "{url} with the token");
+    }
+    for url in [format!("{node}/health"), format!("{broker}/health")] {
+        let status = http.get(&url).send().await.expect("answer").status();
+        assert_eq!(status.as_u16(), 200, "{url} stays open");
+    }
+
+    // A forged Raft vote with a huge term, without the token, changes nothing.
+    let (_, before) = cluster
+        .get(cluster.ids()[0], "/api/v1/raft/status")
+        .await
+        .expect("raft status");
+    for id in cluster.ids() {
+        let resp = http
+            .post(format!("{}/api/v1/raft/request-vote", cluster.url(id)))
+            .json(&serde_json::json!({
+                "vote": {"leader_id": {"term": 1_000_000, "node_id": 99}, "committed": false},
+                "last_log_id": null
+            }))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(resp.status().as_u16(), 401, "forged vote at node {id}");
+    }
+    let (_, after) = cluster
+        .get(cluster.ids()[0], "/api/v1/raft/status")
+        .await
+        .expect("raft status");
+    assert_eq!(
+        before["currentTerm"], after["currentTerm"],
+        "{before} {after}"
+    );
+    assert!(after["currentTerm"].as_u64() < Some(1_000_000), "{after}");
 
     // No secret in any log line of any process.
     for entry in std::fs::read_dir(dir.path()).expect("read dir").flatten() {
