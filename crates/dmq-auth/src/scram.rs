@@ -792,7 +792,10 @@ fn verify_client_final(
     if last.channel_binding != pending.gs2_header.as_bytes() {
         return Err(fail(AuthFailure::ChannelBindingMismatch));
     }
-    if last.nonce != pending.nonce {
+    // Kafka's ScramSaslServer checks that the nonce *ends with* the combined nonce it sent:
+    // librdkafka before 2.1 sends the client nonce twice (client + client + server), and
+    // Kafka accepts it. The proof is over the message as sent, so this loses nothing.
+    if !last.nonce.ends_with(pending.nonce.as_str()) {
         return Err(fail(AuthFailure::NonceMismatch));
     }
     let auth_message = format!(

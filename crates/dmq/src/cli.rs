@@ -35,6 +35,24 @@ pub struct ClientArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub output: OutputFormat,
+    /// Bearer token for the metadata nodes' HTTP API (a cluster with `security.http`).
+    #[arg(long, env = "DMQ_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+}
+
+/// An HTTP client for the metadata API that carries `--token` when given.
+pub(crate) fn http_client(args: &ClientArgs, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = &args.token {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+            .map_err(|_| anyhow!("--token is not a valid header value"))?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(timeout)
+        .build()?)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -624,9 +642,7 @@ fn print_record(
 
 /// `dmq txn list | describe ID`: transactions as the metadata quorum has them.
 pub async fn txn(cmd: TxnCommand, args: ClientArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let http = http_client(&args, Duration::from_secs(10))?;
     let urls = metadata_urls(&args);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -830,9 +846,7 @@ fn config_changes(
 }
 
 async fn cluster_status(args: ClientArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
+    let http = http_client(&args, Duration::from_secs(5))?;
     let urls: Vec<String> = args
         .metadata
         .split(',')

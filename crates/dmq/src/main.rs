@@ -19,6 +19,7 @@ mod bench_groups;
 mod cli;
 mod dev;
 mod rolling;
+mod security_cli;
 mod table;
 
 /// Malformed Kafka frames may claim absurd array lengths; see `dmq_broker::alloc`.
@@ -125,6 +126,20 @@ enum Commands {
     Txn {
         #[command(subcommand)]
         cmd: cli::TxnCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// SCRAM users: create (salted and hashed here), delete, list.
+    User {
+        #[command(subcommand)]
+        cmd: security_cli::UserCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
+    /// ACLs: create, list, delete (Kafka's authorizer model).
+    Acl {
+        #[command(subcommand)]
+        cmd: security_cli::AclCommand,
         #[command(flatten)]
         client: cli::ClientArgs,
     },
@@ -236,6 +251,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Cluster { cmd, client } => cli::cluster(cmd, client).await,
         Commands::Group { cmd, client } => cli::group(cmd, client).await,
         Commands::Txn { cmd, client } => cli::txn(cmd, client).await,
+        Commands::User { cmd, client } => security_cli::user(cmd, client).await,
+        Commands::Acl { cmd, client } => security_cli::acl(cmd, client).await,
     }
 }
 

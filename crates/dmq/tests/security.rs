@@ -87,6 +87,161 @@ async fn sasl_and_acls_with_confluent_kafka_and_kafka_python() {
         );
     }
 
+    // `dmq user` and `dmq acl` (with --token) make a SCRAM user and its ACLs; kcat
+    // (librdkafka) uses them; after `dmq acl delete` and `dmq user delete` it cannot.
+    let metadata: Vec<String> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| cluster.url(id))
+        .collect();
+    let dmq = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dmq"))
+            .args(args)
+            .args(["--metadata", &metadata.join(","), "--output", "json"])
+            .env("DMQ_TOKEN", HTTP_TOKEN)
+            .output()
+            .expect("run dmq");
+        assert!(
+            out.status.success(),
+            "dmq {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    cluster
+        .post_until_created(
+            0,
+            "/api/v1/metadata/topics",
+            &serde_json::json!({"topicName": "sec-cli", "numPartitions": 1}),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("topic sec-cli created");
+    dmq(&[
+        "user",
+        "create",
+        "carol",
+        "--password",
+        "carol-secret",
+        "--mechanism",
+        "SCRAM-SHA-512",
+    ]);
+    let users = dmq(&["user", "list"]);
+    assert!(
+        users
+            .as_array()
+            .is_some_and(|u| u.iter().any(|u| u["user"] == "carol")),
+        "{users}"
+    );
+    dmq(&[
+        "acl",
+        "create",
+        "--principal",
+        "User:carol",
+        "--operation",
+        "WRITE",
+        "--operation",
+        "READ",
+        "--topic",
+        "sec-cli",
+    ]);
+    dmq(&[
+        "acl",
+        "create",
+        "--principal",
+        "User:carol",
+        "--operation",
+        "READ",
+        "--group",
+        "kcat-carol",
+    ]);
+    let listed = dmq(&["acl", "list", "--principal", "User:carol"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+    let bootstrap = cluster.bootstrap();
+    let kcat = |extra: &[&str], stdin: &str| {
+        let mut child = Command::new("kcat")
+            .args(["-b", &bootstrap, "-X", "security.protocol=SASL_PLAINTEXT"])
+            .args([
+                "-X",
+                "sasl.mechanisms=SCRAM-SHA-512",
+                "-X",
+                "sasl.username=carol",
+            ])
+            .args(["-X", "sasl.password=carol-secret", "-t", "sec-cli"])
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kcat is installed (scripts/test.sh installs it)");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("kcat runs")
+    };
+    // The brokers learn of carol with their next metadata pull (a heartbeat or a push).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let md = kcat(&["-L", "-m", "5"], "");
+        if md.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "carol cannot log in: {}",
+            String::from_utf8_lossy(&md.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let produced = kcat(&["-P"], "k1\nk2\nk3\n");
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    let consumed = kcat(
+        &[
+            "-C",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-X",
+            "group.id=kcat-carol",
+        ],
+        "",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&consumed.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        vec!["k1", "k2", "k3"],
+        "{}",
+        String::from_utf8_lossy(&consumed.stderr)
+    );
+    let deleted = dmq(&[
+        "acl",
+        "delete",
+        "--principal",
+        "User:carol",
+        "--topic",
+        "sec-cli",
+    ]);
+    assert_eq!(deleted.as_array().map(Vec::len), Some(2), "{deleted}");
+    dmq(&["user", "delete", "carol"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while kcat(&["-L", "-m", "3"], "").status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "carol was deleted but still logs in"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // HTTP: every API asks for the token (401 JSON without it or with a wrong one), /health
     // stays open; the processes reach each other with it (the brokers registered above).
     let http = reqwest::Client::new();

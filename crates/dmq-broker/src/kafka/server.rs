@@ -79,9 +79,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // Inter-broker (the transaction coordinator to partition leaders). v1 (flexible) only:
     // the codec, generated from Kafka 4's message definitions, decodes no other version.
     (ApiKey::WriteTxnMarkers, 1, 1),
-    // Security (SPEC §11). SaslHandshake v0 (raw tokens after the handshake) was removed in
-    // Kafka 4 (KIP-896); v1 is followed by SaslAuthenticate frames.
-    (ApiKey::SaslHandshake, 1, 1),
+    // Security (SPEC §11). SaslHandshake v1 is followed by SaslAuthenticate requests, v0 by
+    // bare tokens. Kafka 4 dropped v0 (KIP-896), but librdkafka before 2.10 (Debian's kcat)
+    // only sees SASL support when v0 is advertised.
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DescribeAcls, 1, 3),
@@ -134,6 +135,9 @@ pub struct Session {
     pub principal: KafkaPrincipal,
     pub authenticated: bool,
     sasl: Option<Box<dyn SaslServer + Send>>,
+    /// After a SaslHandshake v0 the SASL tokens come as bare size-prefixed frames, without
+    /// Kafka request headers, until the exchange completes (Kafka's pre-KIP-152 flow).
+    raw_sasl: bool,
     /// The response being sent is the last one: a failed or refused authentication.
     pub close_after: bool,
 }
@@ -145,6 +149,7 @@ impl Session {
             listener,
             principal: KafkaPrincipal::anonymous(),
             sasl: None,
+            raw_sasl: false,
             close_after: false,
         }
     }
@@ -227,6 +232,9 @@ pub async fn handle_session_frame(
     peer: Option<SocketAddr>,
     session: &mut Session,
 ) -> Result<Option<BytesMut>> {
+    if session.raw_sasl {
+        return raw_sasl_token(session, &frame, peer);
+    }
     if frame.len() < 8 {
         return Err(BrokerError::Protocol(format!(
             "request of {} bytes is shorter than a request header",
@@ -299,6 +307,9 @@ pub async fn handle_session_frame(
     let request = match request {
         RequestKind::SaslHandshake(r) => {
             let resp = ResponseKind::SaslHandshake(sasl_handshake(shared, session, r));
+            if version == 0 && session.sasl.is_some() {
+                session.raw_sasl = true;
+            }
             return encode_response(correlation_id, api, version, &resp).map(Some);
         }
         RequestKind::SaslAuthenticate(r) => {
@@ -345,7 +356,43 @@ pub async fn handle_session_frame(
     }
 }
 
-/// SaslHandshake (v1): picks the mechanism for the SaslAuthenticate exchange that follows.
+/// One bare SASL token after a SaslHandshake v0: the server's token goes back size-prefixed;
+/// a failure closes the connection without an answer (v0 has no error frame).
+fn raw_sasl_token(
+    session: &mut Session,
+    token: &[u8],
+    peer: Option<SocketAddr>,
+) -> Result<Option<BytesMut>> {
+    let Some(server) = session.sasl.as_mut() else {
+        return Err(BrokerError::Protocol(
+            "a SASL token without an exchange".into(),
+        ));
+    };
+    let reply = match server.step(token) {
+        Ok(SaslStep::Continue(bytes)) => bytes,
+        Ok(SaslStep::Complete { response, username }) => {
+            session.sasl = None;
+            session.raw_sasl = false;
+            session.authenticated = true;
+            session.principal = KafkaPrincipal::user(username);
+            tracing::debug!(principal = %session.principal, ?peer, "SASL authenticated (v0 handshake)");
+            response
+        }
+        Err(e) => {
+            tracing::info!(?peer, "SASL authentication failed: {e}");
+            return Err(BrokerError::Protocol(format!(
+                "SASL authentication failed: {e}"
+            )));
+        }
+    };
+    let mut out = BytesMut::with_capacity(4 + reply.len());
+    out.put_i32(reply.len() as i32);
+    out.extend_from_slice(&reply);
+    Ok(Some(out))
+}
+
+/// SaslHandshake: picks the mechanism for the exchange that follows (v1: SaslAuthenticate
+/// requests; v0: bare tokens).
 fn sasl_handshake(
     shared: &BrokerShared,
     session: &mut Session,
