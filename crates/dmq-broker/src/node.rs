@@ -220,15 +220,26 @@ impl BrokerNode {
             .cloned()
             .unwrap_or_default()
         {
-            if l.protocol.uses_tls() {
-                return Err(BrokerError::InvalidRequest(format!(
-                    "listener {} is {}: TLS listeners are not implemented yet (use SASL_PLAINTEXT or PLAINTEXT)",
-                    l.name,
-                    l.protocol.name()
-                )));
-            }
+            let tls = if l.protocol.uses_tls() {
+                let cfg = config
+                    .security
+                    .as_ref()
+                    .and_then(|s| s.tls.as_ref())
+                    .ok_or_else(|| {
+                        BrokerError::InvalidRequest(format!(
+                            "listener {} is {} but security.tls is not set",
+                            l.name,
+                            l.protocol.name()
+                        ))
+                    })?;
+                Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+                    cfg,
+                )?))
+            } else {
+                None
+            };
             let socket = listen(&bind, l.port, "Kafka listener").await?;
-            extra_listeners.push((socket, l));
+            extra_listeners.push((socket, l, tls));
         }
         let shared = Arc::new(BrokerShared {
             meta: MetaClient::new(
@@ -276,6 +287,7 @@ impl BrokerNode {
                 shared.clone(),
                 kafka,
                 default_listener,
+                None,
             )),
             tokio::spawn(crate::http::serve(shared.clone(), http)),
             tokio::spawn(crate::membership::run(shared.clone())),
@@ -286,7 +298,7 @@ impl BrokerNode {
             tokio::spawn(group_timers(shared.clone())),
             tokio::spawn(crate::txn::driver(shared.clone())),
         ];
-        for (socket, l) in extra_listeners {
+        for (socket, l, tls) in extra_listeners {
             tracing::info!(name = %l.name, port = l.port, protocol = l.protocol.name(), "Kafka listener");
             let listener = crate::kafka::server::Listener {
                 name: l.name,
@@ -296,6 +308,7 @@ impl BrokerNode {
                 shared.clone(),
                 socket,
                 listener,
+                tls,
             )));
         }
         Ok(BrokerNode {

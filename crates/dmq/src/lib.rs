@@ -2,6 +2,7 @@
 //! [`procs`], a harness that runs real `dmq` processes on free loopback ports — used by the
 //! integration tests and by `dmq bench failover`.
 
+pub mod certs;
 pub mod procs;
 
 use std::path::{Path, PathBuf};

@@ -155,16 +155,32 @@ impl Session {
     }
 }
 
-pub async fn serve(shared: Arc<BrokerShared>, socket: TcpListener, listener: Listener) {
+/// Accepts connections on `socket`; with `tls`, each is a TLS connection first (SSL and
+/// SASL_SSL listeners).
+pub async fn serve(
+    shared: Arc<BrokerShared>,
+    socket: TcpListener,
+    listener: Listener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         match socket.accept().await {
             Ok((sock, peer)) => {
-                tokio::spawn(connection(
-                    shared.clone(),
-                    sock,
-                    peer,
-                    Session::new(listener.clone()),
-                ));
+                let session = Session::new(listener.clone());
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(connection(shared.clone(), sock, peer, session));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(tls_connection(
+                            shared.clone(),
+                            acceptor,
+                            sock,
+                            peer,
+                            session,
+                        ));
+                    }
+                }
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -175,15 +191,68 @@ pub async fn serve(shared: Arc<BrokerShared>, socket: TcpListener, listener: Lis
     }
 }
 
-async fn connection(
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn tls_connection(
     shared: Arc<BrokerShared>,
+    acceptor: tokio_rustls::TlsAcceptor,
     sock: TcpStream,
     peer: SocketAddr,
     mut session: Session,
 ) {
-    shared.metrics.connection_opened();
     let _ = sock.set_nodelay(true);
-    let (rd, mut wr) = sock.into_split();
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            // A plaintext client on a TLS port, an untrusted certificate, …
+            tracing::info!(%peer, listener = %session.listener.name, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    if !session.listener.protocol.uses_sasl() {
+        // SSL: the client certificate (if any) names the principal (Kafka's default
+        // principal builder); without one the connection is ANONYMOUS.
+        let (_, conn) = stream.get_ref();
+        if let Some(p) = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(crate::tls::principal_of)
+        {
+            session.principal = p;
+        }
+    }
+    let (rd, wr) = tokio::io::split(stream);
+    serve_frames(shared, rd, wr, peer, session).await;
+}
+
+async fn connection(
+    shared: Arc<BrokerShared>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    session: Session,
+) {
+    let _ = sock.set_nodelay(true);
+    let (rd, wr) = sock.into_split();
+    serve_frames(shared, rd, wr, peer, session).await;
+}
+
+/// The request loop of one connection, over plain TCP or TLS.
+async fn serve_frames<R, W>(
+    shared: Arc<BrokerShared>,
+    rd: R,
+    mut wr: W,
+    peer: SocketAddr,
+    mut session: Session,
+) where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    shared.metrics.connection_opened();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     loop {
         let frame = match read_frame(&mut rd).await {
