@@ -2,7 +2,10 @@
 //! storage brokers on the example ports. Data lives under `--data-dir` (one sub-directory per
 //! node), so running it again keeps every topic.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use dmq_types::security::{ListenerConfig, SecurityConfig, SecurityProtocol};
 use std::time::{Duration, Instant};
 
 use dmq::load_config;
@@ -15,8 +18,76 @@ use kafka_protocol::messages::MetadataRequest;
 /// How long `dmq dev` waits for the whole cluster to be ready before giving up.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub async fn run(data_dir: PathBuf, config: Option<PathBuf>) -> anyhow::Result<()> {
-    let (config, origin) = load_config(config.as_deref())?;
+/// Port offset of the SASL_SSL listener `--secure` adds to each broker (19092 → 19192).
+const SECURE_PORT_OFFSET: u16 = 100;
+/// Where `--secure` keeps its security section, so a restart keeps the credentials.
+const SECURE_FILE: &str = "dev-security.json";
+
+/// `preferred` when it is free on `host`, else a port the OS picks (printed at start).
+fn pick_port(host: &str, preferred: u16) -> u16 {
+    if std::net::TcpListener::bind((host, preferred)).is_ok() {
+        return preferred;
+    }
+    std::net::TcpListener::bind((host, 0))
+        .and_then(|l| l.local_addr())
+        .map_or(preferred, |a| a.port())
+}
+
+/// The security section of `dmq dev --secure`: the one in the data dir from an earlier run,
+/// else a fresh CA, server certificate, admin password and HTTP token.
+fn secure_section(data_dir: &Path) -> anyhow::Result<SecurityConfig> {
+    let file = data_dir.join(SECURE_FILE);
+    if file.exists() {
+        let text = std::fs::read_to_string(&file)?;
+        return serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()));
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let pki = dmq::certs::Pki::generate(&data_dir.join("certs"), "dmq dev CA")?;
+    let secret = || {
+        use rand::RngCore;
+        let mut b = [0u8; 16];
+        rand::rng().fill_bytes(&mut b);
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    };
+    let password = secret();
+    let section: SecurityConfig = serde_json::from_value(serde_json::json!({
+        "tls": {"certFile": pki.cert_file, "keyFile": pki.key_file, "caFile": pki.ca_file,
+                "clientAuth": "requested"},
+        "sasl": {"mechanisms": ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+                 "users": [{"name": "admin", "password": password}]},
+        "authorizer": {"enabled": true, "superUsers": ["User:admin"],
+                       "allowEveryoneIfNoAclFound": false},
+        "interBroker": {"user": "admin", "password": password},
+        "http": {"tokens": [{"token": secret(), "principal": "User:admin"}]},
+    }))?;
+    std::fs::write(&file, serde_json::to_string_pretty(&section)?)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(section)
+}
+
+pub async fn run(data_dir: PathBuf, config: Option<PathBuf>, secure: bool) -> anyhow::Result<()> {
+    let (mut config, origin) = load_config(config.as_deref())?;
+    if secure {
+        config.security = Some(secure_section(&data_dir)?);
+        // A config that gives brokers their own listeners keeps them.
+        for b in config
+            .services
+            .storage_services
+            .iter_mut()
+            .filter(|b| b.listeners.is_empty())
+        {
+            let port = pick_port(&b.host, b.kafka_port().saturating_add(SECURE_PORT_OFFSET));
+            b.listeners.push(ListenerConfig {
+                name: "SECURE".into(),
+                port,
+                protocol: SecurityProtocol::SaslSsl,
+            });
+        }
+    }
     let mut nodes = Vec::new();
     let mut brokers = Vec::new();
     let started: anyhow::Result<()> = async {
@@ -84,11 +155,16 @@ pub async fn run(data_dir: PathBuf, config: Option<PathBuf>) -> anyhow::Result<(
     if let Some(first) = config.services.metadata_services.first() {
         println!("Web console:     {}/ui/", first.base_url());
     }
-    if let Some(first) = bootstrap.first() {
-        println!("Try: kcat -b {first} -L");
-    }
-    if let Some(first) = config.services.metadata_services.first() {
-        println!("     curl {}/api/v1/metadata/cluster", first.base_url());
+    match &config.security {
+        None => {
+            if let Some(first) = bootstrap.first() {
+                println!("Try: kcat -b {first} -L");
+            }
+            if let Some(first) = config.services.metadata_services.first() {
+                println!("     curl {}/api/v1/metadata/cluster", first.base_url());
+            }
+        }
+        Some(sec) => print_secure(&config, sec, &data_dir),
     }
     println!("Press Ctrl-C to stop.");
     crate::shutdown_signal().await;
@@ -100,6 +176,55 @@ pub async fn run(data_dir: PathBuf, config: Option<PathBuf>) -> anyhow::Result<(
         node.shutdown().await;
     }
     Ok(())
+}
+
+/// What a user of `--secure` needs: the admin credentials, the CA, the token, and commands.
+fn print_secure(config: &ServicesConfig, sec: &SecurityConfig, data_dir: &Path) {
+    let password = sec
+        .sasl
+        .as_ref()
+        .and_then(|s| s.users.first())
+        .map_or("", |u| u.password.expose());
+    let token = sec
+        .http
+        .as_ref()
+        .and_then(|h| h.tokens.first())
+        .map_or("", |t| t.token.expose());
+    let ca = sec
+        .tls
+        .as_ref()
+        .and_then(|t| t.ca_file.as_ref())
+        .map_or_else(String::new, |p| p.display().to_string());
+    let secure: Vec<String> = config
+        .services
+        .storage_services
+        .iter()
+        .flat_map(|b| {
+            b.listeners
+                .iter()
+                .map(move |l| format!("{}:{}", b.host, l.port))
+        })
+        .collect();
+    println!(
+        "Security is ON (kept in {}):",
+        data_dir.join(SECURE_FILE).display()
+    );
+    println!("  SASL_SSL bootstrap:  {}   (CA: {ca})", secure.join(","));
+    println!("  SASL_PLAINTEXT:      the Kafka bootstrap above");
+    println!("  admin (PLAIN, super user): admin / {password}");
+    println!("  HTTP token:          {token}");
+    if let Some(first) = config.services.metadata_services.first() {
+        println!(
+            "  Web console:         {}/ui/?token={token}",
+            first.base_url()
+        );
+    }
+    if let Some(first) = secure.first() {
+        println!("Try: kcat -b {first} -X security.protocol=SASL_SSL -X ssl.ca.location={ca} \\");
+        println!("          -X sasl.mechanisms=PLAIN -X sasl.username=admin -X sasl.password={password} -L");
+        println!("     DMQ_TOKEN={token} dmq user create alice --password alice-secret");
+        println!("     DMQ_TOKEN={token} dmq acl create --principal User:alice --operation WRITE --operation READ --topic orders");
+    }
 }
 
 /// Waits until the cluster is ready for the README's next command: every metadata node answers
@@ -152,9 +277,11 @@ async fn readiness(
         }
         let addr = b.kafka_addr().to_string();
         let seen = async {
-            let mut conn = KafkaConnection::connect(&addr, "dmq-dev", Duration::from_secs(2))
-                .await
-                .ok()?;
+            let auth = b.shared().security.inter_broker();
+            let mut conn =
+                KafkaConnection::connect_as_broker(&addr, "dmq-dev", Duration::from_secs(2), auth)
+                    .await
+                    .ok()?;
             let req = MetadataRequest::default().with_topics(Some(Vec::new()));
             let resp = conn.send(&req, 4, Duration::ZERO).await.ok()?;
             Some(resp.brokers.len())

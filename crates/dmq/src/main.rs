@@ -93,6 +93,11 @@ enum Commands {
         /// services.json to use (default: config/services.json, else the built-in example).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Security on (SPEC §11): a fresh CA and certificates, SASL (PLAIN, SCRAM) on the
+        /// Kafka ports plus a SASL_SSL listener per broker, ACLs, HTTP tokens; the admin
+        /// credentials are printed (and kept in the data dir for the next run).
+        #[arg(long)]
+        secure: bool,
     },
     /// Create, list, describe and delete topics.
     Topic {
@@ -243,7 +248,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             kafka_port,
             common,
         } => run_broker(broker_id, kafka_port, common).await,
-        Commands::Dev { data_dir, config } => dev::run(data_dir, config).await,
+        Commands::Dev {
+            data_dir,
+            config,
+            secure,
+        } => dev::run(data_dir, config, secure).await,
         Commands::Bench { which } => bench::run(which).await,
         Commands::Topic { cmd, client } => cli::topic(cmd, client).await,
         Commands::Produce { args, client } => cli::produce(args, client).await,

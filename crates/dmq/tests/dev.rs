@@ -271,3 +271,104 @@ async fn readme_first_steps_work_as_soon_as_dev_says_it_is_ready() {
         eprintln!("run {run}: dmq dev stopped {took:?} after Ctrl-C");
     }
 }
+
+/// `dmq dev --secure`: one command gives a secured cluster — TLS with a fresh CA, SASL with a
+/// printed admin credential, HTTP tokens — and a second run on the same data dir keeps the
+/// same credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_secure_prints_working_credentials_and_keeps_them() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = MetadataCluster::new(
+        Path::new(env!("CARGO_BIN_EXE_dmq")),
+        dir.path(),
+        3,
+        common::long_sessions(),
+    )
+    .with_brokers(3);
+    cluster.write_config().expect("config");
+    let data = dir.path().join("data");
+    let mut runs = Vec::new();
+    for run in 0..2 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dmq"))
+            .args(["dev", "--secure", "--config"])
+            .arg(cluster.config_path())
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join(format!("dev-{run}.log"))).expect("log"))
+            .spawn()
+            .expect("start dmq dev --secure");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = tokio::task::spawn_blocking(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let done = line.starts_with("Press Ctrl-C");
+                lines.push(line);
+                if done {
+                    break;
+                }
+            }
+            lines
+        });
+        let lines = tokio::time::timeout(Duration::from_secs(90), lines)
+            .await
+            .expect("dmq dev --secure came up within 90 s")
+            .expect("join");
+        let field = |prefix: &str| {
+            lines
+                .iter()
+                .find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_string()))
+                .unwrap_or_else(|| {
+                    let log = std::fs::read_to_string(dir.path().join(format!("dev-{run}.log")))
+                        .unwrap_or_default();
+                    panic!("no {prefix:?} line in {lines:#?}\n{log}")
+                })
+        };
+        let password = field("admin (PLAIN, super user): admin /");
+        let secure_bootstrap = field("SASL_SSL bootstrap:");
+        let secure_bootstrap = secure_bootstrap
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let token = field("HTTP token:");
+        let ca = data.join("certs").join("ca.pem");
+        // kcat (librdkafka) over SASL_SSL with the printed credential and the CA.
+        let out = Command::new("kcat")
+            .args(["-b", &secure_bootstrap, "-L", "-m", "10"])
+            .args(["-X", "security.protocol=SASL_SSL", "-X"])
+            .arg(format!("ssl.ca.location={}", ca.display()))
+            .args([
+                "-X",
+                "sasl.mechanisms=PLAIN",
+                "-X",
+                "sasl.username=admin",
+                "-X",
+            ])
+            .arg(format!("sasl.password={password}"))
+            .output()
+            .expect("kcat");
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("3 brokers"),
+            "run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The HTTP API wants the printed token.
+        let url = format!("{}/api/v1/metadata/cluster", cluster.url(cluster.ids()[0]));
+        let http = reqwest::Client::new();
+        let without = http.get(&url).send().await.expect("answer").status();
+        let with = http
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("answer")
+            .status();
+        assert_eq!((without.as_u16(), with.as_u16()), (401, 200), "run {run}");
+        runs.push((password, token));
+        interrupt(&mut child);
+    }
+    assert_eq!(runs[0], runs[1], "a second run keeps the credentials");
+}
