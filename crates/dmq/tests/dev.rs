@@ -279,7 +279,7 @@ async fn readme_first_steps_work_as_soon_as_dev_says_it_is_ready() {
 async fn dev_secure_prints_working_credentials_and_keeps_them() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cluster = MetadataCluster::new(
+    let cluster = MetadataCluster::new(
         Path::new(env!("CARGO_BIN_EXE_dmq")),
         dir.path(),
         3,
