@@ -132,6 +132,16 @@ def case_allowed(args):
     got = consume(alice, t, g, len(values), args.timeout)
     if sorted(got) != sorted(values):
         raise CheckFailed("alice read %s" % got)
+    # KIP-430: the topic's authorized operations are what the ACLs allow alice.
+    from confluent_kafka import TopicCollection
+    alice_admin = AdminClient(alice)  # kept alive until the future is done
+    desc = alice_admin.describe_topics(TopicCollection([t]),
+                                       include_authorized_operations=True)[t].result(
+        timeout=args.timeout)
+    ops = set(desc.authorized_operations or [])
+    want = {AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE}
+    if not want <= ops or AclOperation.DELETE in ops or AclOperation.ALTER in ops:
+        raise CheckFailed("alice's authorized operations on %s: %s" % (t, sorted(map(str, ops))))
     ok("security allowed: alice (SCRAM-SHA-512) with WRITE and READ produces and consumes")
 
 
@@ -162,6 +172,15 @@ def case_denied(args):
     err = md.topics[t].error
     if err is None or err.code() != KafkaError.TOPIC_AUTHORIZATION_FAILED:
         raise CheckFailed("bob's Metadata for %s answered %s" % (t, err))
+    from confluent_kafka.admin import ConfigResource
+    bob_admin = AdminClient(bob)  # kept alive until the future is done
+    res = bob_admin.describe_configs([ConfigResource("topic", t)])
+    try:
+        list(res.values())[0].result(timeout=args.timeout)
+        raise CheckFailed("bob described %s's configs" % t)
+    except KafkaException as e:
+        if e.args[0].code() != KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise CheckFailed("bob's DescribeConfigs failed with %s" % e)
     alice = sasl(args, "alice", "alice-secret", "SCRAM-SHA-512")
     expect_error("alice in a group without READ", KafkaError.GROUP_AUTHORIZATION_FAILED,
                  lambda: consume(alice, t, "%s-other" % args.prefix, 1, args.timeout))

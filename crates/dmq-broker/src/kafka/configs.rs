@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use dmq_auth::{Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{
@@ -95,6 +96,13 @@ pub fn describe_configs(ctx: &mut Ctx<'_>, r: DescribeConfigsRequest) -> Describ
         let mut result = DescribeConfigsResult::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
+        if let Some((code, msg)) =
+            config_denied(ctx, res.resource_type, &name, Operation::DescribeConfigs)
+        {
+            ctx.had_error = true;
+            results.push(result.with_error_code(code).with_error_message(msg.map(s)));
+            continue;
+        }
         let mut refuse = |result: DescribeConfigsResult, e: ResponseError, msg: String| {
             ctx.had_error = true;
             result
@@ -228,6 +236,23 @@ fn broker_value_chain(
 /// One resource's outcome: `(error code, message)`; `(0, None)` on success.
 type Outcome = (i16, Option<String>);
 
+/// Kafka's authorization of config APIs: `op` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on the topic,
+/// or on the cluster for broker configs; the refusal to answer with, if any.
+fn config_denied(ctx: &Ctx<'_>, resource_type: i8, name: &str, op: Operation) -> Option<Outcome> {
+    let (allowed, code) = if resource_type == RESOURCE_TOPIC {
+        (
+            ctx.allowed(op, ResourceType::Topic, name),
+            ResponseError::TopicAuthorizationFailed,
+        )
+    } else {
+        (
+            ctx.allowed_on_cluster(op),
+            ResponseError::ClusterAuthorizationFailed,
+        )
+    };
+    (!allowed).then(|| fail(code, format!("{} on the resource is needed", op.name())))
+}
+
 fn fail(e: ResponseError, message: impl Into<String>) -> Outcome {
     (e.code(), Some(message.into()))
 }
@@ -236,7 +261,14 @@ fn fail(e: ResponseError, message: impl Into<String>) -> Outcome {
 pub async fn alter_configs(ctx: &mut Ctx<'_>, r: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut responses = Vec::new();
     for res in r.resources {
+        let denied = config_denied(
+            ctx,
+            res.resource_type,
+            res.resource_name.as_str(),
+            Operation::AlterConfigs,
+        );
         let outcome = match res.resource_type {
+            _ if denied.is_some() => denied.unwrap_or_default(),
             RESOURCE_TOPIC | RESOURCE_BROKER => {
                 let mut set = BTreeMap::new();
                 let mut bad = None;
@@ -299,7 +331,14 @@ pub async fn incremental_alter_configs(
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::new();
     for res in r.resources {
+        let denied = config_denied(
+            ctx,
+            res.resource_type,
+            res.resource_name.as_str(),
+            Operation::AlterConfigs,
+        );
         let outcome = match res.resource_type {
+            _ if denied.is_some() => denied.unwrap_or_default(),
             RESOURCE_TOPIC => {
                 let name = res.resource_name.to_string();
                 // A topic created a moment ago may not be in this broker's metadata yet.

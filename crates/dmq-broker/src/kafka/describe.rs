@@ -2,6 +2,7 @@
 //! kafka-topics --describe uses) and DescribeProducers (KIP-664, the idempotent producers a
 //! partition leader knows).
 
+use dmq_auth::{Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
@@ -33,8 +34,14 @@ pub fn describe_topic_partitions(
             .is_some_and(|b| b.status == dmq_types::model::BrokerStatus::Online)
     };
     // Requested topics in name order (every topic when none is named), from the cursor on.
+    // Every describable topic when none is named (Kafka hides the others).
     let mut names: Vec<String> = if r.topics.is_empty() {
-        image.topics.keys().cloned().collect()
+        image
+            .topics
+            .keys()
+            .filter(|t| ctx.allowed(Operation::Describe, ResourceType::Topic, t))
+            .cloned()
+            .collect()
     } else {
         r.topics.iter().map(|t| t.name.0.to_string()).collect()
     };
@@ -53,6 +60,15 @@ pub fn describe_topic_partitions(
     let mut topics = Vec::new();
     let mut next_cursor = None;
     for name in names.into_iter().filter(|n| *n >= from_topic) {
+        if !ctx.allowed(Operation::Describe, ResourceType::Topic, &name) {
+            ctx.had_error = true;
+            topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_name(Some(topic_name(&name)))
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code()),
+            );
+            continue;
+        }
         let Some(t) = image.topics.get(&name) else {
             ctx.had_error = true;
             topics.push(
@@ -107,7 +123,12 @@ pub fn describe_topic_partitions(
                 .with_name(Some(topic_name(&name)))
                 .with_topic_id(t.topic_id.parse().unwrap_or_default())
                 .with_partitions(partitions)
-                .with_topic_authorized_operations(authorized::TOPIC),
+                .with_topic_authorized_operations(super::handlers::authorized_ops(
+                    ctx,
+                    authorized::TOPIC,
+                    ResourceType::Topic,
+                    &name,
+                )),
         );
         if next_cursor.is_some() {
             break;

@@ -659,7 +659,12 @@ pub async fn describe_groups(
         let id = g.0.to_string();
         let mut d = DescribedGroup::default().with_group_id(g.clone());
         if ctx.version >= 3 && r.include_authorized_operations {
-            d = d.with_authorized_operations(super::handlers::authorized::GROUP);
+            d = d.with_authorized_operations(super::handlers::authorized_ops(
+                ctx,
+                super::handlers::authorized::GROUP,
+                ResourceType::Group,
+                &id,
+            ));
         }
         if let Some(e) = coordinator_error(ctx, &id, Operation::Describe) {
             out.push(d.with_error_code(e));

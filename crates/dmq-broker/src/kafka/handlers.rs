@@ -106,9 +106,31 @@ impl Ctx<'_> {
     }
 }
 
-/// Kafka's authorized-operations bitfields (KIP-430) when a client asks for them. dmq has no
-/// authorizer yet, so every operation the resource type has is allowed, which is what Kafka
-/// answers without one.
+/// Kafka's authorized-operations bitfield (KIP-430) of one resource for this connection's
+/// principal: the bits of the resource type's operations (`authorized::TOPIC` …) the
+/// authorizer allows. Without an authorizer that is all of them, as in Kafka.
+pub(super) fn authorized_ops(
+    ctx: &Ctx<'_>,
+    all: i32,
+    resource_type: ResourceType,
+    name: &str,
+) -> i32 {
+    let mut bits = 0;
+    for code in 3..=14i8 {
+        if all & (1 << code) == 0 {
+            continue;
+        }
+        if let Ok(op) = Operation::from_code(code) {
+            if ctx.allowed(op, resource_type, name) {
+                bits |= 1 << code;
+            }
+        }
+    }
+    bits
+}
+
+/// The bitfields of every operation each resource type has (what Kafka answers without an
+/// authorizer).
 pub(super) mod authorized {
     /// AclOperation codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8,
     /// CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12,
@@ -451,7 +473,12 @@ async fn metadata(ctx: &mut Ctx<'_>, r: MetadataRequest) -> MetadataResponse {
             .with_topic_id(uuid_of(&t.topic_id))
             .with_partitions(partitions);
         if ctx.version >= 8 && r.include_topic_authorized_operations {
-            mt = mt.with_topic_authorized_operations(authorized::TOPIC);
+            mt = mt.with_topic_authorized_operations(authorized_ops(
+                ctx,
+                authorized::TOPIC,
+                ResourceType::Topic,
+                &t.topic_name,
+            ));
         }
         topics.push(mt);
     }
@@ -462,7 +489,12 @@ async fn metadata(ctx: &mut Ctx<'_>, r: MetadataRequest) -> MetadataResponse {
         .with_topics(topics);
     // v8–v10 carry the cluster's operations; v11 moved them to DescribeCluster.
     if (8..=10).contains(&ctx.version) && r.include_cluster_authorized_operations {
-        resp = resp.with_cluster_authorized_operations(authorized::CLUSTER);
+        resp = resp.with_cluster_authorized_operations(authorized_ops(
+            ctx,
+            authorized::CLUSTER,
+            ResourceType::Cluster,
+            dmq_auth::acl::CLUSTER_NAME,
+        ));
     }
     resp
 }
@@ -1034,6 +1066,14 @@ async fn elect_leaders(
     };
     use kafka_protocol::messages::ElectLeadersResponse;
     let shared = ctx.shared;
+    if !ctx.allowed_on_cluster(Operation::Alter) {
+        ctx.had_error = true;
+        let mut resp = ElectLeadersResponse::default();
+        if ctx.version >= 1 {
+            resp = resp.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+        }
+        return resp;
+    }
     // v0 has no election type: preferred.
     let kind = if ctx.version == 0 || r.election_type == 0 {
         "PREFERRED"
@@ -1648,7 +1688,12 @@ fn describe_cluster(ctx: &mut Ctx<'_>, r: DescribeClusterRequest) -> DescribeClu
         .with_controller_id(ctx.shared.config.broker_id.into())
         .with_brokers(brokers)
         .with_cluster_authorized_operations(if r.include_cluster_authorized_operations {
-            authorized::CLUSTER
+            authorized_ops(
+                ctx,
+                authorized::CLUSTER,
+                ResourceType::Cluster,
+                dmq_auth::acl::CLUSTER_NAME,
+            )
         } else {
             authorized::NOT_ASKED
         })
