@@ -82,6 +82,8 @@ pub struct ClientConfig {
     /// Cached topic metadata older than this is fetched again before use, so producers and
     /// group leaders see partitions added to a topic (Kafka's `metadata.max.age.ms`, 5 min).
     pub metadata_max_age: Duration,
+    /// TLS and/or SASL on every connection (Kafka's `security.protocol`); `None`: PLAINTEXT.
+    pub security: Option<crate::security::Security>,
 }
 
 impl ClientConfig {
@@ -91,6 +93,7 @@ impl ClientConfig {
             client_id: "dmq-client".into(),
             request_timeout: Duration::from_secs(30),
             metadata_max_age: Duration::from_secs(300),
+            security: None,
         }
     }
 }
@@ -276,10 +279,11 @@ impl Cluster {
                 ClientError::kafka(5, format!("broker {id} is not in the metadata"))
             })?;
         let conn = Arc::new(
-            Connection::connect(
+            Connection::connect_secured(
                 &info.addr(),
                 &self.config.client_id,
                 self.config.request_timeout,
+                self.config.security.as_ref(),
             )
             .await?,
         );
@@ -307,8 +311,13 @@ impl Cluster {
             }
         }
         for addr in &self.bootstrap {
-            match Connection::connect(addr, &self.config.client_id, self.config.request_timeout)
-                .await
+            match Connection::connect_secured(
+                addr,
+                &self.config.client_id,
+                self.config.request_timeout,
+                self.config.security.as_ref(),
+            )
+            .await
             {
                 Ok(c) => return Ok(Arc::new(c)),
                 Err(e) => {

@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{ClientError, Result};
+use crate::security::Security;
 
 /// The largest response frame accepted (a fetch answer is bounded by `fetch.max.bytes`).
 pub const RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
@@ -29,6 +30,7 @@ pub const RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// the highest both sides support.
 const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
+    (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
@@ -99,12 +101,53 @@ impl Drop for Connection {
 impl Connection {
     /// Connects to `addr` (`host:port`) and negotiates API versions.
     pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<Connection> {
+        Connection::connect_secured(addr, client_id, timeout, None).await
+    }
+
+    /// [`Connection::connect`] with TLS and/or SASL first (Kafka's SSL, SASL_PLAINTEXT and
+    /// SASL_SSL).
+    pub async fn connect_secured(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+        security: Option<&Security>,
+    ) -> Result<Connection> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout(format!("connecting to {addr}")))?
             .map_err(|e| ClientError::io(format!("connecting to {addr}"), e))?;
         let _ = stream.set_nodelay(true);
-        let (rd, wr) = stream.into_split();
+        let tls = security.and_then(|s| s.tls.as_ref());
+        let mut conn = match tls {
+            None => {
+                let (rd, wr) = stream.into_split();
+                Connection::spawn_io(addr, client_id, timeout, rd, wr)
+            }
+            Some(tls) => {
+                let connector =
+                    tokio_rustls::TlsConnector::from(crate::security::client_config(tls)?);
+                let name = crate::security::server_name(addr)?;
+                let stream = tokio::time::timeout(timeout, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| ClientError::Timeout(format!("TLS handshake with {addr}")))?
+                    .map_err(|e| ClientError::io(format!("TLS handshake with {addr}"), e))?;
+                let (rd, wr) = tokio::io::split(stream);
+                Connection::spawn_io(addr, client_id, timeout, rd, wr)
+            }
+        };
+        conn.versions = conn.negotiate().await?;
+        if let Some(sasl) = security.and_then(|s| s.sasl.as_ref()) {
+            crate::security::authenticate(&conn, sasl).await?;
+        }
+        Ok(conn)
+    }
+
+    /// The connection's reader and writer tasks over `rd`/`wr` (versions not negotiated yet).
+    fn spawn_io<R, W>(addr: &str, client_id: &str, timeout: Duration, rd: R, wr: W) -> Connection
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let closed = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(256);
@@ -115,7 +158,7 @@ impl Connection {
             closed.clone(),
             writer.abort_handle(),
         ));
-        let mut conn = Connection {
+        Connection {
             addr: addr.to_string(),
             tx,
             shared,
@@ -125,9 +168,7 @@ impl Connection {
             timeout,
             versions: HashMap::new(),
             tasks: [writer.abort_handle(), reader.abort_handle()],
-        };
-        conn.versions = conn.negotiate().await?;
-        Ok(conn)
+        }
     }
 
     /// `host:port` of the broker.
@@ -319,8 +360,8 @@ fn fail_all(shared: &Mutex<Shared>, closed: &AtomicBool, why: &str) {
     }
 }
 
-async fn write_loop(
-    mut wr: tokio::net::tcp::OwnedWriteHalf,
+async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
+    mut wr: W,
     mut rx: mpsc::Receiver<Outgoing>,
     shared: Arc<Mutex<Shared>>,
     closed: Arc<AtomicBool>,
@@ -346,8 +387,8 @@ async fn write_loop(
     }
 }
 
-async fn read_loop(
-    mut rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
+async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
+    mut rd: BufReader<R>,
     shared: Arc<Mutex<Shared>>,
     closed: Arc<AtomicBool>,
     writer: tokio::task::AbortHandle,

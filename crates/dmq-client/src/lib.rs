@@ -60,6 +60,7 @@ mod group;
 mod partitioner;
 mod producer;
 mod records;
+mod security;
 mod transaction;
 
 pub use admin::{
@@ -79,3 +80,4 @@ pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
 pub use records::{Compression, ConsumerRecord};
+pub use security::{Sasl, SaslMechanism, Security, Tls};

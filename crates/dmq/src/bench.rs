@@ -25,7 +25,7 @@ use tokio::sync::RwLock;
 pub enum BenchCommand {
     /// Producer throughput and latency through dmq-client against a running cluster
     /// (kafka-producer-perf-test).
-    Produce(crate::bench_client::ProduceBench),
+    Produce(Box<crate::bench_client::ProduceBench>),
     /// Consumer throughput against a running cluster (reads a topic from the beginning).
     Consume(crate::bench_client::ConsumeBench),
     /// Committed metadata writes/s and commit latency with concurrent clients.
@@ -110,7 +110,7 @@ pub enum Output {
 
 pub async fn run(which: BenchCommand) -> anyhow::Result<()> {
     match which {
-        BenchCommand::Produce(o) => crate::bench_client::produce(o).await,
+        BenchCommand::Produce(o) => crate::bench_client::produce(*o).await,
         BenchCommand::Consume(o) => crate::bench_client::consume(o).await,
         BenchCommand::Metadata {
             metadata,

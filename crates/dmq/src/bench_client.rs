@@ -62,6 +62,8 @@ pub struct ProduceBench {
     pub bootstrap: String,
     #[arg(long, value_enum, default_value_t = Output::Human)]
     pub output: Output,
+    #[command(flatten)]
+    pub security: crate::cli::KafkaSecurityArgs,
 }
 
 /// Options of `dmq bench consume`.
@@ -191,6 +193,7 @@ pub async fn produce(o: ProduceBench) -> anyhow::Result<()> {
     anyhow::ensure!(o.record_size > 0, "--record-size must be at least 1");
     let mut client = ClientConfig::new(o.bootstrap.clone());
     client.client_id = "dmq-bench".into();
+    client.security = o.security.security();
     let admin = Admin::new(client.clone())
         .await
         .with_context(|| format!("connecting to {}", o.bootstrap))?;

@@ -38,6 +38,81 @@ pub struct ClientArgs {
     /// Bearer token for the metadata nodes' HTTP API (a cluster with `security.http`).
     #[arg(long, env = "DMQ_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub security: KafkaSecurityArgs,
+}
+
+/// Kafka's `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SecurityProtocolArg {
+    #[value(name = "PLAINTEXT", alias = "plaintext")]
+    Plaintext,
+    #[value(name = "SSL", alias = "ssl")]
+    Ssl,
+    #[value(name = "SASL_PLAINTEXT", alias = "sasl_plaintext")]
+    SaslPlaintext,
+    #[value(name = "SASL_SSL", alias = "sasl_ssl")]
+    SaslSsl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SaslMechanismArg {
+    #[value(name = "PLAIN", alias = "plain")]
+    Plain,
+    #[value(name = "SCRAM-SHA-256", alias = "scram-sha-256")]
+    ScramSha256,
+    #[value(name = "SCRAM-SHA-512", alias = "scram-sha-512")]
+    ScramSha512,
+}
+
+/// How the client connects to the Kafka listeners (TLS, SASL), as Kafka clients configure it.
+#[derive(Args, Debug, Clone)]
+pub struct KafkaSecurityArgs {
+    #[arg(long, value_enum, env = "DMQ_SECURITY_PROTOCOL", default_value_t = SecurityProtocolArg::Plaintext, global = true)]
+    pub security_protocol: SecurityProtocolArg,
+    #[arg(long, value_enum, env = "DMQ_SASL_MECHANISM", default_value_t = SaslMechanismArg::ScramSha512, global = true)]
+    pub sasl_mechanism: SaslMechanismArg,
+    #[arg(long, env = "DMQ_SASL_USERNAME", global = true)]
+    pub sasl_username: Option<String>,
+    /// Prefer the environment variable over the command line.
+    #[arg(long, env = "DMQ_SASL_PASSWORD", hide_env_values = true, global = true)]
+    pub sasl_password: Option<String>,
+    /// CA certificate (PEM) to trust for SSL and SASL_SSL.
+    #[arg(long, env = "DMQ_SSL_CA", global = true)]
+    pub ssl_ca: Option<std::path::PathBuf>,
+    /// Client certificate and key (PEM) for SSL listeners that ask for one.
+    #[arg(long, env = "DMQ_SSL_CERT", global = true)]
+    pub ssl_cert: Option<std::path::PathBuf>,
+    #[arg(long, env = "DMQ_SSL_KEY", global = true)]
+    pub ssl_key: Option<std::path::PathBuf>,
+}
+
+impl KafkaSecurityArgs {
+    /// The client's [`dmq_client::Security`]; `None` for PLAINTEXT.
+    pub fn security(&self) -> Option<dmq_client::Security> {
+        use SecurityProtocolArg::*;
+        let p = self.security_protocol;
+        if p == Plaintext {
+            return None;
+        }
+        let tls = matches!(p, Ssl | SaslSsl).then(|| dmq_client::Tls {
+            ca_file: self.ssl_ca.clone().unwrap_or_default(),
+            client_cert: self.ssl_cert.clone().zip(self.ssl_key.clone()),
+        });
+        let sasl = matches!(p, SaslPlaintext | SaslSsl).then(|| {
+            let mechanism = match self.sasl_mechanism {
+                SaslMechanismArg::Plain => dmq_client::SaslMechanism::Plain,
+                SaslMechanismArg::ScramSha256 => dmq_client::SaslMechanism::ScramSha256,
+                SaslMechanismArg::ScramSha512 => dmq_client::SaslMechanism::ScramSha512,
+            };
+            dmq_client::Sasl::new(
+                mechanism,
+                self.sasl_username.clone().unwrap_or_default(),
+                self.sasl_password.clone().unwrap_or_default(),
+            )
+        });
+        Some(dmq_client::Security { tls, sasl })
+    }
 }
 
 /// An HTTP client for the metadata API that carries `--token` when given.
@@ -66,6 +141,7 @@ impl ClientArgs {
         let mut c = ClientConfig::new(self.bootstrap.clone());
         c.client_id = "dmq-cli".into();
         c.request_timeout = Duration::from_secs(15);
+        c.security = self.security.security();
         c
     }
 }

@@ -408,4 +408,55 @@ async fn tls_listeners_with_sasl_ssl_and_client_certificates() {
             process_logs(dir.path())
         );
     }
+
+    // dmq-client over SASL_SSL: `dmq bench produce` as the admin (PLAIN), acks=all, RF 3.
+    let out = Command::new(env!("CARGO_BIN_EXE_dmq"))
+        .args(["bench", "produce", "tls-bench", "--records", "2000"])
+        .args([
+            "--record-size",
+            "100",
+            "--acks",
+            "all",
+            "--replication-factor",
+            "3",
+        ])
+        .args(["--output", "json", "--bootstrap", &sasl_ssl.join(",")])
+        .args([
+            "--security-protocol",
+            "SASL_SSL",
+            "--sasl-mechanism",
+            "PLAIN",
+        ])
+        .args(["--sasl-username", "admin", "--ssl-ca"])
+        .arg(&pki.ca_file)
+        .env("DMQ_SASL_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .expect("run dmq bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let produced: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["records"].is_number())
+        .unwrap_or_else(|| panic!("no result line: {stdout}"));
+    assert_eq!(produced["records"], 2000, "{produced}");
+    // Without credentials the same command is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_dmq"))
+        .args(["topic", "list", "--bootstrap", &sasl_ssl.join(",")])
+        .args([
+            "--security-protocol",
+            "SASL_SSL",
+            "--sasl-mechanism",
+            "SCRAM-SHA-512",
+        ])
+        .args(["--sasl-username", "admin", "--ssl-ca"])
+        .arg(&pki.ca_file)
+        .env("DMQ_SASL_PASSWORD", "wrong")
+        .output()
+        .expect("run dmq topic list");
+    assert!(!out.status.success(), "a wrong password listed topics");
 }
