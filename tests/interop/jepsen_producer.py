@@ -42,7 +42,10 @@ def main():
     ap.add_argument("--stop-file", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--max-seconds", type=float, default=600)
+    ap.add_argument("--config", action="append", default=[],
+                    help="extra librdkafka property KEY=VALUE (security.protocol, sasl.*, ssl.*)")
     args = ap.parse_args()
+    extra = dict(kv.split("=", 1) for kv in args.config)
 
     producer = confluent_kafka.Producer(
         {
@@ -58,6 +61,7 @@ def main():
             "reconnect.backoff.max.ms": 500,
             "topic.metadata.refresh.interval.ms": 1000,
             "socket.timeout.ms": 10000,
+            **extra,
         }
     )
     acked = []

@@ -325,7 +325,13 @@ struct Sealed {
     reserved: usize,
     created: Instant,
     sequence: Option<i32>,
+    /// The earlier attempts that failed and were retried (`+ms broker: error`), newest last
+    /// and at most [`ATTEMPTS_KEPT`]: told with a final OUT_OF_ORDER_SEQUENCE_NUMBER, whose
+    /// cause is an earlier attempt.
+    attempts: Vec<String>,
 }
+
+const ATTEMPTS_KEPT: usize = 6;
 
 #[derive(Default)]
 struct PartQueue {
@@ -352,6 +358,7 @@ impl PartQueue {
                 reserved: open.reserved,
                 created: open.created,
                 sequence: None,
+                attempts: Vec::new(),
             });
         }
     }
@@ -1176,7 +1183,7 @@ fn settle(inner: &Inner, broker: i32, batches: Vec<Sealed>, result: Result<Parti
     }
     let now = Instant::now();
     let mut completed = 0;
-    for b in batches {
+    for mut b in batches {
         let outcome = match &result {
             Ok(codes) => codes
                 .get(&(b.tp.0.to_string(), b.tp.1))
@@ -1236,9 +1243,31 @@ fn settle(inner: &Inner, broker: i32, batches: Vec<Sealed>, result: Result<Parti
             }
             q.backoff_until = Some(now + cfg.retry_backoff);
             inner.retries.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = &outcome {
+                if b.attempts.len() == ATTEMPTS_KEPT {
+                    b.attempts.remove(0);
+                }
+                let ms = now.duration_since(b.created).as_millis();
+                b.attempts.push(format!("+{ms}ms broker {broker}: {e}"));
+            }
             q.requeue(b);
             continue;
         }
+        let outcome = match outcome {
+            Err(ClientError::Kafka { code: 45, context }) => {
+                let ms = now.duration_since(b.created).as_millis();
+                Err(ClientError::kafka(
+                    45,
+                    format!(
+                        "{context}; sequence {:?}, attempt {} at +{ms}ms to broker {broker}, earlier: [{}]",
+                        b.sequence,
+                        b.attempts.len() + 1,
+                        b.attempts.join("; ")
+                    ),
+                ))
+            }
+            other => other,
+        };
         if q.retrying && q.in_flight.is_empty() && !q.ready.iter().any(|r| r.sequence.is_some()) {
             q.retrying = false;
         }
@@ -1336,6 +1365,7 @@ mod tests {
             reserved: 0,
             created: Instant::now(),
             sequence: seq,
+            attempts: Vec::new(),
         }
     }
 

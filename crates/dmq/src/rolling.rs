@@ -124,9 +124,14 @@ pub async fn run(
             }
         }
     };
-    let first = health()
-        .await
-        .context("reading the cluster from the metadata nodes")?;
+    // Every read goes through `wait`: a metadata node may answer 503 for a moment (an
+    // election), which is no reason to give up a rolling restart.
+    let first = wait(
+        "the cluster from the metadata nodes".into(),
+        Box::new(|_: &Health| true),
+    )
+    .await
+    .context("reading the cluster from the metadata nodes")?;
     let targets: Vec<(i64, String)> = first
         .brokers
         .iter()
@@ -140,12 +145,13 @@ pub async fn run(
         bail!("broker {missing} is not registered");
     }
     for (id, host) in targets {
-        wait(
+        let before = wait(
             "every broker ONLINE and every ISR full".into(),
             Box::new(Health::whole),
         )
-        .await?;
-        let before = health().await?.epoch(id).unwrap_or(0);
+        .await?
+        .epoch(id)
+        .unwrap_or(0);
         let cmd = restart_command(command, id, &host);
         println!("broker {id}: restarting ({cmd})");
         let started = Instant::now();
