@@ -92,6 +92,14 @@ pub struct Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        // An answer must not outlive the reader that would deliver it. Failed now (retriable),
+        // its request is retried at once; left pending, it would wait out the request timeout
+        // while a new connection to the same broker carries later requests — for an
+        // idempotent producer, later batches of the same partition acknowledged ahead of an
+        // earlier one, whose retry then falls out of the broker's five-batch duplicate
+        // window (OUT_OF_ORDER_SEQUENCE_NUMBER). The pool drops a connection when a metadata
+        // answer leaves its broker out, with requests still in flight.
+        fail_all(&self.shared, &self.closed, "connection dropped");
         for t in &self.tasks {
             t.abort();
         }
@@ -448,4 +456,36 @@ pub async fn read_frame<S: AsyncReadExt + Unpin>(stream: &mut S) -> Result<Bytes
         .await
         .map_err(|e| ClientError::io("reading a frame", e))?;
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ApiVersionsRequest;
+
+    #[tokio::test]
+    async fn dropping_a_connection_fails_its_pending_requests_at_once() {
+        // The other end reads nothing and never answers.
+        let (client, _server) = tokio::io::duplex(1 << 16);
+        let (rd, wr) = tokio::io::split(client);
+        let conn = Connection::spawn_io("t:1", "t", Duration::from_secs(600), rd, wr);
+        let answer = conn
+            .start(&ApiVersionsRequest::default(), 0, Duration::ZERO)
+            .await
+            .expect("queued");
+        let shared = conn.shared.clone();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while shared.lock().expect("lock").pending.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the request was never written"
+            );
+            tokio::task::yield_now().await;
+        }
+        drop(conn); // what the pool does when a metadata answer leaves the broker out
+        let result = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("answered long before the 600 s request timeout");
+        assert!(result.is_err(), "a dropped connection's request fails");
+    }
 }

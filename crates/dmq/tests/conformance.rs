@@ -1249,6 +1249,38 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
             let info = &after.results[0].credential_infos[0];
             assert_eq!((info.mechanism, info.iterations), (2, 4096), "{what}");
         }
+        ApiKey::DescribeClientQuotas => {
+            use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+            // No quotas exist (dmq enforces none): a valid filter matches nothing.
+            let any_user = ComponentData::default()
+                .with_entity_type(s("user"))
+                .with_match_type(2)
+                .with_match(None);
+            let resp = call(
+                &ctx.any,
+                &DescribeClientQuotasRequest::default().with_components(vec![any_user.clone()]),
+                v,
+            )
+            .await;
+            ok(resp.error_code, &what);
+            assert_eq!(resp.entries, Some(Vec::new()), "{what}");
+            // A filter Kafka refuses is refused the same way.
+            for bad in [
+                vec![any_user.clone(), any_user.clone()],
+                vec![any_user.clone().with_entity_type(s("tenant"))],
+                vec![any_user.clone().with_match_type(0)],
+                vec![any_user.clone().with_match_type(7)],
+            ] {
+                let resp = call(
+                    &ctx.any,
+                    &DescribeClientQuotasRequest::default().with_components(bad.clone()),
+                    v,
+                )
+                .await;
+                assert_eq!(resp.error_code, 42, "{what}: INVALID_REQUEST for {bad:?}");
+                assert_eq!(resp.entries, None, "{what}");
+            }
+        }
         other => panic!("{other:?} is advertised but has no conformance case"),
     }
 }

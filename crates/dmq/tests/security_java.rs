@@ -19,10 +19,9 @@
 //! The Kafka ports of the main flow speak SASL_PLAINTEXT; each broker also has a SASL_SSL
 //! listener (certificates from a throwaway CA) for the `sasl-ssl` case.
 //!
-//! Checks that need not stop the rest are collected and reported together at the end. Known
-//! gap: `kafka-configs --describe --entity-type users` first calls DescribeClientQuotas (API 48),
-//! which the brokers do not offer yet, so its two checks fail until they do (Kafka answers it
-//! with the matching quotas — none here — for a principal with DESCRIBE_CONFIGS on the cluster).
+//! Checks that need not stop the rest are collected and reported together at the end.
+//! `kafka-configs --describe --entity-type users` asks DescribeClientQuotas (API 48) before
+//! DescribeUserScramCredentials; dmq answers it with no quotas, as Kafka does without any.
 
 mod common;
 
@@ -239,9 +238,18 @@ async fn kafka_tools_and_the_java_client_manage_users_and_acls_on_a_secured_clus
         out.contains("Completed updating config for user dave."),
         "{out}"
     );
-    // Not checked: `kafka-configs --describe --entity-type users` first calls
-    // DescribeClientQuotas, which dmq does not offer yet (see the module doc). The credential
-    // is checked by the Java AdminClient's describeUserScramCredentials and by dave's logins.
+    let mut args = vec!["--describe"];
+    args.extend_from_slice(&dave_entity);
+    let described = "SCRAM credential configs for user-principal 'dave' are \
+                     SCRAM-SHA-512=iterations=8192";
+    if let Err(e) = tools
+        .until(CONFIGS, &args, |out| out.contains(described))
+        .await
+    {
+        failures.push(format!(
+            "kafka-configs --describe of dave should print {described:?}: {e}"
+        ));
+    }
 
     // kafka-acls grants dave WRITE and READ on the topic, READ on the group, and lists them.
     let out = tools
@@ -454,6 +462,21 @@ async fn kafka_tools_and_the_java_client_manage_users_and_acls_on_a_secured_clus
                 .filter(|l| l.starts_with("FAIL") || !l.starts_with('\t'))
                 .collect::<Vec<_>>()
                 .join("\n")
+        ));
+    }
+
+    // kafka-configs no longer describes a credential for dave.
+    let mut args = vec!["--describe"];
+    args.extend_from_slice(&dave_entity);
+    if let Err(e) = tools
+        .until(CONFIGS, &args, |out| {
+            !out.contains("SCRAM credential configs for user-principal 'dave'")
+        })
+        .await
+    {
+        failures.push(format!(
+            "kafka-configs --describe after --delete-config should show no credential for \
+             dave: {e}"
         ));
     }
 

@@ -211,6 +211,9 @@ pub async fn handle(ctx: &mut Ctx<'_>, request: RequestKind) -> Option<ResponseK
         RequestKind::DeleteAcls(r) => {
             ResponseKind::DeleteAcls(super::security::delete_acls(ctx, r).await)
         }
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(super::security::describe_client_quotas(ctx, r))
+        }
         RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
             super::security::describe_user_scram_credentials(ctx, r),
         ),

@@ -1,6 +1,7 @@
 //! The Kafka security admin APIs (SPEC §11): CreateAcls, DescribeAcls, DeleteAcls,
 //! DescribeUserScramCredentials and AlterUserScramCredentials, as the AdminClient,
-//! `kafka-acls.sh` and `kafka-configs.sh --alter --add-config SCRAM-…` use them.
+//! `kafka-acls.sh` and `kafka-configs.sh --alter --add-config SCRAM-…` use them; and
+//! DescribeClientQuotas, which `kafka-configs.sh --describe --entity-type users` asks first.
 //!
 //! ACL and credential changes are committed in the metadata quorum; the broker that made one
 //! pulls the new image before answering, so its own next request already sees the change,
@@ -26,8 +27,8 @@ use kafka_protocol::messages::{
     },
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, CreateAclsRequest,
     CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse, DescribeAclsRequest,
-    DescribeAclsResponse, DescribeUserScramCredentialsRequest,
-    DescribeUserScramCredentialsResponse,
+    DescribeAclsResponse, DescribeClientQuotasRequest, DescribeClientQuotasResponse,
+    DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
 };
 use serde_json::json;
 
@@ -306,6 +307,56 @@ pub async fn delete_acls(ctx: &mut Ctx<'_>, r: DeleteAclsRequest) -> DeleteAclsR
         })
         .collect();
     DeleteAclsResponse::default().with_filter_results(results)
+}
+
+/// DescribeClientQuotas (v0–1): the quotas matching a filter. dmq enforces no client quotas
+/// (AlterClientQuotas is not offered), so a valid filter matches no entity and the answer is an
+/// empty list, which is what Kafka answers for a cluster without quotas. The filter is still
+/// checked as Kafka checks it (known entity types, each once, a name for an exact match), and the caller needs DESCRIBE_CONFIGS on the cluster.
+pub fn describe_client_quotas(
+    ctx: &mut Ctx<'_>,
+    r: DescribeClientQuotasRequest,
+) -> DescribeClientQuotasResponse {
+    let failed = |ctx: &mut Ctx<'_>, code: ResponseError, message: String| {
+        ctx.had_error = true;
+        DescribeClientQuotasResponse::default()
+            .with_error_code(code.code())
+            .with_error_message(Some(s(message)))
+            .with_entries(None)
+    };
+    if !ctx.allowed_on_cluster(Operation::DescribeConfigs) {
+        return failed(
+            ctx,
+            ResponseError::ClusterAuthorizationFailed,
+            "DESCRIBE_CONFIGS on the cluster is needed".into(),
+        );
+    }
+    if let Err(why) = client_quota_filter_problem(&r) {
+        return failed(ctx, ResponseError::InvalidRequest, why);
+    }
+    DescribeClientQuotasResponse::default().with_entries(Some(Vec::new()))
+}
+
+/// Kafka's checks of a client-quota filter (`ClientQuotaFilterComponent`).
+fn client_quota_filter_problem(r: &DescribeClientQuotasRequest) -> Result<(), String> {
+    let mut seen = Vec::new();
+    for c in &r.components {
+        let entity = c.entity_type.as_str();
+        if !matches!(entity, "user" | "client-id" | "ip") {
+            return Err(format!("Custom entity type {entity:?} not supported"));
+        }
+        if seen.contains(&entity) {
+            return Err(format!("Duplicate {entity} filter component entity type"));
+        }
+        seen.push(entity);
+        // A default (1) or any-name (2) match ignores the name, as Kafka does.
+        match (c.match_type, &c._match) {
+            (0, Some(_)) | (1 | 2, _) => {}
+            (0, None) => return Err(format!("Exact match on {entity} needs a name")),
+            (t, _) => return Err(format!("Unknown match type {t}")),
+        }
+    }
+    Ok(())
 }
 
 pub fn describe_user_scram_credentials(

@@ -88,6 +88,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
@@ -647,6 +648,7 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DescribeAcls => "DescribeAcls",
         ApiKey::DeleteAcls => "DeleteAcls",
         ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
+        ApiKey::DescribeClientQuotas => "DescribeClientQuotas",
         ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
         _ => "Other",
     }
