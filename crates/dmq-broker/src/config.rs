@@ -107,7 +107,12 @@ impl BrokerConfig {
     }
 
     pub fn http_url(&self) -> String {
-        format!("http://{}:{}", self.host, self.http_port)
+        format!(
+            "{}://{}:{}",
+            dmq_types::https::scheme(self.security.as_ref()),
+            self.host,
+            self.http_port
+        )
     }
 }
 

@@ -33,9 +33,15 @@ const CONSUME_LIMIT_MAX: usize = 10_000;
 /// acks=all over HTTP waits at most this long.
 const HTTP_PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn serve(shared: Shared, listener: TcpListener) {
+/// Serves the broker's HTTP API, over TLS with `security.http.tls` (`tls` from
+/// [`dmq_types::https::server_config_for`], checked at start-up).
+pub async fn serve(
+    shared: Shared,
+    listener: TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+) {
     let app = router(shared);
-    if let Err(e) = axum::serve(listener, app).await {
+    if let Err(e) = dmq_types::https::serve(listener, app, tls, std::future::pending()).await {
         tracing::error!("broker HTTP server stopped: {e}");
     }
 }
@@ -150,7 +156,8 @@ fn from_broker_error(shared: &BrokerShared, e: BrokerError) -> ApiError {
     } = &e
     {
         if let Some(b) = shared.image().brokers.get(leader) {
-            err.leader = Some((format!("http://{}:{}", b.host, b.port), *leader));
+            let scheme = dmq_types::https::scheme(shared.config.security.as_ref());
+            err.leader = Some((format!("{scheme}://{}:{}", b.host, b.port), *leader));
         }
     }
     err

@@ -144,11 +144,13 @@ pub struct MetaClient {
 }
 
 impl MetaClient {
-    /// `auth`: the `Authorization` header value every call carries (a secured cluster).
+    /// `auth`: the `Authorization` header value every call carries (a secured cluster);
+    /// `http`: the client builder (its TLS trusts the cluster's CA with `security.http.tls`).
     pub fn new(
         urls: Vec<MetadataUrl>,
         timeout: Duration,
         auth: Option<String>,
+        http: reqwest::ClientBuilder,
     ) -> Result<MetaClient> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(auth) = auth {
@@ -157,7 +159,7 @@ impl MetaClient {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let http = http
             .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(Duration::from_millis(500))
@@ -853,8 +855,13 @@ mod tests {
 
     #[test]
     fn pushes_and_redirects_are_recorded_at_the_configured_url() {
-        let client =
-            MetaClient::new(configured(), Duration::from_millis(100), None).expect("client builds");
+        let client = MetaClient::new(
+            configured(),
+            Duration::from_millis(100),
+            None,
+            dmq_types::https::client_builder(None).expect("tls"),
+        )
+        .expect("client builds");
         assert!(client.set_controller(ControllerRef {
             id: 1,
             url: "http://10.0.0.1:9091".into(),

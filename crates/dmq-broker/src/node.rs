@@ -241,12 +241,16 @@ impl BrokerNode {
             let socket = listen(&bind, l.port, "Kafka listener").await?;
             extra_listeners.push((socket, l, tls));
         }
+        let http_tls = dmq_types::https::server_config_for(config.security.as_ref())
+            .map_err(|e| BrokerError::InvalidRequest(e.to_string()))?;
         let shared = Arc::new(BrokerShared {
             meta: MetaClient::new(
                 config.metadata_urls.clone(),
                 config.metadata_timeout,
                 dmq_types::http::BearerTokens::from_config(config.security.as_ref())
                     .map(|t| t.internal_header()),
+                dmq_types::https::client_builder_for(config.security.as_ref())
+                    .map_err(|e| BrokerError::Metadata(e.to_string()))?,
             )?,
             replicas: ReplicaManager::new(config.broker_id, config.data_dir.clone()),
             config,
@@ -289,7 +293,7 @@ impl BrokerNode {
                 default_listener,
                 None,
             )),
-            tokio::spawn(crate::http::serve(shared.clone(), http)),
+            tokio::spawn(crate::http::serve(shared.clone(), http, http_tls)),
             tokio::spawn(crate::membership::run(shared.clone())),
             tokio::spawn(housekeeping(shared.clone())),
             tokio::spawn(log_cleaner(shared.clone())),

@@ -85,6 +85,7 @@ async fn commit_offsets(State(shared): State<Shared>, body: Bytes) -> ApiResult<
 
 /// Leader broker URL per (topic, partition) of the given groups' committed partitions.
 pub(crate) fn leader_urls<'a>(
+    scheme: &str,
     state: &crate::state::MetadataState,
     groups: impl Iterator<Item = &'a GroupOffsets>,
 ) -> BTreeMap<(String, i32), String> {
@@ -100,7 +101,10 @@ pub(crate) fn leader_urls<'a>(
                     .get(*p as usize)
                     .map_or(NO_LEADER, |x| x.leader);
                 if let Some(b) = state.brokers.get(&leader) {
-                    leaders.insert((topic.clone(), *p), format!("http://{}:{}", b.host, b.port));
+                    leaders.insert(
+                        (topic.clone(), *p),
+                        format!("{scheme}://{}:{}", b.host, b.port),
+                    );
                 }
             }
         }
@@ -178,7 +182,7 @@ pub(crate) async fn group_lags(shared: &NodeShared) -> Vec<(String, String, i32,
     let (groups, leaders) = {
         let data = shared.sm.read();
         let groups = data.state.groups.clone();
-        let leaders = leader_urls(&data.state, groups.values());
+        let leaders = leader_urls(shared.config.http_scheme(), &data.state, groups.values());
         (groups, leaders)
     };
     let ends = log_ends(shared, leaders.values().cloned().collect()).await;
@@ -211,7 +215,7 @@ async fn list_groups(
     let (groups, leaders) = {
         let data = shared.sm.read();
         let groups = data.state.groups.clone();
-        let leaders = leader_urls(&data.state, groups.values());
+        let leaders = leader_urls(shared.config.http_scheme(), &data.state, groups.values());
         (groups, leaders)
     };
     let ends = if lag.lag == Some(false) {
@@ -265,7 +269,11 @@ async fn describe_group(
                 "group {group:?} has no committed offsets"
             )));
         };
-        let leaders = leader_urls(&data.state, std::iter::once(&g));
+        let leaders = leader_urls(
+            shared.config.http_scheme(),
+            &data.state,
+            std::iter::once(&g),
+        );
         (g, leaders)
     };
     let ends = log_ends(&shared, leaders.values().cloned().collect()).await;

@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::serve::ListenerExt;
 use dmq_types::{BrokerId, NodeId, ServicesConfig};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use serde_json::json;
@@ -200,8 +199,9 @@ impl NodeShared {
             .filter(|b| b.status == BrokerStatus::Online)
             .map(|b| (b.host.clone(), b.port))
             .collect();
+        let scheme = self.config.http_scheme();
         let sends = brokers.into_iter().map(|(host, port)| async move {
-            let url = format!("http://{host}:{port}/api/v1/storage/metadata/update");
+            let url = format!("{scheme}://{host}:{port}/api/v1/storage/metadata/update");
             let sent = self
                 .http
                 .post(&url)
@@ -318,7 +318,8 @@ impl MetadataNode {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let http = dmq_types::https::client_builder_for(config.security.as_ref())
+            .map_err(|e| MetadataError::Startup(e.to_string()))?
             .default_headers(headers)
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
@@ -383,19 +384,14 @@ impl MetadataNode {
             .local_addr()
             .map_err(|e| MetadataError::Startup(e.to_string()))?;
         let app = crate::api::router(shared.clone());
+        let tls = dmq_types::https::server_config_for(config.security.as_ref())
+            .map_err(|e| MetadataError::Startup(e.to_string()))?;
         let mut server_stop = stop_rx.clone();
         let server = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = server_stop.wait_for(|s| *s).await;
             };
-            // Raft RPC answers are small: without TCP_NODELAY they can wait for delayed ACKs.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
+            if let Err(e) = dmq_types::https::serve(listener, app, tls, shutdown).await {
                 tracing::error!("metadata HTTP server failed: {e}");
             }
         });

@@ -208,6 +208,7 @@ async fn forward_to_leader(
 
 /// The HTTP base URL of every registered broker, with whether it is ONLINE.
 fn broker_urls(shared: &NodeShared) -> BTreeMap<BrokerId, (String, bool)> {
+    let scheme = shared.config.http_scheme();
     shared
         .sm
         .read()
@@ -218,7 +219,7 @@ fn broker_urls(shared: &NodeShared) -> BTreeMap<BrokerId, (String, bool)> {
             (
                 b.broker_id,
                 (
-                    format!("http://{}:{}", b.host, b.port),
+                    format!("{scheme}://{}:{}", b.host, b.port),
                     b.status == BrokerStatus::Online,
                 ),
             )
@@ -707,7 +708,7 @@ async fn list_groups(State(shared): State<Shared>) -> Json<Value> {
     let (committed, leaders) = {
         let data = shared.sm.read();
         let groups = data.state.groups.clone();
-        let leaders = leader_urls(&data.state, groups.values());
+        let leaders = leader_urls(shared.config.http_scheme(), &data.state, groups.values());
         (groups, leaders)
     };
     let ends = log_ends(&shared, leaders.values().cloned().collect()).await;
@@ -779,7 +780,7 @@ async fn describe_group(
         let g = data.state.groups.get(&group).cloned();
         let leaders = g
             .as_ref()
-            .map(|g| leader_urls(&data.state, std::iter::once(g)))
+            .map(|g| leader_urls(shared.config.http_scheme(), &data.state, std::iter::once(g)))
             .unwrap_or_default();
         (g, leaders)
     };
@@ -1010,7 +1011,10 @@ fn reset_partitions(
                 "{topic}-{p} has no ONLINE leader right now"
             )));
         };
-        leaders.insert(leader, format!("http://{}:{}", b.host, b.port));
+        leaders.insert(
+            leader,
+            format!("{}://{}:{}", shared.config.http_scheme(), b.host, b.port),
+        );
     }
     Ok((previous, partitions, leaders))
 }

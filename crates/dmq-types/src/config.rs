@@ -249,6 +249,64 @@ impl ServicesConfig {
         Ok(config)
     }
 
+    /// With `security.http.tls`, a node without a `url` is reached at `https://host:port`.
+    fn default_https_urls(&mut self) {
+        if !self.http_tls() {
+            return;
+        }
+        let https = |url: &mut Option<String>, host: &str, port: u16| {
+            if url.is_none() {
+                *url = Some(format!("https://{host}:{port}"));
+            }
+        };
+        for m in &mut self.services.metadata_services {
+            https(&mut m.url, &m.host, m.port);
+        }
+        for b in &mut self.services.storage_services {
+            https(&mut b.url, &b.host, b.port);
+        }
+    }
+
+    /// Points every node URL at `https://` (a configured `http://` one too): for `dmq dev
+    /// --secure` and test clusters, which write their own topology.
+    pub fn use_https_urls(&mut self) {
+        let https = |url: &mut Option<String>, host: &str, port: u16| {
+            let rest = url
+                .as_deref()
+                .and_then(|u| u.strip_prefix("http://"))
+                .map(str::to_string);
+            match rest {
+                Some(rest) => *url = Some(format!("https://{rest}")),
+                None if url.is_none() => *url = Some(format!("https://{host}:{port}")),
+                None => {}
+            }
+        };
+        for m in &mut self.services.metadata_services {
+            https(&mut m.url, &m.host, m.port);
+        }
+        for b in &mut self.services.storage_services {
+            https(&mut b.url, &b.host, b.port);
+        }
+    }
+
+    /// Whether every HTTP API speaks HTTPS (`security.http.tls`).
+    pub fn http_tls(&self) -> bool {
+        self.security
+            .as_ref()
+            .and_then(|s| s.http.as_ref())
+            .is_some_and(|h| h.tls)
+    }
+
+    /// `https` with `security.http.tls`, else `http`: the scheme of URLs built from a host and
+    /// a port (brokers as the metadata registers them).
+    pub fn http_scheme(&self) -> &'static str {
+        if self.http_tls() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// The protocol of a broker's `kafkaPort`: PLAINTEXT without a `security` section,
     /// SASL_PLAINTEXT with one.
     pub fn kafka_port_protocol(&self) -> SecurityProtocol {
@@ -259,10 +317,12 @@ impl ServicesConfig {
 
     /// Parses and validates `services.json` text; `origin` names it in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Self, TypesError> {
-        let config: Self = serde_json::from_str(text).map_err(|e| TypesError::ConfigSyntax {
-            path: origin.to_string(),
-            message: e.to_string(),
-        })?;
+        let mut config: Self =
+            serde_json::from_str(text).map_err(|e| TypesError::ConfigSyntax {
+                path: origin.to_string(),
+                message: e.to_string(),
+            })?;
+        config.default_https_urls();
         let problems = config.problems();
         if problems.is_empty() {
             Ok(config)
@@ -368,6 +428,29 @@ impl ServicesConfig {
             if sec.sasl.is_none() {
                 say("security is set but security.sasl is not: the Kafka port speaks SASL_PLAINTEXT".into());
             }
+            if self.http_tls() {
+                if sec.tls.as_ref().is_none_or(|t| t.ca_file.is_none()) {
+                    say("security.http.tls needs security.tls with a caFile (the nodes call each other over HTTPS and must trust each other's certificates)".into());
+                }
+                let urls = self
+                    .services
+                    .metadata_services
+                    .iter()
+                    .map(|m| (format!("metadata node {}", m.id), &m.url))
+                    .chain(
+                        self.services
+                            .storage_services
+                            .iter()
+                            .map(|b| (format!("broker {}", b.id), &b.url)),
+                    );
+                for (who, url) in urls {
+                    if let Some(u) = url.as_deref().filter(|u| !u.starts_with("https://")) {
+                        say(format!(
+                            "{who}: url {u:?} must start with https:// with security.http.tls"
+                        ));
+                    }
+                }
+            }
         }
         let c = &self.controller;
         if c.election_timeout_ms == 0 || c.raft_heartbeat_interval_ms == 0 {
@@ -472,6 +555,54 @@ mod tests {
         );
         assert!(all.contains("broker 101 (Kafka)"), "{all}");
         assert!(all.contains("brokerHeartbeatIntervalMs (9000)"), "{all}");
+    }
+
+    #[test]
+    fn https_urls_follow_security_http_tls() {
+        let with = |security: &str, url: &str| {
+            format!(
+                r#"{{"services":{{"metadata-services":[
+                    {{"id":1,"host":"h1","port":9091{url}}}],
+                "storage-services":[{{"id":101,"host":"h2","port":8081}}]}},
+                "security":{security}}}"#
+            )
+        };
+        let sasl = r#""sasl":{"users":[{"name":"a","password":"p"}]},"interBroker":{"user":"a","password":"p"}"#;
+        let tls = r#""tls":{"certFile":"c.pem","keyFile":"k.pem","caFile":"ca.pem"}"#;
+        let on = format!(r#"{{{sasl},{tls},"http":{{"tls":true}}}}"#);
+        let c = ServicesConfig::parse(&with(&on, ""), "x").expect("valid");
+        assert!(c.http_tls());
+        assert_eq!(c.http_scheme(), "https");
+        assert_eq!(
+            c.services.metadata_services[0].base_url(),
+            "https://h1:9091"
+        );
+        assert_eq!(c.services.storage_services[0].base_url(), "https://h2:8081");
+        // An explicit http:// URL contradicts it.
+        let err = ServicesConfig::parse(&with(&on, r#","url":"http://h1:9091""#), "x")
+            .expect_err("http url");
+        assert!(
+            err.to_string().contains("must start with https://"),
+            "{err}"
+        );
+        // The nodes must trust each other: a CA is needed.
+        let no_ca = format!(
+            r#"{{{sasl},"tls":{{"certFile":"c.pem","keyFile":"k.pem"}},"http":{{"tls":true}}}}"#
+        );
+        let err = ServicesConfig::parse(&with(&no_ca, ""), "x").expect_err("no ca");
+        assert!(err.to_string().contains("caFile"), "{err}");
+        // Off: plain http, and `use_https_urls` turns configured URLs over.
+        let off = format!(r#"{{{sasl},{tls}}}"#);
+        let mut c =
+            ServicesConfig::parse(&with(&off, r#","url":"http://h1:9091""#), "x").expect("valid");
+        assert_eq!(c.http_scheme(), "http");
+        assert_eq!(c.services.storage_services[0].base_url(), "http://h2:8081");
+        c.use_https_urls();
+        assert_eq!(
+            c.services.metadata_services[0].base_url(),
+            "https://h1:9091"
+        );
+        assert_eq!(c.services.storage_services[0].base_url(), "https://h2:8081");
     }
 
     #[test]

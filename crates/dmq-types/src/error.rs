@@ -25,6 +25,10 @@ pub enum TypesError {
         path: String,
         problems: Vec<ConfigProblem>,
     },
+
+    /// A certificate, key or CA file for HTTPS could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// One thing wrong with a `services.json`, phrased for the operator who has to fix it.

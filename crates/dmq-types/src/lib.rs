@@ -9,6 +9,8 @@ mod config;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "http")]
+pub mod https;
 mod limits;
 pub mod model;
 mod names;

@@ -186,12 +186,16 @@ pub struct Credentials {
     pub password_file: Option<PathBuf>,
 }
 
-/// Bearer tokens for every HTTP API.
+/// Bearer tokens for every HTTP API, and whether they speak HTTPS.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpSecurity {
     #[serde(default)]
     pub tokens: Vec<HttpToken>,
+    /// Every HTTP API (metadata, storage, console, Raft RPCs, broker↔controller calls) over
+    /// TLS with `security.tls`'s certificate; the nodes trust `security.tls.caFile`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -251,7 +251,7 @@ async fn bench_metadata(
         None
     };
     let urls = private.as_ref().map_or(urls, |p| p.urls.clone());
-    let http = reqwest::Client::builder()
+    let http = dmq_types::https::client_builder(None)?
         .pool_max_idle_per_host(clients.max(1))
         .tcp_nodelay(true)
         .build()?;

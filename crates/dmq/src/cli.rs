@@ -38,6 +38,10 @@ pub struct ClientArgs {
     /// Bearer token for the metadata nodes' HTTP API (a cluster with `security.http`).
     #[arg(long, env = "DMQ_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// CA certificate (PEM) to trust for https:// metadata URLs (a cluster with
+    /// `security.http.tls`).
+    #[arg(long, env = "DMQ_HTTP_CA", global = true)]
+    pub http_ca: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub security: KafkaSecurityArgs,
 }
@@ -124,7 +128,7 @@ pub(crate) fn http_client(args: &ClientArgs, timeout: Duration) -> anyhow::Resul
         v.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, v);
     }
-    Ok(reqwest::Client::builder()
+    Ok(dmq_types::https::client_builder(args.http_ca.as_deref())?
         .default_headers(headers)
         .timeout(timeout)
         .build()?)
@@ -847,6 +851,7 @@ pub async fn cluster(cmd: ClusterCommand, args: ClientArgs) -> anyhow::Result<()
             step_timeout_secs,
         } => {
             crate::rolling::run(
+                &http_client(&args, Duration::from_secs(5))?,
                 &metadata_urls(&args),
                 &restart_command,
                 &brokers,

@@ -58,7 +58,7 @@ fn secure_section(data_dir: &Path) -> anyhow::Result<SecurityConfig> {
         "authorizer": {"enabled": true, "superUsers": ["User:admin"],
                        "allowEveryoneIfNoAclFound": false},
         "interBroker": {"user": "admin", "password": password},
-        "http": {"tokens": [{"token": secret(), "principal": "User:admin"}]},
+        "http": {"tokens": [{"token": secret(), "principal": "User:admin"}], "tls": true},
     }))?;
     std::fs::write(&file, serde_json::to_string_pretty(&section)?)?;
     #[cfg(unix)]
@@ -73,6 +73,9 @@ pub async fn run(data_dir: PathBuf, config: Option<PathBuf>, secure: bool) -> an
     let (mut config, origin) = load_config(config.as_deref())?;
     if secure {
         config.security = Some(secure_section(&data_dir)?);
+        if config.http_tls() {
+            config.use_https_urls();
+        }
         // A config that gives brokers their own listeners keeps them.
         for b in config
             .services
@@ -213,17 +216,34 @@ fn print_secure(config: &ServicesConfig, sec: &SecurityConfig, data_dir: &Path) 
     println!("  SASL_PLAINTEXT:      the Kafka bootstrap above");
     println!("  admin (PLAIN, super user): admin / {password}");
     println!("  HTTP token:          {token}");
-    if let Some(first) = config.services.metadata_services.first() {
-        println!(
-            "  Web console:         {}/ui/?token={token}",
-            first.base_url()
-        );
+    let metadata: Vec<String> = config
+        .services
+        .metadata_services
+        .iter()
+        .map(|m| m.base_url())
+        .collect();
+    if let Some(first) = metadata.first() {
+        println!("  Web console:         {first}/ui/?token={token}");
+        if config.http_tls() {
+            println!("                       (HTTPS with the dev CA above: import it, or accept the browser's warning)");
+        }
     }
     if let Some(first) = secure.first() {
         println!("Try: kcat -b {first} -X security.protocol=SASL_SSL -X ssl.ca.location={ca} \\");
         println!("          -X sasl.mechanisms=PLAIN -X sasl.username=admin -X sasl.password={password} -L");
-        println!("     DMQ_TOKEN={token} dmq user create alice --password alice-secret");
-        println!("     DMQ_TOKEN={token} dmq acl create --principal User:alice --operation WRITE --operation READ --topic orders");
+        if config.http_tls() {
+            println!(
+                "     export DMQ_METADATA={} DMQ_HTTP_CA={ca} DMQ_TOKEN={token}",
+                metadata.join(",")
+            );
+        } else {
+            println!("     export DMQ_TOKEN={token}");
+        }
+        println!("     dmq user create alice --password alice-secret");
+        println!("     dmq acl create --principal User:alice --operation WRITE --operation READ --topic orders");
+        if let Some(m) = metadata.first() {
+            println!("     curl --cacert {ca} -H \"Authorization: Bearer $DMQ_TOKEN\" {m}/api/v1/metadata/cluster");
+        }
     }
 }
 
@@ -237,7 +257,7 @@ async fn wait_ready(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    let http = reqwest::Client::builder()
+    let http = dmq_types::https::client_builder_for(config.security.as_ref())?
         .timeout(Duration::from_secs(2))
         .build()?;
     let want = brokers.len();

@@ -268,6 +268,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn run_metadata(node_id: Option<NodeId>, common: CommonArgs) -> anyhow::Result<()> {
     let node_id = common.id(node_id, "node-id")?;
     let (mut config, origin) = load_config(common.config.as_deref())?;
+    let scheme = config.http_scheme();
     let Some(me) = config
         .services
         .metadata_services
@@ -280,7 +281,7 @@ async fn run_metadata(node_id: Option<NodeId>, common: CommonArgs) -> anyhow::Re
     };
     if let Some(port) = common.http_port {
         me.port = port;
-        me.url = Some(format!("http://{}:{port}", me.host));
+        me.url = Some(format!("{scheme}://{}:{port}", me.host));
     }
     let data_dir = common
         .data_dir

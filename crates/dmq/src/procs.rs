@@ -35,6 +35,17 @@ where
     }
 }
 
+/// The harness's HTTP client, trusting the cluster's CA when its HTTP APIs speak HTTPS.
+fn http_client(security: Option<&dmq_types::security::SecurityConfig>) -> reqwest::Client {
+    dmq_types::https::client_builder_for(security)
+        .and_then(|b| {
+            b.timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| dmq_types::TypesError::Tls(e.to_string()))
+        })
+        .unwrap_or_else(|e| panic!("the test harness's HTTP client: {e}"))
+}
+
 /// A free TCP port on 127.0.0.1, never one this process handed out before. The port is bound
 /// and released, and the OS may offer a released port again at once, so without the memory two
 /// calls for one topology can return the same port (services.json then refuses to start).
@@ -93,10 +104,7 @@ impl MetadataCluster {
             config,
             children: BTreeMap::new(),
             brokers: BTreeMap::new(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap_or_default(),
+            http: http_client(None),
         }
     }
 
@@ -200,7 +208,13 @@ impl MetadataCluster {
 
     /// Starts every metadata node, then every broker.
     pub fn start_all(&mut self) -> std::io::Result<()> {
+        if self.config.http_tls() {
+            // With `security.http.tls` every node is reached at https://.
+            self.config.use_https_urls();
+        }
         self.write_config()?;
+        // With `security.http.tls` the nodes speak HTTPS: trust the cluster's CA.
+        self.http = http_client(self.config.security.as_ref());
         for id in self.ids() {
             self.start(id)?;
         }

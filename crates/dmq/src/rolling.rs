@@ -90,6 +90,7 @@ pub fn restart_command(command: &str, id: i64, host: &str) -> String {
 /// Restarts every broker (or those in `only`) in id order, waiting up to `step_timeout` for
 /// the cluster to be whole before and after each.
 pub async fn run(
+    http: &reqwest::Client,
     metadata: &[String],
     command: &str,
     only: &[i64],
@@ -98,12 +99,9 @@ pub async fn run(
     if !command.contains("{id}") && !command.contains("{host}") {
         bail!("--restart-command must name the broker with {{id}} or {{host}}");
     }
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
     let health = || async {
         let doc =
-            crate::cli::metadata_get(&http, metadata, "/api/v1/metadata/cluster?consistent=true")
+            crate::cli::metadata_get(http, metadata, "/api/v1/metadata/cluster?consistent=true")
                 .await?;
         anyhow::Ok(Health::of(&doc))
     };

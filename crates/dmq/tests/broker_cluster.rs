@@ -205,7 +205,7 @@ async fn http_api_produces_consumes_and_rejects_bad_requests_with_json() {
         .into_iter()
         .find(|b| *b != leader)
         .expect("follower");
-    let http = reqwest::Client::new();
+    let http = dmq_types::https::client();
     let url =
         |b: i32, rest: &str| format!("{}/api/v1/storage/topics/{rest}", cluster.broker_url(b));
 

@@ -223,7 +223,9 @@ async fn readme_first_steps_work_as_soon_as_dev_says_it_is_ready() {
                 .map(|b| cluster.broker_url(b)),
         );
         for url in urls {
-            let r = reqwest::get(format!("{url}/health/ready"))
+            let r = dmq_types::https::client()
+                .get(format!("{url}/health/ready"))
+                .send()
                 .await
                 .expect("readiness probe");
             assert_eq!(r.status(), 200, "{url}/health/ready");
@@ -355,9 +357,13 @@ async fn dev_secure_prints_working_credentials_and_keeps_them() {
             "run {run}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        // The HTTP API wants the printed token.
-        let url = format!("{}/api/v1/metadata/cluster", cluster.url(cluster.ids()[0]));
-        let http = reqwest::Client::new();
+        // The HTTP APIs speak HTTPS with the dev CA and want the printed token.
+        let plain = format!("{}/api/v1/metadata/cluster", cluster.url(cluster.ids()[0]));
+        let url = plain.replacen("http://", "https://", 1);
+        let http = dmq_types::https::client_builder(Some(&ca))
+            .expect("tls")
+            .build()
+            .expect("client");
         let without = http.get(&url).send().await.expect("answer").status();
         let with = http
             .get(&url)
@@ -367,6 +373,46 @@ async fn dev_secure_prints_working_credentials_and_keeps_them() {
             .expect("answer")
             .status();
         assert_eq!((without.as_u16(), with.as_u16()), (401, 200), "run {run}");
+        assert!(
+            http.get(&plain).send().await.is_err(),
+            "run {run}: no plain HTTP"
+        );
+        // The printed environment makes the printed CLI commands work.
+        let export = field("export ");
+        let env: Vec<(String, String)> = export
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["DMQ_METADATA", "DMQ_HTTP_CA", "DMQ_TOKEN"],
+            "{export}"
+        );
+        let user = format!("alice{run}");
+        let out = Command::new(env!("CARGO_BIN_EXE_dmq"))
+            .args(["user", "create", &user, "--password", "alice-secret"])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("dmq user create");
+        assert!(
+            out.status.success(),
+            "run {run}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_dmq"))
+            .args(["user", "list"])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("dmq user list");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&user),
+            "run {run}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         runs.push((password, token));
         interrupt(&mut child);
     }

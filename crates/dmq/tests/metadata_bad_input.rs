@@ -19,7 +19,7 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
         .await
         .expect("leader");
     let url = cluster.url(leader);
-    let http = reqwest::Client::new();
+    let http = dmq_types::https::client();
     // What the quorum holds (brokers, topics, configs), without the version: a leader elected
     // meanwhile (a start-up election settling) commits a blank entry, which changes nothing.
     let image = || async {
@@ -430,7 +430,7 @@ async fn transaction_changes_are_checked_and_refusals_name_kafka_errors() {
         .await
         .expect("leader");
     let url = format!("{}/api/v1/metadata/transactions", cluster.url(leader));
-    let http = reqwest::Client::new();
+    let http = dmq_types::https::client();
     let post = |body: String| {
         let (http, url) = (http.clone(), url.clone());
         async move {

@@ -34,7 +34,8 @@ struct Writes {
 impl Writes {
     fn new() -> Self {
         Self {
-            client: reqwest::Client::builder()
+            client: dmq_types::https::client_builder(None)
+                .expect("tls")
                 .timeout(Duration::from_secs(2))
                 .build()
                 .unwrap_or_default(),

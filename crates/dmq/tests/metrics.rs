@@ -14,7 +14,9 @@ use dmq::procs::{wait_until, MetadataCluster};
 use serde_json::{json, Value};
 
 async fn scrape(url: &str) -> String {
-    reqwest::get(format!("{url}/metrics"))
+    dmq_types::https::client()
+        .get(format!("{url}/metrics"))
+        .send()
         .await
         .expect("GET /metrics")
         .text()

@@ -381,8 +381,9 @@ async fn acked_writes_survive_five_leader_sigkills() {
 }
 
 /// The same with security on (SPEC §11): the producer writes over SASL_SSL (TLS with a
-/// throwaway CA, PLAIN), followers fetch over the inter-broker SASL connections, the HTTP APIs
-/// need the token. Three leader SIGKILLs; nothing acknowledged is lost.
+/// throwaway CA, PLAIN), followers fetch over the inter-broker SASL connections, and every HTTP
+/// API — Raft RPCs, broker registration and heartbeats, metadata pushes — speaks HTTPS and
+/// needs the token. Three leader SIGKILLs; nothing acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_writes_survive_leader_sigkills_over_sasl_ssl() {
     use dmq_types::security::{ListenerConfig, SecurityProtocol};
@@ -404,7 +405,7 @@ async fn acked_writes_survive_leader_sigkills_over_sasl_ssl() {
             "sasl": {"mechanisms": ["PLAIN"], "users": [{"name": "admin", "password": PASSWORD}]},
             "authorizer": {"enabled": true, "superUsers": ["User:admin"]},
             "interBroker": {"user": "admin", "password": PASSWORD},
-            "http": {"tokens": [{"token": "jepsen-token", "principal": "User:admin"}]},
+            "http": {"tokens": [{"token": "jepsen-token", "principal": "User:admin"}], "tls": true},
         }))
         .expect("security"),
     );
@@ -425,6 +426,37 @@ async fn acked_writes_survive_leader_sigkills_over_sasl_ssl() {
     if let Err(e) = cluster.wait_for_brokers(Duration::from_secs(30)).await {
         panic!("brokers up: {e}\n{}", process_logs(dir.path()));
     }
+    // Every HTTP API speaks HTTPS only: plain HTTP gets no answer, HTTPS without the token a
+    // 401, `/health` is open, and a client that does not trust the CA is refused.
+    let trusting = dmq_types::https::client_builder(Some(&pki.ca_file))
+        .expect("tls")
+        .build()
+        .expect("client");
+    for url in [cluster.url(1), cluster.broker_url(101)] {
+        assert!(url.starts_with("https://"), "{url}");
+        let plain = url.replacen("https://", "http://", 1);
+        assert!(
+            dmq_types::https::client()
+                .get(format!("{plain}/health"))
+                .send()
+                .await
+                .is_err(),
+            "plain HTTP to {plain}"
+        );
+        let health = trusting.get(format!("{url}/health")).send().await;
+        assert_eq!(health.map(|r| r.status().as_u16()).ok(), Some(200), "{url}");
+        let untrusted = dmq_types::https::client()
+            .get(format!("{url}/health"))
+            .send()
+            .await;
+        assert!(untrusted.is_err(), "a client without the CA at {url}");
+    }
+    let no_token = trusting
+        .get(format!("{}/api/v1/metadata/cluster", cluster.url(1)))
+        .send()
+        .await
+        .expect("https");
+    assert_eq!(no_token.status().as_u16(), 401);
     create_topic(&cluster, PARTITIONS).await;
     let extra = [
         "security.protocol=SASL_SSL".to_string(),
@@ -800,7 +832,9 @@ async fn a_stalled_follower_leaves_the_isr_after_the_lag_time_and_rejoins() {
         .broker_get(leader, "/health")
         .await
         .expect("leader up");
-    let metrics = reqwest::get(format!("{}/metrics", cluster.broker_url(leader)))
+    let metrics = dmq_types::https::client()
+        .get(format!("{}/metrics", cluster.broker_url(leader)))
+        .send()
         .await
         .expect("metrics")
         .text()
@@ -1048,7 +1082,14 @@ async fn twice_bounced_replicas_rejoin_the_isr_without_spinning() {
     let fetches = || {
         let url = url.clone();
         async move {
-            let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+            let text = dmq_types::https::client()
+                .get(url)
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
             text.lines()
                 .filter(|l| {
                     (l.contains("request=\"Fetch\"")

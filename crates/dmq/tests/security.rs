@@ -244,7 +244,7 @@ async fn sasl_and_acls_with_confluent_kafka_and_kafka_python() {
 
     // HTTP: every API asks for the token (401 JSON without it or with a wrong one), /health
     // stays open; the processes reach each other with it (the brokers registered above).
-    let http = reqwest::Client::new();
+    let http = dmq_types::https::client();
     let node = cluster.url(cluster.ids()[0]);
     let broker = cluster.broker_url(cluster.broker_ids()[0]);
     for url in [

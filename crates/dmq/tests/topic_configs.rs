@@ -62,7 +62,7 @@ async fn patch(cluster: &MetadataCluster, name: &str, body: &str) -> (u16, Value
         .wait_for_leader(Duration::from_secs(10))
         .await
         .expect("leader");
-    let resp = reqwest::Client::new()
+    let resp = dmq_types::https::client()
         .patch(format!(
             "{}/api/v1/metadata/topics/{name}/config",
             cluster.url(leader)
@@ -518,7 +518,7 @@ async fn dynamic_broker_configs_apply_to_topics_without_a_restart() {
         );
     }
     let (status, answer) = {
-        let resp = reqwest::Client::new()
+        let resp = dmq_types::https::client()
             .patch(format!(
                 "{}/api/v1/metadata/broker-configs",
                 cluster.url(leader)

@@ -94,7 +94,8 @@ impl Heartbeats {
         let last_ok = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
         let (a, l) = (alive.clone(), last_ok.clone());
         let task = tokio::spawn(async move {
-            let http = reqwest::Client::builder()
+            let http = dmq_types::https::client_builder(None)
+                .expect("tls")
                 .timeout(Duration::from_millis(500))
                 .build()
                 .expect("client");
