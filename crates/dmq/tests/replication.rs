@@ -496,6 +496,42 @@ async fn acked_writes_survive_leader_sigkills_over_sasl_ssl() {
             producer.acked()
         );
     }
+    // The controller too: the metadata leader is SIGKILLed; the others elect a new one over
+    // HTTPS Raft RPCs, the brokers find it, and produce goes on. Then a broker is killed so
+    // that the new controller must move a leadership.
+    let old = cluster
+        .wait_for_leader(Duration::from_secs(15))
+        .await
+        .expect("metadata leader");
+    cluster.kill(old);
+    let new = cluster
+        .wait_for_leader(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("a new metadata leader: {e}\n{}", process_logs(dir.path())));
+    assert_ne!(new, old);
+    let ps = partitions(&cluster).await.expect("partitions");
+    let victim = leader_of(&ps[0]);
+    let epoch = ps[0]["leaderEpoch"].as_i64().unwrap_or(0);
+    cluster.kill_broker(victim);
+    wait_partitions(&cluster, "the new controller to move a leadership", |ps| {
+        leader_of(&ps[0]) != victim
+            && leader_of(&ps[0]) >= 0
+            && ps[0]["leaderEpoch"].as_i64().unwrap_or(0) > epoch
+    })
+    .await;
+    producer
+        .wait_progress(300, "produce to resume under the new controller")
+        .await;
+    cluster.start(old).expect("restart metadata node");
+    cluster.start_broker(victim).expect("restart broker");
+    wait_partitions(&cluster, "every ISR full again", |ps| {
+        ps.iter().all(|p| isr(p).len() == 3)
+    })
+    .await;
+    println!(
+        "controller {old} killed ({new} took over), broker {victim} killed: {} acknowledged",
+        producer.acked()
+    );
     let report = producer.finish().await;
     wait_replicas_converged(&cluster, PARTITIONS).await;
     verify(&mut cluster, PARTITIONS, &report);

@@ -442,6 +442,7 @@ async fn kafka_tools_and_the_java_client_manage_users_and_acls_on_a_secured_clus
         "allowed",
         "users",
         "denied",
+        "filtered",
         "acl",
         "user-delete",
         "refused",

@@ -18,6 +18,10 @@
 //                (alterUserScramCredentials), describeUserScramCredentials shows her, she can log in
 //   denied       erin, without ACLs: listTopics() has no TOPIC, describeTopics(TOPIC) and a produce
 //                to TOPIC fail with TopicAuthorizationException
+//   filtered     the admin commits a transaction (transactional id erin-txn) on TOPIC; erin
+//                does not see it in listTransactions(), gets TopicAuthorizationException from
+//                describeProducers(TOPIC-0), and, granted READ on GROUP only, her
+//                listConsumerGroupOffsets(GROUP) leaves TOPIC out (she may not describe it)
 //   acl          the AdminClient grants erin WRITE on TOPIC (createAcls, describeAcls shows it): her
 //                produce succeeds and she sees TOPIC; deleteAcls takes it away again: her produce
 //                fails with TopicAuthorizationException - no restart in between
@@ -57,6 +61,7 @@ import java.util.concurrent.TimeUnit;
 
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.ScramCredentialInfo;
+import org.apache.kafka.clients.admin.TransactionListing;
 import org.apache.kafka.clients.admin.ScramMechanism;
 import org.apache.kafka.clients.admin.UserScramCredentialAlteration;
 import org.apache.kafka.clients.admin.UserScramCredentialDeletion;
@@ -399,6 +404,9 @@ public class SecurityCheck {
             ok(erin + " without ACLs: no " + topic + " in listTopics(), TopicAuthorizationException on "
                     + "describeTopics and produce");
 
+            currentCase = "filtered";
+            filtered(admin, erinConf, erin, topic, group);
+
             currentCase = "acl";
             AclBinding erinWrite = new AclBinding(new ResourcePattern(ResourceType.TOPIC, topic, PatternType.LITERAL),
                     new AccessControlEntry("User:" + erin, "*", AclOperation.WRITE, AclPermissionType.ALLOW));
@@ -491,6 +499,53 @@ public class SecurityCheck {
         }
         ok(user + " (SCRAM-SHA-512, idempotent acks=all producer) wrote 50 records to " + topic
                 + ", read and committed them in " + group + "; another group: GroupAuthorizationException");
+    }
+
+    static void filtered(Admin admin, Properties erinConf, String erin, String topic, String group)
+            throws Exception {
+        String txnId = erin + "-txn";
+        Properties tx = admin();
+        tx.put("transactional.id", txnId);
+        try (KafkaProducer<String, String> p = producer(tx)) {
+            p.initTransactions();
+            p.beginTransaction();
+            p.send(new ProducerRecord<>(topic, "t", "in-a-transaction")).get(30, TimeUnit.SECONDS);
+            p.commitTransaction();
+        }
+        waitUntil("the admin's listTransactions() to show " + txnId,
+                () -> admin.listTransactions().all().get(20, TimeUnit.SECONDS).stream()
+                        .map(TransactionListing::transactionalId).toList(),
+                ids -> ids.contains(txnId));
+        AclBinding groupRead = new AclBinding(new ResourcePattern(ResourceType.GROUP, group, PatternType.LITERAL),
+                new AccessControlEntry("User:" + erin, "*", AclOperation.READ, AclPermissionType.ALLOW));
+        try (Admin ea = Admin.create(erinConf)) {
+            List<String> hers = ea.listTransactions().all().get(20, TimeUnit.SECONDS).stream()
+                    .map(TransactionListing::transactionalId).toList();
+            check(!hers.contains(txnId), erin + " without DESCRIBE on " + txnId + " lists it: " + hers);
+            expect(TopicAuthorizationException.class, erin + "'s describeProducers(" + topic + "-0)",
+                    () -> ea.describeProducers(List.of(new TopicPartition(topic, 0))).all()
+                            .get(20, TimeUnit.SECONDS));
+            Map<TopicPartition, OffsetAndMetadata> adminSees = admin.listConsumerGroupOffsets(group)
+                    .partitionsToOffsetAndMetadata().get(20, TimeUnit.SECONDS);
+            check(adminSees.keySet().stream().anyMatch(tp -> tp.topic().equals(topic)),
+                    "the admin's listConsumerGroupOffsets(" + group + "): " + adminSees);
+            admin.createAcls(List.of(groupRead)).all().get(20, TimeUnit.SECONDS);
+            String seen = waitUntil(erin + "'s listConsumerGroupOffsets(" + group + ") to answer, without " + topic,
+                    () -> {
+                        try {
+                            return ea.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata()
+                                    .get(20, TimeUnit.SECONDS).toString();
+                        } catch (ExecutionException e) {
+                            return e.getCause().toString(); // GroupAuthorizationException until the ACL is in
+                        }
+                    },
+                    "{}"::equals);
+            log(erin + "'s committed offsets of " + group + ": " + seen);
+        } finally {
+            admin.deleteAcls(List.of(groupRead.toFilter())).all().get(20, TimeUnit.SECONDS);
+        }
+        ok("filtered for " + erin + ": no " + txnId + " in listTransactions(), describeProducers(" + topic
+                + "-0) TopicAuthorizationException, listConsumerGroupOffsets(" + group + ") without " + topic);
     }
 
     static void refused(String user, String topic) throws Exception {

@@ -148,7 +148,18 @@ pub fn describe_producers(
     for t in r.topics {
         let name = t.name.0.to_string();
         let mut parts = Vec::new();
+        // Kafka asks READ on the topic.
+        let readable = ctx.allowed(Operation::Read, ResourceType::Topic, &name);
         for index in t.partition_indexes {
+            if !readable {
+                ctx.had_error = true;
+                parts.push(
+                    PartitionResponse::default()
+                        .with_partition_index(index)
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code()),
+                );
+                continue;
+            }
             let result =
                 produce::partition(shared, &name, index).and_then(|part| part.active_producers());
             parts.push(match result {

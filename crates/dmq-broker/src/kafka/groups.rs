@@ -498,9 +498,21 @@ async fn fetch_group(
             return (code(ResponseError::CoordinatorLoadInProgress), Vec::new());
         }
     };
+    // Kafka: a named topic the principal may not describe answers TOPIC_AUTHORIZATION_FAILED
+    // on its partitions; with all topics asked for, such topics are left out.
+    let all_topics = requested.is_none();
     let topics = wanted(&offsets, requested)
         .into_iter()
+        .filter(|(t, _)| !all_topics || ctx.allowed(Operation::Describe, ResourceType::Topic, t))
         .map(|(t, parts)| {
+            if !ctx.allowed(Operation::Describe, ResourceType::Topic, &t) {
+                let denied = code(ResponseError::TopicAuthorizationFailed);
+                let rows = parts
+                    .into_iter()
+                    .map(|p| (p, -1, -1, String::new(), denied))
+                    .collect();
+                return (t, rows);
+            }
             let rows = parts
                 .into_iter()
                 .map(|p| {

@@ -440,9 +440,11 @@ pub async fn end_txn(ctx: &mut Ctx<'_>, r: EndTxnRequest) -> EndTxnResponse {
     }
 }
 
-fn described(t: &Transaction) -> TransactionState {
+/// `t` as DescribeTransactions shows it, with only the partitions of topics `describable`
+/// (Kafka leaves out the topics the principal may not describe).
+fn described(t: &Transaction, describable: impl Fn(&str) -> bool) -> TransactionState {
     let mut topics: Vec<TopicData> = Vec::new();
-    for p in &t.partitions {
+    for p in t.partitions.iter().filter(|p| describable(&p.topic)) {
         match topics.iter_mut().find(|x| x.topic.0.as_str() == p.topic) {
             Some(x) => x.partitions.push(p.partition),
             None => topics.push(
@@ -485,7 +487,9 @@ pub async fn describe_transactions(
             continue;
         }
         match ctx.shared.meta.transaction(&name).await {
-            Ok(Some(t)) => states.push(described(&t)),
+            Ok(Some(t)) => states.push(described(&t, |topic| {
+                ctx.allowed(Operation::Describe, ResourceType::Topic, topic)
+            })),
             Ok(None) => {
                 ctx.had_error = true;
                 states.push(blank.with_error_code(TxnError::TransactionalIdNotFound.code()));
@@ -531,6 +535,14 @@ pub async fn list_transactions(
     let states = txns
         .iter()
         .filter(|t| coordinates(ctx.shared, &t.transactional_id))
+        // Kafka lists only the transactional ids the principal may describe.
+        .filter(|t| {
+            ctx.allowed(
+                Operation::Describe,
+                ResourceType::TransactionalId,
+                &t.transactional_id,
+            )
+        })
         .filter(|t| {
             r.state_filters.is_empty()
                 || r.state_filters
