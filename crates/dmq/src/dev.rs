@@ -167,7 +167,14 @@ pub async fn run(data_dir: PathBuf, config: Option<PathBuf>, secure: bool) -> an
                 println!("     curl {}/api/v1/metadata/cluster", first.base_url());
             }
         }
-        Some(sec) => print_secure(&config, sec, &data_dir),
+        Some(sec) => {
+            let kept = if secure {
+                data_dir.join(SECURE_FILE).display().to_string()
+            } else {
+                origin.clone()
+            };
+            print_secure(&config, sec, &kept)
+        }
     }
     println!("Press Ctrl-C to stop.");
     crate::shutdown_signal().await;
@@ -182,7 +189,7 @@ pub async fn run(data_dir: PathBuf, config: Option<PathBuf>, secure: bool) -> an
 }
 
 /// What a user of `--secure` needs: the admin credentials, the CA, the token, and commands.
-fn print_secure(config: &ServicesConfig, sec: &SecurityConfig, data_dir: &Path) {
+fn print_secure(config: &ServicesConfig, sec: &SecurityConfig, kept: &str) {
     let password = sec
         .sasl
         .as_ref()
@@ -205,13 +212,11 @@ fn print_secure(config: &ServicesConfig, sec: &SecurityConfig, data_dir: &Path) 
         .flat_map(|b| {
             b.listeners
                 .iter()
+                .filter(|l| l.protocol == SecurityProtocol::SaslSsl)
                 .map(move |l| format!("{}:{}", b.host, l.port))
         })
         .collect();
-    println!(
-        "Security is ON (kept in {}):",
-        data_dir.join(SECURE_FILE).display()
-    );
+    println!("Security is ON (kept in {kept}):");
     println!("  SASL_SSL bootstrap:  {}   (CA: {ca})", secure.join(","));
     println!("  SASL_PLAINTEXT:      the Kafka bootstrap above");
     println!("  admin (PLAIN, super user): admin / {password}");
