@@ -247,6 +247,16 @@ impl ResourceType {
         }
     }
 
+    /// The name of [`ResourceType::authorization_error_code`] (the `error` of an HTTP 403).
+    pub fn authorization_error_name(self) -> &'static str {
+        match self {
+            ResourceType::Topic => "TOPIC_AUTHORIZATION_FAILED",
+            ResourceType::Group => "GROUP_AUTHORIZATION_FAILED",
+            ResourceType::Cluster | ResourceType::Any => "CLUSTER_AUTHORIZATION_FAILED",
+            ResourceType::TransactionalId => "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+        }
+    }
+
     /// The Kafka error a request gets when the authorizer denies it on a resource of this type
     /// (TOPIC_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED, ...).
     pub fn authorization_error_code(self) -> i16 {

@@ -27,6 +27,7 @@
 //! log line, a metric or an error message."
 
 pub mod acl;
+pub mod http;
 pub mod plain;
 pub mod principal;
 pub mod sasl;
@@ -37,6 +38,7 @@ pub use acl::{
     authorize, AclBinding, AclBindingFilter, AclIndex, AuthorizerConfig, Decision, Operation,
     PatternType, Permission, ResourceType, Rule,
 };
+pub use http::{decide_http, http_access, HttpAccess};
 pub use principal::KafkaPrincipal;
 pub use sasl::{SaslMechanism, SaslServer, SaslStep};
 pub use scram::{ScramClient, ScramCredential, ScramMechanism, ScramServer};

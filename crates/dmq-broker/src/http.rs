@@ -82,6 +82,19 @@ pub fn router(shared: Shared) -> Router {
         .layer(axum::middleware::from_fn(|req, next| {
             dmq_types::http::refuse_oversized((2 * HTTP_BODY_BYTES_MAX) as u64, req, next)
         }))
+        // Inside the token check: the token's principal needs the ACL the call's Kafka
+        // counterpart needs (dmq_auth::http_access).
+        .layer(axum::middleware::from_fn({
+            let shared = shared.clone();
+            move |req, next| {
+                let shared = shared.clone();
+                dmq_types::http::authorize(
+                    move |call| shared.security.authorize_http(call),
+                    req,
+                    next,
+                )
+            }
+        }))
         // Outermost: nothing of a request without a valid token is read (SPEC §11).
         .layer(axum::middleware::from_fn(move |req, next| {
             dmq_types::http::require_bearer(tokens.clone(), req, next)

@@ -214,6 +214,30 @@ impl BrokerSecurity {
             == Decision::Allowed
     }
 
+    /// The ACL decision on one HTTP call (SPEC §11), with the ACLs of the last cluster image:
+    /// allowed with the authorizer off, else the call's principal needs what
+    /// [`dmq_auth::http_access`] names.
+    pub fn authorize_http(
+        &self,
+        call: &dmq_types::http::HttpCall<'_>,
+    ) -> dmq_types::http::HttpVerdict {
+        let Some(cfg) = &self.authorizer else {
+            return Ok(());
+        };
+        dmq_auth::decide_http(
+            &cfg.super_users,
+            call.principal,
+            call.method,
+            call.path,
+            call.query,
+            |op, rt, name| {
+                self.current()
+                    .acls
+                    .authorize(cfg, call.principal, &call.host, op, rt, name)
+            },
+        )
+    }
+
     /// May `principal` do `op` on some resource of the type (Kafka's
     /// `authorizeByResourceType`: how an idempotent producer with WRITE on any topic may get a
     /// producer id without IDEMPOTENT_WRITE on the cluster).

@@ -146,3 +146,36 @@ async fn alter_scram(State(shared): State<Shared>, body: Bytes) -> ApiResult<Jso
         other => Err(result_error(other)),
     }
 }
+
+/// The ACL decision on one HTTP call (SPEC §11): everything is allowed with the authorizer off;
+/// otherwise the call's principal needs what [`dmq_auth::http_access`] names, with this node's
+/// committed ACLs.
+pub(crate) fn authorize_http(
+    shared: &NodeShared,
+    call: &dmq_types::http::HttpCall<'_>,
+) -> dmq_types::http::HttpVerdict {
+    let Some(a) = shared
+        .config
+        .security
+        .as_ref()
+        .map(|s| &s.authorizer)
+        .filter(|a| a.enabled)
+    else {
+        return Ok(());
+    };
+    let cfg = dmq_auth::AuthorizerConfig {
+        super_users: a.super_users.clone(),
+        allow_everyone_if_no_acl_found: a.allow_everyone_if_no_acl_found,
+    };
+    dmq_auth::decide_http(
+        &cfg.super_users,
+        call.principal,
+        call.method,
+        call.path,
+        call.query,
+        |op, rt, name| {
+            let acls = dmq_auth::AclIndex::new(shared.sm.read().state.security.acls.clone());
+            acls.authorize(&cfg, call.principal, &call.host, op, rt, name)
+        },
+    )
+}

@@ -119,6 +119,65 @@ impl std::fmt::Debug for BearerTokens {
     }
 }
 
+/// The principal (`User:admin`) the request's bearer token names, put in the request's
+/// extensions by [`require_bearer`] for [`authorize`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpPrincipal(pub String);
+
+/// The client's address, as [`crate::https::serve`] records it for every connection (plain or
+/// TLS): what ACL hosts are matched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+/// The authorizer's verdict on one HTTP call: `Err((error name, message))` refuses it with 403.
+pub type HttpVerdict = Result<(), (String, String)>;
+
+/// One HTTP call as [`authorize`] shows it to the decision function.
+#[derive(Debug)]
+pub struct HttpCall<'a> {
+    pub principal: &'a str,
+    /// The client's IP address, `*` when unknown.
+    pub host: String,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+}
+
+/// Middleware inside [`require_bearer`]: a call that carries a principal (the cluster has
+/// tokens) is put to `decide` (the node's ACLs, SPEC §11) and refused with 403 JSON when it
+/// says no. Without tokens there is no principal and nothing to decide.
+pub async fn authorize(
+    decide: impl Fn(&HttpCall<'_>) -> HttpVerdict,
+    req: Request,
+    next: Next,
+) -> Response<Body> {
+    let Some(principal) = req.extensions().get::<HttpPrincipal>().cloned() else {
+        return next.run(req).await;
+    };
+    let host = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<ClientAddr>>()
+        .map_or_else(|| "*".to_string(), |c| c.0 .0.ip().to_string());
+    let verdict = decide(&HttpCall {
+        principal: &principal.0,
+        host,
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        query: req.uri().query().unwrap_or(""),
+    });
+    match verdict {
+        Ok(()) => next.run(req).await,
+        Err((error, message)) => {
+            let body = serde_json::json!({"error": error, "message": message});
+            Response::builder()
+                .status(StatusCode::FORBIDDEN)
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(Body::from(body.to_string()))
+                .unwrap_or_default()
+        }
+    }
+}
+
 /// The console's cookie carrying a token.
 pub const TOKEN_COOKIE: &str = "dmq_token";
 
@@ -196,7 +255,7 @@ fn presented_token(req: &Request) -> Option<String> {
 /// `/ui/?token=<t>` with a valid token sets the console cookie.
 pub async fn require_bearer(
     tokens: Option<BearerTokens>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response<Body> {
     let Some(tokens) = tokens else {
@@ -223,24 +282,25 @@ pub async fn require_bearer(
     if is_open_path(&path) {
         return next.run(req).await;
     }
-    match presented_token(&req) {
-        Some(t) if tokens.principal(&t).is_some() => next.run(req).await,
-        presented => {
-            let message = if presented.is_some() {
-                "the bearer token is not valid"
-            } else {
-                "this API needs Authorization: Bearer <token>"
-            };
-            let body = serde_json::json!({"error": "UNAUTHENTICATED", "message": message});
-            Response::builder()
-                .status(StatusCode::UNAUTHORIZED)
-                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-                .header(
-                    axum::http::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer"),
-                )
-                .body(Body::from(body.to_string()))
-                .unwrap_or_default()
-        }
+    let presented = presented_token(&req);
+    if let Some(p) = presented.as_deref().and_then(|t| tokens.principal(t)) {
+        let principal = HttpPrincipal(p.to_string());
+        req.extensions_mut().insert(principal);
+        return next.run(req).await;
     }
+    let message = if presented.is_some() {
+        "the bearer token is not valid"
+    } else {
+        "this API needs Authorization: Bearer <token>"
+    };
+    let body = serde_json::json!({"error": "UNAUTHENTICATED", "message": message});
+    Response::builder()
+        .status(StatusCode::UNAUTHORIZED)
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(
+            axum::http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer"),
+        )
+        .body(Body::from(body.to_string()))
+        .unwrap_or_default()
 }

@@ -127,7 +127,8 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves: over TLS with `tls`, else plain.
+/// Serves `app` on `listener` until `shutdown` resolves: over TLS with `tls`, else plain; the
+/// client's address is in each request's `ConnectInfo<SocketAddr>` (ACL hosts).
 /// Either way with TCP_NODELAY (Raft RPC answers are small: without it they can wait for
 /// delayed ACKs).
 pub async fn serve(
@@ -136,20 +137,22 @@ pub async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
     match tls {
         None => {
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
+            axum::serve(
+                NodelayListener(listener),
+                app.into_make_service_with_connect_info::<crate::http::ClientAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
         }
         Some(config) => {
-            axum::serve(TlsListener::new(listener, config), app)
-                .with_graceful_shutdown(shutdown)
-                .await
+            axum::serve(
+                TlsListener::new(listener, config),
+                app.into_make_service_with_connect_info::<crate::http::ClientAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
         }
     }
 }
@@ -205,6 +208,40 @@ impl TlsListener {
 impl Drop for TlsListener {
     fn drop(&mut self) {
         self.acceptor.abort();
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for crate::http::ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        crate::http::ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, NodelayListener>>
+    for crate::http::ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, NodelayListener>) -> Self {
+        crate::http::ClientAddr(*stream.remote_addr())
+    }
+}
+
+/// Plain TCP with TCP_NODELAY on every connection.
+pub struct NodelayListener(pub TcpListener);
+
+impl axum::serve::Listener for NodelayListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (tcp, peer) = axum::serve::Listener::accept(&mut self.0).await;
+        let _ = tcp.set_nodelay(true);
+        (tcp, peer)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
     }
 }
 

@@ -292,6 +292,16 @@ impl SecurityConfig {
                 ));
             }
         }
+        if let Some(first) = self.http.as_ref().and_then(|h| h.tokens.first()) {
+            // The processes call each other with the first token (Raft RPCs, registration,
+            // heartbeats): with the authorizer on, its principal must be allowed everything.
+            if self.authorizer.enabled && !self.authorizer.super_users.contains(&first.principal) {
+                say(format!(
+                    "security.http.tokens: the first token is the one the nodes use with each other, so its principal {:?} must be one of security.authorizer.superUsers",
+                    first.principal
+                ));
+            }
+        }
         if let Some(h) = &self.http {
             for t in &h.tokens {
                 if t.token.is_empty() && t.token_file.is_none() {
@@ -363,5 +373,21 @@ mod tests {
         assert!(p.iter().any(|s| s.contains("neither password")), "{p:?}");
         assert!(p.iter().any(|s| s.contains("interBroker")), "{p:?}");
         assert!(p.iter().any(|s| s.contains("\"admin\"")), "{p:?}");
+    }
+
+    #[test]
+    fn the_first_http_token_must_belong_to_a_super_user_with_the_authorizer_on() {
+        let with = |principal: &str, enabled: bool| -> SecurityConfig {
+            serde_json::from_value(serde_json::json!({
+                "authorizer": {"enabled": enabled, "superUsers": ["User:admin"]},
+                "http": {"tokens": [{"token": "t1", "principal": principal},
+                                    {"token": "t2", "principal": "User:viewer"}]},
+            }))
+            .expect("parse")
+        };
+        let says = |c: &SecurityConfig| c.problems().iter().any(|p| p.0.contains("first token"));
+        assert!(!says(&with("User:admin", true)));
+        assert!(says(&with("User:viewer", true)));
+        assert!(!says(&with("User:viewer", false)), "no authorizer, no rule");
     }
 }

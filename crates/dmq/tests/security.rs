@@ -17,6 +17,8 @@ use dmq_types::security::SecurityConfig;
 
 const ADMIN_PASSWORD: &str = "admin-secret-7f3a";
 const HTTP_TOKEN: &str = "http-token-91c2e5";
+/// A token for `User:viewer`, who has no ACLs at first.
+const VIEWER_TOKEN: &str = "viewer-token-5d0b7a";
 
 fn security() -> SecurityConfig {
     serde_json::from_value(serde_json::json!({
@@ -25,9 +27,44 @@ fn security() -> SecurityConfig {
         "authorizer": {"enabled": true, "superUsers": ["User:admin"],
                        "allowEveryoneIfNoAclFound": false},
         "interBroker": {"user": "admin", "password": ADMIN_PASSWORD},
-        "http": {"tokens": [{"token": HTTP_TOKEN, "principal": "User:admin"}]},
+        "http": {"tokens": [{"token": HTTP_TOKEN, "principal": "User:admin"},
+                            {"token": VIEWER_TOKEN, "principal": "User:viewer"}]},
     }))
     .expect("security section")
+}
+
+/// Waits (20 s) until `viewer`'s `method` on `url` answers `want`; the last answer's JSON.
+async fn viewer_until(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    want: u16,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let resp = http
+            .request(method.clone(), url)
+            .bearer_auth(VIEWER_TOKEN)
+            .send()
+            .await
+            .expect("answer");
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if status == want {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{method} {url} as viewer: {status} {body}, waiting for {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn allow(principal: &str, op: &str, resource_type: &str, name: &str) -> serde_json::Value {
+    serde_json::json!({"principal": principal, "host": "*", "resourceType": resource_type,
+        "resourceName": name, "patternType": "LITERAL", "operation": op,
+        "permissionType": "ALLOW"})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,6 +313,87 @@ async fn sasl_and_acls_with_confluent_kafka_and_kafka_python() {
         let status = http.get(&url).send().await.expect("answer").status();
         assert_eq!(status.as_u16(), 200, "{url} stays open");
     }
+
+    // ACLs hold on HTTP too: viewer's token is valid but names a principal without ACLs, so
+    // every call is refused with 403 and the Kafka error name, until the admin grants what
+    // the call's Kafka counterpart needs — effective without restart, on nodes and brokers.
+    let denied = viewer_until(
+        &http,
+        reqwest::Method::GET,
+        &format!("{node}/api/v1/metadata/cluster"),
+        403,
+    )
+    .await;
+    assert_eq!(denied["error"], "CLUSTER_AUTHORIZATION_FAILED", "{denied}");
+    let denied = viewer_until(
+        &http,
+        reqwest::Method::DELETE,
+        &format!("{node}/api/v1/metadata/topics/sec-t"),
+        403,
+    )
+    .await;
+    assert_eq!(denied["error"], "TOPIC_AUTHORIZATION_FAILED", "{denied}");
+    let consume = format!("{broker}/api/v1/storage/topics/sec-t/partitions/0?offset=0");
+    let denied = viewer_until(&http, reqwest::Method::GET, &consume, 403).await;
+    assert_eq!(denied["error"], "TOPIC_AUTHORIZATION_FAILED", "{denied}");
+    let (status, body) = common::post_leader(
+        &cluster,
+        "/api/v1/metadata/acls",
+        &serde_json::json!({"bindings": [
+            allow("User:viewer", "DESCRIBE", "CLUSTER", "kafka-cluster"),
+            allow("User:viewer", "READ", "TOPIC", "sec-t"),
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    viewer_until(
+        &http,
+        reqwest::Method::GET,
+        &format!("{node}/api/v1/metadata/cluster"),
+        200,
+    )
+    .await;
+    viewer_until(&http, reqwest::Method::GET, &consume, 200).await;
+    // DESCRIBE is not CLUSTER_ACTION: no SCRAM keys, no Raft RPCs, no broker registration.
+    for (method, url) in [
+        (
+            reqwest::Method::GET,
+            format!("{node}/api/v1/metadata/cluster?security=true"),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("{node}/api/v1/raft/request-vote"),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("{node}/api/v1/metadata/brokers"),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("{broker}/api/v1/storage/metadata/update"),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("{node}/api/v1/metadata/topics/sec-t"),
+        ),
+    ] {
+        let resp = http
+            .request(method.clone(), &url)
+            .bearer_auth(VIEWER_TOKEN)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(resp.status().as_u16(), 403, "viewer {method} {url}");
+    }
+    let (_, topic) = cluster
+        .get(cluster.ids()[0], "/api/v1/metadata/topics/sec-t")
+        .await
+        .expect("topic");
+    assert_eq!(
+        topic["topicName"], "sec-t",
+        "the topic survived viewer's DELETE"
+    );
 
     // A forged Raft vote with a huge term, without the token, changes nothing.
     let (_, before) = cluster
