@@ -35,6 +35,10 @@
 //! dead-letter topic. Durability is whole [`ShareSnapshot`]s: [`SharePartition::snapshot`] after
 //! a change, [`SharePartition::from_snapshot`] on a new leader.
 //!
+//! The coordinator's side — members, epochs and which partitions each member fetches from — is
+//! [`group::ShareGroup`] (ShareGroupHeartbeat). What the broker still has to do to serve
+//! librdkafka's share consumer with both is in `PROTOCOL.md` next to this crate.
+//!
 //! The rules, and where they come from:
 //! - **Acquisition** (KIP-932): released records below the end offset first, in offset order,
 //!   then new ones from the end offset up to the bound the caller passes; each acquisition adds
@@ -55,6 +59,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub mod group;
 #[cfg(test)]
 mod tests;
 
