@@ -23,6 +23,7 @@ pub mod producer_snapshot;
 pub mod producer_state;
 pub mod replica_manager;
 pub mod security;
+pub mod share;
 pub mod tls;
 pub mod txn;
 

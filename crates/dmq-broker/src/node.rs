@@ -77,6 +77,8 @@ pub struct BrokerShared {
     pub cleaner_throttle: dmq_log::IoThrottle,
     /// The transaction coordinator's decisions in progress and marker connections.
     pub txns: crate::txn::TxnCoordinator,
+    /// Share groups (KIP-932), in memory for now.
+    pub shares: crate::share::Shares,
     /// SASL mechanisms, ACLs and SCRAM credentials.
     pub security: crate::security::BrokerSecurity,
 }
@@ -273,6 +275,7 @@ impl BrokerNode {
                 dmq_types::broker_config::CLEANER_IO_BYTES_PER_SEC_DEFAULT,
             ),
             txns: Default::default(),
+            shares: Default::default(),
             security,
         });
         tracing::info!(

@@ -1281,6 +1281,116 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
                 assert_eq!(resp.entries, None, "{what}");
             }
         }
+        ApiKey::ShareGroupHeartbeat | ApiKey::ShareFetch | ApiKey::ShareAcknowledge => {
+            use kafka_protocol::messages::share_acknowledge_request as ack;
+            use kafka_protocol::messages::share_fetch_request as sf;
+            let g = format!("conf-share-{key:?}-{v}");
+            let member = format!("conf-share-member-{key:?}-{v}");
+            let coord = ctx.coordinator(&g).await;
+            let join = ShareGroupHeartbeatRequest::default()
+                .with_group_id(group(&g))
+                .with_member_id(s(&member))
+                .with_member_epoch(0)
+                .with_subscribed_topic_names(Some(vec![name(TOPIC)]));
+            let joined = call(&coord, &join, v).await;
+            ok(joined.error_code, &what);
+            assert!(joined.member_epoch >= 1, "{what}: {joined:?}");
+            let assignment = joined.assignment.clone().expect("assignment on join");
+            assert_eq!(assignment.topic_partitions.len(), 1, "{what}");
+            assert_eq!(assignment.topic_partitions[0].partitions, vec![0], "{what}");
+            let topic_id = assignment.topic_partitions[0].topic_id;
+            let fenced = call(
+                &coord,
+                &join
+                    .clone()
+                    .with_member_epoch(joined.member_epoch + 5)
+                    .with_subscribed_topic_names(None),
+                v,
+            )
+            .await;
+            assert_eq!(fenced.error_code, 110, "{what}: FENCED_MEMBER_EPOCH");
+            let unknown = call(
+                &coord,
+                &join
+                    .clone()
+                    .with_member_id(s("nobody"))
+                    .with_member_epoch(3),
+                v,
+            )
+            .await;
+            assert_eq!(unknown.error_code, 25, "{what}: UNKNOWN_MEMBER_ID");
+            // The leader's share session: epoch 0 opens it, a wrong epoch is refused, the right
+            // one continues (nothing to hand out: a new share-partition starts at the HW).
+            let fetch = |epoch: i32| {
+                ShareFetchRequest::default()
+                    .with_group_id(Some(group(&g)))
+                    .with_member_id(Some(s(&member)))
+                    .with_share_session_epoch(epoch)
+                    .with_max_wait_ms(0)
+                    .with_max_bytes(1 << 20)
+                    .with_max_records(10)
+                    .with_batch_size(10)
+                    .with_topics(vec![sf::FetchTopic::default()
+                        .with_topic_id(topic_id)
+                        .with_partitions(vec![
+                            sf::FetchPartition::default().with_partition_index(0)
+                        ])])
+            };
+            let opened = call(&ctx.leader, &fetch(0), v).await;
+            ok(opened.error_code, &what);
+            let p = &opened.responses[0].partitions[0];
+            ok(p.error_code, &what);
+            assert_eq!(
+                p.records.as_ref().map(|r| r.len()),
+                Some(0),
+                "{what}: {p:?}"
+            );
+            assert_eq!(
+                call(&ctx.leader, &fetch(7), v).await.error_code,
+                123,
+                "{what}"
+            );
+            ok(call(&ctx.leader, &fetch(1), v).await.error_code, &what);
+            let acknowledge = |epoch: i32| {
+                ShareAcknowledgeRequest::default()
+                    .with_group_id(Some(group(&g)))
+                    .with_member_id(Some(s(&member)))
+                    .with_share_session_epoch(epoch)
+                    .with_topics(vec![ack::AcknowledgeTopic::default()
+                        .with_topic_id(topic_id)
+                        .with_partitions(vec![ack::AcknowledgePartition::default()
+                            .with_partition_index(0)
+                            .with_acknowledgement_batches(vec![
+                                ack::AcknowledgementBatch::default()
+                                    .with_first_offset(1_000_000)
+                                    .with_last_offset(1_000_000)
+                                    .with_acknowledge_types(vec![1]),
+                            ])])])
+            };
+            assert_eq!(
+                call(&ctx.leader, &acknowledge(0), v).await.error_code,
+                123,
+                "{what}"
+            );
+            let acked = call(&ctx.leader, &acknowledge(2), v).await;
+            ok(acked.error_code, &what);
+            assert_eq!(
+                acked.responses[0].partitions[0].error_code, 42,
+                "{what}: INVALID_REQUEST for a record past the acquired ones"
+            );
+            ok(
+                call(&ctx.leader, &acknowledge(-1), v).await.error_code,
+                &what,
+            );
+            assert_eq!(
+                call(&ctx.leader, &acknowledge(-1), v).await.error_code,
+                122,
+                "{what}"
+            );
+            let left = call(&coord, &join.clone().with_member_epoch(-1), v).await;
+            ok(left.error_code, &what);
+            assert_eq!(left.member_epoch, -1, "{what}");
+        }
         other => panic!("{other:?} is advertised but has no conformance case"),
     }
 }

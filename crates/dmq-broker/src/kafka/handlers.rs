@@ -211,6 +211,15 @@ pub async fn handle(ctx: &mut Ctx<'_>, request: RequestKind) -> Option<ResponseK
         RequestKind::DeleteAcls(r) => {
             ResponseKind::DeleteAcls(super::security::delete_acls(ctx, r).await)
         }
+        RequestKind::ShareGroupHeartbeat(r) => {
+            ResponseKind::ShareGroupHeartbeat(super::share::share_group_heartbeat(ctx, r))
+        }
+        RequestKind::ShareFetch(r) => {
+            ResponseKind::ShareFetch(super::share::share_fetch(ctx, r).await)
+        }
+        RequestKind::ShareAcknowledge(r) => {
+            ResponseKind::ShareAcknowledge(super::share::share_acknowledge(ctx, r).await)
+        }
         RequestKind::DescribeClientQuotas(r) => {
             ResponseKind::DescribeClientQuotas(super::security::describe_client_quotas(ctx, r))
         }

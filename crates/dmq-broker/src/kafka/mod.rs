@@ -7,4 +7,5 @@ pub mod groups;
 pub mod handlers;
 pub mod security;
 pub mod server;
+pub mod share;
 pub mod txn;

@@ -89,6 +89,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::ShareGroupHeartbeat, 1, 1),
+    (ApiKey::ShareFetch, 1, 1),
+    (ApiKey::ShareAcknowledge, 1, 1),
     (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
@@ -649,6 +652,9 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::DeleteAcls => "DeleteAcls",
         ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
         ApiKey::DescribeClientQuotas => "DescribeClientQuotas",
+        ApiKey::ShareGroupHeartbeat => "ShareGroupHeartbeat",
+        ApiKey::ShareFetch => "ShareFetch",
+        ApiKey::ShareAcknowledge => "ShareAcknowledge",
         ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
         _ => "Other",
     }
