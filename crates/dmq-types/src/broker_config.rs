@@ -198,6 +198,31 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     ),
     dynamic(
         def(
+            "group.share.record.lock.duration.ms",
+            ConfigType::Int,
+            "30000",
+            Some(1000.0),
+            Some(3_600_000.0),
+            true,
+            "How long a share-group member holds the records it acquired before they are \
+             released to the others (KIP-932).",
+        ),
+        None,
+    ),
+    dynamic(
+        def(
+            "group.share.delivery.count.limit",
+            ConfigType::Int,
+            "5",
+            Some(2.0),
+            Some(10.0),
+            true,
+            "Deliveries after which an unacknowledged share-group record is archived (KIP-932).",
+        ),
+        None,
+    ),
+    dynamic(
+        def(
             "log.cleaner.io.max.bytes.per.second",
             ConfigType::Double,
             "67108864",

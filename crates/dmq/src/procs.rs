@@ -404,6 +404,24 @@ impl MetadataCluster {
         Some((status, headers, resp.json().await.unwrap_or(Value::Null)))
     }
 
+    /// PATCH JSON to `path` on node `id`, returning status, headers and body.
+    pub async fn patch(
+        &self,
+        id: NodeId,
+        path: &str,
+        body: &Value,
+    ) -> Option<(u16, reqwest::header::HeaderMap, Value)> {
+        let resp = self
+            .authorized(self.http.patch(format!("{}{path}", self.url(id))))
+            .json(body)
+            .send()
+            .await
+            .ok()?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        Some((status, headers, resp.json().await.unwrap_or(Value::Null)))
+    }
+
     /// POSTs `body` to `path` on each running node but `except` in turn until one answers 201;
     /// returns that node. This is how a client finds the controller after the old one died.
     pub async fn post_until_created(

@@ -3,8 +3,12 @@
 //! record is accepted exactly once across them, a RELEASEd record comes back with delivery
 //! count 2, a REJECTed one never comes back (tests/interop/share_consumers.py).
 //!
+//! Then, with `group.share.record.lock.duration.ms` set cluster-wide to 3 s (a dynamic broker
+//! config), a member that dies with records in flight loses them to the surviving member after
+//! its locks expire, with delivery count 2 (tests/interop/share_dead_member.py).
+//!
 //! Share-partition state is in memory on the leader for now (not durable across a leader
-//! change): the fault and lock-expiry cases of the issue are not covered yet.
+//! change): the fault case of the issue is not covered yet.
 
 mod common;
 
@@ -35,4 +39,39 @@ async fn share_consumers_split_one_partition_and_acknowledge_each_record() {
     let out = run_interop(cmd).await;
     assert!(out.contains("OK share group: 3 members received"), "{out}");
     assert!(out.contains("OK RELEASE:"), "{out}");
+
+    let body = serde_json::json!({"set": {"group.share.record.lock.duration.ms": "3000"}});
+    let (status, _, answer) = cluster
+        .patch(
+            cluster
+                .wait_for_leader(std::time::Duration::from_secs(10))
+                .await
+                .expect("leader"),
+            "/api/v1/metadata/broker-configs",
+            &body,
+        )
+        .await
+        .expect("PATCH broker-configs");
+    assert_eq!(status, 200, "{answer}");
+    let body =
+        serde_json::json!({"topicName": "share-d", "numPartitions": 1, "replicationFactor": 3});
+    let (status, created) = post_leader(&cluster, "/api/v1/metadata/topics", &body).await;
+    assert_eq!(status, 201, "{created}");
+    wait_topic_on_brokers(&cluster, "share-d", 1, 3).await;
+    let mut cmd = Command::new(venv_python());
+    cmd.arg("tests/interop/share_dead_member.py")
+        .args(["--bootstrap", &cluster.bootstrap()])
+        .args([
+            "--topic",
+            "share-d",
+            "--group",
+            "share-dead",
+            "--lock-ms",
+            "3000",
+        ]);
+    let out = run_interop(cmd).await;
+    assert!(
+        out.contains("OK dead member: A received all 20 records"),
+        "{out}"
+    );
 }

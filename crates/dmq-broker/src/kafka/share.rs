@@ -150,19 +150,42 @@ fn ack_batches(batches: &[(i64, i64, Vec<i8>)]) -> Result<Vec<AckBatch>, i16> {
         .collect()
 }
 
-/// The share-partition of `group` on `topic`-`partition`, created at the high watermark
-/// (`share.auto.offset.reset=latest`, Kafka's default) the first time a member fetches it.
+/// The share-partition settings in force on this broker: the dynamic broker configs
+/// `group.share.record.lock.duration.ms` and `group.share.delivery.count.limit` (cluster-wide
+/// or per broker), else Kafka's defaults.
+fn share_config(shared: &crate::node::BrokerShared) -> ShareConfig {
+    let image = shared.image();
+    let value = |name: &str| {
+        image
+            .broker_configs
+            .dynamic_value(Some(shared.config.broker_id), name)
+            .and_then(|(v, _)| v.trim().parse::<i64>().ok())
+    };
+    let mut config = ShareConfig::default();
+    if let Some(ms) = value("group.share.record.lock.duration.ms") {
+        config.record_lock_duration_ms = ms;
+    }
+    if let Some(limit) = value("group.share.delivery.count.limit") {
+        config.delivery_count_limit = i16::try_from(limit).unwrap_or(config.delivery_count_limit);
+    }
+    config
+}
+
+/// The share-partition of `group` on `topic`-`partition` with `config`, created at the high
+/// watermark (`share.auto.offset.reset=latest`, Kafka's default) the first time a member
+/// fetches it.
 fn share_partition<'a>(
     partitions: &'a mut std::collections::HashMap<(String, String, i32), SharePartition>,
     group: &str,
     topic: &str,
     index: i32,
     part: &crate::partition::Partition,
+    config: ShareConfig,
 ) -> Option<&'a mut SharePartition> {
     let key = (group.to_string(), topic.to_string(), index);
     if !partitions.contains_key(&key) {
         let sp = SharePartition::new(
-            ShareConfig::default(),
+            config,
             AutoOffsetReset::Latest,
             part.log.log_start_offset(),
             part.high_watermark(),
@@ -170,7 +193,12 @@ fn share_partition<'a>(
         .ok()?;
         partitions.insert(key.clone(), sp);
     }
-    partitions.get_mut(&key)
+    let sp = partitions.get_mut(&key)?;
+    if *sp.config() != config {
+        // A changed config applies to later transitions (a bad value keeps the old one).
+        let _ = sp.set_config(config);
+    }
+    Some(sp)
 }
 
 /// Reads whole batches from `first` until `last` is covered (below `upper`), skipping what
@@ -318,6 +346,7 @@ pub async fn share_fetch(ctx: &mut Ctx<'_>, r: ShareFetchRequest) -> ShareFetchR
         st.member_left(&group, &member, now);
     }
     let max_records = r.max_records.max(1) as u32;
+    let config = share_config(shared);
     let max_wait = Duration::from_millis(r.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS) as u64);
     let deadline = tokio::time::Instant::now() + max_wait;
     loop {
@@ -360,7 +389,8 @@ pub async fn share_fetch(ctx: &mut Ctx<'_>, r: ShareFetchRequest) -> ShareFetchR
                     .state
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
-                if let Some(sp) = share_partition(&mut st.partitions, &group, topic, *index, &part)
+                if let Some(sp) =
+                    share_partition(&mut st.partitions, &group, topic, *index, &part, config)
                 {
                     sp.advance_log_start(part.log.log_start_offset());
                     let got = sp.acquire(&member, budget, hw, now_ms());
@@ -425,7 +455,7 @@ pub async fn share_fetch(ctx: &mut Ctx<'_>, r: ShareFetchRequest) -> ShareFetchR
             }
             return ShareFetchResponse::default()
                 .with_acquisition_lock_timeout_ms(
-                    ShareConfig::default().record_lock_duration_ms as i32,
+                    i32::try_from(config.record_lock_duration_ms).unwrap_or(i32::MAX),
                 )
                 .with_responses(by_topic);
         }
