@@ -87,10 +87,20 @@ async fn topic_reads_back_identically_everywhere_and_followers_redirect() {
         )
         .await
         .unwrap_or_else(|e| panic!("node {id}: {e}"));
-        let (status, body) = cluster
-            .get(id, "/api/v1/metadata/topics/orders?consistent=true")
-            .await
-            .expect("consistent read");
+        // A consistent read goes through the leader's read index: during an election it is
+        // refused with 503 (correctly), so it is retried until the quorum answers.
+        let (status, body) = wait_until(
+            Duration::from_secs(10),
+            "a consistent read",
+            || async move {
+                let got = c
+                    .get(id, "/api/v1/metadata/topics/orders?consistent=true")
+                    .await?;
+                (got.0 != 503).then_some(got)
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("node {id}: {e}"));
         assert_eq!((status, &body), (200, created), "node {id} consistent read");
     }
 
