@@ -393,15 +393,7 @@ impl MetadataCluster {
         path: &str,
         body: &Value,
     ) -> Option<(u16, reqwest::header::HeaderMap, Value)> {
-        let resp = self
-            .authorized(self.http.post(format!("{}{path}", self.url(id))))
-            .json(body)
-            .send()
-            .await
-            .ok()?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        Some((status, headers, resp.json().await.unwrap_or(Value::Null)))
+        self.send_json(reqwest::Method::POST, id, path, body).await
     }
 
     /// PATCH JSON to `path` on node `id`, returning status, headers and body.
@@ -411,8 +403,19 @@ impl MetadataCluster {
         path: &str,
         body: &Value,
     ) -> Option<(u16, reqwest::header::HeaderMap, Value)> {
+        self.send_json(reqwest::Method::PATCH, id, path, body).await
+    }
+
+    /// `method` with a JSON body to `path` on node `id`: status, headers and body.
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        id: NodeId,
+        path: &str,
+        body: &Value,
+    ) -> Option<(u16, reqwest::header::HeaderMap, Value)> {
         let resp = self
-            .authorized(self.http.patch(format!("{}{path}", self.url(id))))
+            .authorized(self.http.request(method, format!("{}{path}", self.url(id))))
             .json(body)
             .send()
             .await

@@ -229,39 +229,45 @@ fn read_covering(
     Ok(())
 }
 
+/// The group and member of a ShareFetch/ShareAcknowledge, once both are named and the
+/// principal may READ the group; else the top-level error code and message.
+fn session_caller(
+    ctx: &mut Ctx<'_>,
+    group: Option<&kafka_protocol::messages::GroupId>,
+    member: Option<&kafka_protocol::protocol::StrBytes>,
+) -> Result<(String, String), (i16, &'static str)> {
+    let group = group.map(|g| g.0.to_string()).unwrap_or_default();
+    let member = member.map(|m| m.to_string()).unwrap_or_default();
+    if group.is_empty() || member.is_empty() {
+        ctx.had_error = true;
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            "group and member are needed",
+        ));
+    }
+    if !ctx.allowed(Operation::Read, ResourceType::Group, &group) {
+        ctx.had_error = true;
+        return Err((
+            ResponseError::GroupAuthorizationFailed.code(),
+            "READ on the group",
+        ));
+    }
+    Ok((group, member))
+}
+
 type Acks = Vec<(i64, i64, Vec<i8>)>;
 
 pub async fn share_fetch(ctx: &mut Ctx<'_>, r: ShareFetchRequest) -> ShareFetchResponse {
     let shared = ctx.shared;
-    let group = r
-        .group_id
-        .as_ref()
-        .map(|g| g.0.to_string())
-        .unwrap_or_default();
-    let member = r
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
     let top = |code: i16, message: &str| {
         ShareFetchResponse::default()
             .with_error_code(code)
             .with_error_message(Some(s(message)))
     };
-    if group.is_empty() || member.is_empty() {
-        ctx.had_error = true;
-        return top(
-            ResponseError::InvalidRequest.code(),
-            "group and member are needed",
-        );
-    }
-    if !ctx.allowed(Operation::Read, ResourceType::Group, &group) {
-        ctx.had_error = true;
-        return top(
-            ResponseError::GroupAuthorizationFailed.code(),
-            "READ on the group",
-        );
-    }
+    let (group, member) = match session_caller(ctx, r.group_id.as_ref(), r.member_id.as_ref()) {
+        Ok(gm) => gm,
+        Err((code, message)) => return top(code, message),
+    };
     let image = shared.image();
     let name_of = |id: &uuid::Uuid| {
         image
@@ -504,35 +510,15 @@ pub async fn share_acknowledge(
     r: ShareAcknowledgeRequest,
 ) -> ShareAcknowledgeResponse {
     let shared = ctx.shared;
-    let group = r
-        .group_id
-        .as_ref()
-        .map(|g| g.0.to_string())
-        .unwrap_or_default();
-    let member = r
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
     let top = |code: i16, message: &str| {
         ShareAcknowledgeResponse::default()
             .with_error_code(code)
             .with_error_message(Some(s(message)))
     };
-    if group.is_empty() || member.is_empty() {
-        ctx.had_error = true;
-        return top(
-            ResponseError::InvalidRequest.code(),
-            "group and member are needed",
-        );
-    }
-    if !ctx.allowed(Operation::Read, ResourceType::Group, &group) {
-        ctx.had_error = true;
-        return top(
-            ResponseError::GroupAuthorizationFailed.code(),
-            "READ on the group",
-        );
-    }
+    let (group, member) = match session_caller(ctx, r.group_id.as_ref(), r.member_id.as_ref()) {
+        Ok(gm) => gm,
+        Err((code, message)) => return top(code, message),
+    };
     if r.share_session_epoch == 0 {
         ctx.had_error = true;
         return top(
