@@ -124,6 +124,17 @@ pub fn http_access(method: &str, path: &str, query: &str) -> HttpAccess {
         ["api", "v1", "metadata", "transactions"] if post => on_cluster(ClusterAction),
         ["api", "v1", "metadata", "transactions"] => on_cluster(Describe),
         ["api", "v1", "metadata", "transactions", id] => on(Describe, TransactionalId, &decode(id)),
+        ["api", "v1", "metadata", "share-states"] => on_cluster(ClusterAction),
+        ["api", "v1", "metadata", "share-groups"] => on_cluster(Describe),
+        ["api", "v1", "metadata", "share-groups", g] if delete => on(Delete, Group, &decode(g)),
+        ["api", "v1", "metadata", "share-groups", g] => on(Describe, Group, &decode(g)),
+        ["api", "v1", "metadata", "share-groups", g, "offsets", "delete"] => {
+            on(Delete, Group, &decode(g))
+        }
+        ["api", "v1", "metadata", "group-configs", g] if get => {
+            on(DescribeConfigs, Group, &decode(g))
+        }
+        ["api", "v1", "metadata", "group-configs", g] => on(AlterConfigs, Group, &decode(g)),
         ["api", "v1", "metadata", "acls"] if get => on_cluster(Describe),
         ["api", "v1", "metadata", "acls"] | ["api", "v1", "metadata", "acls", "delete"] => {
             on_cluster(Alter)
@@ -157,7 +168,9 @@ pub fn http_access(method: &str, path: &str, query: &str) -> HttpAccess {
         ["api", "v1", "storage", "replication", "status"] | ["api", "v1", "storage", "groups"] => {
             on_cluster(Describe)
         }
-        ["api", "v1", "storage", "groups", g] => on(Describe, Group, &decode(g)),
+        ["api", "v1", "storage", "groups", g] | ["api", "v1", "storage", "share-groups", g] => {
+            on(Describe, Group, &decode(g))
+        }
         _ => on_cluster(Describe),
     }
 }
@@ -418,6 +431,42 @@ mod tests {
                 "/api/v1/storage/groups/g1",
                 "",
                 group(Describe, "g1"),
+            ),
+            (
+                "GET",
+                "/api/v1/storage/share-groups/q1",
+                "",
+                group(Describe, "q1"),
+            ),
+            (
+                "POST",
+                "/api/v1/metadata/share-states",
+                "",
+                cluster(ClusterAction),
+            ),
+            (
+                "DELETE",
+                "/api/v1/metadata/share-groups/q1",
+                "",
+                group(Delete, "q1"),
+            ),
+            (
+                "GET",
+                "/api/v1/metadata/share-groups/q1",
+                "",
+                group(Describe, "q1"),
+            ),
+            (
+                "PATCH",
+                "/api/v1/metadata/group-configs/q1",
+                "",
+                group(AlterConfigs, "q1"),
+            ),
+            (
+                "GET",
+                "/api/v1/metadata/group-configs/q1",
+                "",
+                group(DescribeConfigs, "q1"),
             ),
             ("GET", "/api/v1/nothing/here", "", cluster(Describe)),
         ];

@@ -61,6 +61,10 @@ pub fn router(shared: Shared) -> Router {
         .route("/api/v1/storage/metadata/update", post(metadata_update))
         .route("/api/v1/storage/groups", get(list_groups))
         .route("/api/v1/storage/groups/{group}", get(describe_group))
+        .route(
+            "/api/v1/storage/share-groups/{group}",
+            get(describe_share_group),
+        )
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/health/ready", get(ready))
@@ -585,6 +589,68 @@ async fn list_groups(State(shared): State<Shared>) -> Json<Value> {
 /// from the consumer protocol when the group is a `consumer` group. 404 `GROUP_ID_NOT_FOUND`
 /// when this broker has no members of the group; `coordinator` says whether this broker is
 /// the group's coordinator by the current metadata.
+/// SPEC §10: a share group as this broker sees it — its members (when it coordinates the
+/// group) and the share-partitions it leads, with their start and end offsets and in-flight,
+/// acquired, acknowledged and archived counts. 404 when the broker knows nothing of the group.
+async fn describe_share_group(
+    State(shared): State<Shared>,
+    Path(group): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let coordinator = crate::group::coordinator_for(&shared.image(), &group);
+    let st = shared
+        .shares
+        .state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let members: Option<Vec<Value>> = st.groups.get(&group).map(|g| {
+        g.members
+            .iter()
+            .map(|(id, m)| {
+                json!({
+                    "memberId": id,
+                    "memberEpoch": m.epoch,
+                    "subscribedTopics": m.subscribed,
+                    "assignment": m.assignment,
+                })
+            })
+            .collect()
+    });
+    let partitions: Vec<Value> = st
+        .partitions
+        .iter()
+        .filter(|((g, _, _), _)| *g == group)
+        .map(|((_, topic, partition), l)| {
+            json!({
+                "topic": topic,
+                "partition": partition,
+                "leaderEpoch": l.leader_epoch,
+                "counts": l.sp.counts(),
+            })
+        })
+        .collect();
+    let epoch = st.groups.get(&group).map(|g| g.group_epoch);
+    drop(st);
+    if members.is_none() && partitions.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "GROUP_ID_NOT_FOUND",
+            format!(
+                "broker {} has no members or share-partitions of share group {group:?}",
+                shared.config.broker_id
+            ),
+        ));
+    }
+    Ok(Json(json!({
+        "groupId": group,
+        "groupType": "share",
+        "brokerId": shared.config.broker_id,
+        "coordinator": coordinator == Some(shared.config.broker_id),
+        "groupEpoch": epoch,
+        "members": members.unwrap_or_default(),
+        "partitions": partitions,
+    })))
+}
+
 async fn describe_group(
     State(shared): State<Shared>,
     Path(group): Path<String>,

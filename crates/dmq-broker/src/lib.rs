@@ -24,6 +24,7 @@ pub mod producer_state;
 pub mod replica_manager;
 pub mod security;
 pub mod share;
+pub mod share_dlq;
 pub mod tls;
 pub mod txn;
 

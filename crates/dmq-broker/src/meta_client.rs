@@ -40,6 +40,8 @@ pub struct ClusterImage {
     pub broker_configs: BrokerConfigs,
     /// ACLs and SCRAM credentials.
     pub security: SecurityImage,
+    /// Group configs (share groups' `share.*`), by group id.
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl ClusterImage {
@@ -57,6 +59,8 @@ struct ClusterResponse {
     broker_configs: BrokerConfigs,
     #[serde(default)]
     security: Option<SecurityImage>,
+    #[serde(default, rename = "groupConfigs")]
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A transaction change the quorum refused, with Kafka's error for it.
@@ -383,7 +387,47 @@ impl MetaClient {
                 .collect(),
             broker_configs: c.broker_configs,
             security: c.security.unwrap_or_default(),
+            group_configs: c.group_configs,
         })
+    }
+
+    /// Share-partition states as one Raft entry (`writes`: `{group, topic, partition,
+    /// leaderEpoch, snapshot}`). Per write, in order: `None` when stored, else the Kafka error
+    /// name it was refused with (FENCED_LEADER_EPOCH for a deposed leader).
+    pub async fn write_share_states(&self, writes: Vec<Value>) -> Result<Vec<Option<String>>> {
+        let count = writes.len();
+        let body = self
+            .leader_ok(
+                Method::POST,
+                "/api/v1/metadata/share-states",
+                Some(json!({ "writes": writes })),
+            )
+            .await?;
+        let mut results = vec![None; count];
+        if let Some(rejected) = body["rejected"].as_array() {
+            for r in rejected {
+                let index = r["index"].as_u64().unwrap_or(u64::MAX) as usize;
+                if let Some(slot) = results.get_mut(index) {
+                    *slot = Some(r["code"].as_str().unwrap_or("UNKNOWN").to_string());
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// A share group's stored share-partition states and configs, read through the
+    /// controller: `{"group", "config", "partitions": [{topic, partition, leaderEpoch,
+    /// snapshot}]}`.
+    pub async fn share_group_state(&self, group: &str) -> Result<Value> {
+        self.leader_ok(
+            Method::GET,
+            &format!(
+                "/api/v1/metadata/share-groups/{}?consistent=true",
+                encode_segment(group)
+            ),
+            None,
+        )
+        .await
     }
 
     /// CreateAcls: per binding, `None` when stored, else why not.
@@ -475,6 +519,17 @@ impl MetaClient {
         self.leader_call(
             Method::PATCH,
             &format!("/api/v1/metadata/topics/{}/config", encode_segment(name)),
+            Some(body),
+        )
+        .await
+    }
+
+    /// IncrementalAlterConfigs on a GROUP resource: `PATCH /api/v1/metadata/group-configs/{g}`
+    /// with `{"set", "delete"}`.
+    pub async fn alter_group_config(&self, group: &str, body: Value) -> Result<ApiReply> {
+        self.leader_call(
+            Method::PATCH,
+            &format!("/api/v1/metadata/group-configs/{}", encode_segment(group)),
             Some(body),
         )
         .await
@@ -792,6 +847,39 @@ impl MetaClient {
                 "unexpected producer-id answer {v}"
             ))),
         }
+    }
+
+    /// Deletes a share group's durable share-partition states: all of them (DeleteGroups), or
+    /// the given `(topic, partition)`s (DeleteShareGroupOffsets). Returns how many went.
+    pub async fn delete_share_group_states(
+        &self,
+        group: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<u64> {
+        let g = encode_segment(group);
+        let body = match partitions {
+            None => {
+                self.leader_ok(
+                    Method::DELETE,
+                    &format!("/api/v1/metadata/share-groups/{g}"),
+                    None,
+                )
+                .await?
+            }
+            Some(parts) => {
+                let parts: Vec<Value> = parts
+                    .into_iter()
+                    .map(|(t, p)| json!({"topic": t, "partition": p}))
+                    .collect();
+                self.leader_ok(
+                    Method::POST,
+                    &format!("/api/v1/metadata/share-groups/{g}/offsets/delete"),
+                    Some(json!({ "partitions": parts })),
+                )
+                .await?
+            }
+        };
+        Ok(body["deleted"].as_u64().unwrap_or(0))
     }
 }
 

@@ -300,6 +300,7 @@ impl BrokerNode {
             tokio::spawn(crate::membership::run(shared.clone())),
             tokio::spawn(housekeeping(shared.clone())),
             tokio::spawn(log_cleaner(shared.clone())),
+            tokio::spawn(crate::share::writer(shared.clone())),
             tokio::spawn(isr_manager(shared.clone())),
             tokio::spawn(crate::group::offsets::run(shared.clone(), commit_queue)),
             tokio::spawn(group_timers(shared.clone())),

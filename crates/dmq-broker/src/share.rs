@@ -1,15 +1,37 @@
-//! The broker's share-group state (KIP-932), in memory for now: the groups this broker
-//! coordinates (`dmq_share::group::ShareGroup`), the share sessions of members fetching from
-//! the partitions it leads, and those partitions' record states (`dmq_share::SharePartition`).
+//! The broker's share-group state (KIP-932): the groups this broker coordinates
+//! (`dmq_share::group::ShareGroup`, in memory: members rejoin a new coordinator), the share
+//! sessions of members fetching from the partitions it leads, and those partitions' record
+//! states (`dmq_share::SharePartition`).
 //!
-//! Not durable yet (issue #19): a broker restart or a leader change starts a share-partition
-//! over at the high watermark and members rejoin. The Kafka APIs are in `kafka/share.rs`.
+//! Record states are durable: a leader loads a share-partition from the snapshot the quorum
+//! holds (`ensure_loaded`), and answers an acknowledgement only after [`Shares::persist`] has
+//! committed a snapshot holding it (one Raft entry for every share-partition acknowledged
+//! meanwhile: the [`writer`] task). Writes carry the leader epoch they were made under, so a
+//! deposed leader cannot overwrite its successor's state. The Kafka APIs are in
+//! `kafka/share.rs`.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dmq_share::group::ShareGroup;
-use dmq_share::SharePartition;
+use dmq_share::{AutoOffsetReset, ShareConfig, SharePartition, ShareSnapshot};
+use serde_json::{json, Value};
+use tokio::sync::{oneshot, Notify};
+
+use crate::node::BrokerShared;
+use crate::partition::Partition;
+
+/// A share-partition: (group, topic, partition).
+pub type ShareKey = (String, String, i32);
+
+/// A share-partition this broker leads, with the leader epoch it was loaded under (a new
+/// epoch means another leader may have moved it on: it is loaded again).
+#[derive(Debug, Clone)]
+pub struct LoadedShare {
+    pub sp: SharePartition,
+    pub leader_epoch: i32,
+}
 
 /// A member's share session on this broker (KIP-932 ShareFetch/ShareAcknowledge epochs).
 #[derive(Debug, Clone, Default)]
@@ -44,6 +66,303 @@ impl ShareSession {
 #[derive(Default)]
 pub struct Shares {
     pub state: Mutex<ShareState>,
+    pending: Mutex<PendingWrites>,
+    wake: Notify,
+}
+
+/// Per share-partition, the error code of its last persist (0: committed).
+pub type PersistResult = Arc<HashMap<ShareKey, i16>>;
+
+/// Share-partitions changed since the writer's last round, and who waits for them.
+#[derive(Default)]
+struct PendingWrites {
+    dirty: BTreeSet<ShareKey>,
+    waiters: Vec<oneshot::Sender<PersistResult>>,
+}
+
+/// Kafka error codes a persist can end with.
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const REQUEST_TIMED_OUT: i16 = 7;
+/// How long the writer retries a write the quorum could not take (an election).
+const WRITE_RETRY_FOR: Duration = Duration::from_secs(5);
+
+impl Shares {
+    /// Commits the current state of `keys` (with any other share-partition changed meanwhile)
+    /// through the quorum; per key, 0 or the Kafka error code of the failure.
+    pub async fn persist(&self, keys: impl IntoIterator<Item = ShareKey>) -> PersistResult {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.dirty.extend(keys);
+            p.waiters.push(tx);
+        }
+        self.wake.notify_one();
+        rx.await.unwrap_or_default()
+    }
+
+    /// Writes `keys` in the writer's next round without waiting (released locks, archived
+    /// records: a leader change before the write only delivers them again).
+    pub fn persist_later(&self, keys: impl IntoIterator<Item = ShareKey>) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let before = p.dirty.len();
+        p.dirty.extend(keys);
+        if p.dirty.len() != before {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// The share-partition settings for `group`: its group configs (`share.*`), else the dynamic
+/// broker configs (`group.share.*`), else Kafka's defaults; and `share.auto.offset.reset`.
+pub fn group_share_config(shared: &BrokerShared, group: &str) -> (ShareConfig, AutoOffsetReset) {
+    let image = shared.image();
+    let none = BTreeMap::new();
+    let group_configs = image.group_configs.get(group).unwrap_or(&none);
+    let value = |group_name: &str, broker_name: &str| {
+        group_configs
+            .get(group_name)
+            .cloned()
+            .or_else(|| {
+                image
+                    .broker_configs
+                    .dynamic_value(Some(shared.config.broker_id), broker_name)
+                    .map(|(v, _)| v.to_string())
+            })
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    };
+    let mut config = ShareConfig::default();
+    if let Some(ms) = value(
+        "share.record.lock.duration.ms",
+        "group.share.record.lock.duration.ms",
+    ) {
+        config.record_lock_duration_ms = ms;
+    }
+    if let Some(limit) = value(
+        "share.delivery.count.limit",
+        "group.share.delivery.count.limit",
+    ) {
+        config.delivery_count_limit = i16::try_from(limit).unwrap_or(config.delivery_count_limit);
+    }
+    if let Some(locks) = value(
+        "share.partition.max.record.locks",
+        "group.share.partition.max.record.locks",
+    ) {
+        config.max_record_locks = u32::try_from(locks).unwrap_or(config.max_record_locks);
+    }
+    if let Some(ms) = value(
+        "share.redelivery.backoff.ms",
+        "group.share.redelivery.backoff.ms",
+    ) {
+        config.redelivery_backoff_ms = ms;
+    }
+    if config.validate().is_err() {
+        config = ShareConfig::default();
+    }
+    let reset = group_configs
+        .get("share.auto.offset.reset")
+        .and_then(|v| AutoOffsetReset::from_name(v))
+        .unwrap_or(AutoOffsetReset::Latest);
+    (config, reset)
+}
+
+/// The group's dead-letter topic (`share.dlq.topic`), if it has one.
+pub fn dead_letter_topic(shared: &BrokerShared, group: &str) -> Option<String> {
+    shared
+        .image()
+        .group_configs
+        .get(group)
+        .and_then(|c| c.get("share.dlq.topic"))
+        .filter(|t| !t.is_empty())
+        .cloned()
+}
+
+/// Makes sure this broker holds `group`'s share-partition of `part` (which it leads) as of the
+/// partition's current leader epoch: from the quorum's snapshot (records that were acquired
+/// become available again, nothing acknowledged comes back), or new at
+/// `share.auto.offset.reset` if the quorum has none. `Err`: the Kafka error code.
+pub async fn ensure_loaded(
+    shared: &BrokerShared,
+    group: &str,
+    topic: &str,
+    index: i32,
+    part: &Partition,
+) -> Result<(), i16> {
+    let epoch = part.leader_epoch();
+    let key: ShareKey = (group.to_string(), topic.to_string(), index);
+    let loaded = |st: &ShareState| {
+        st.partitions
+            .get(&key)
+            .is_some_and(|l| l.leader_epoch == epoch)
+    };
+    if loaded(
+        &shared
+            .shares
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    ) {
+        return Ok(());
+    }
+    let stored = shared.meta.share_group_state(group).await.map_err(|e| {
+        tracing::warn!(group, topic, index, error = %e, "share-partition state unavailable");
+        LEADER_NOT_AVAILABLE
+    })?;
+    let snapshot: Option<ShareSnapshot> = stored["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["topic"] == topic && p["partition"] == index)
+        .and_then(|p| serde_json::from_value(p["snapshot"].clone()).ok());
+    let (config, reset) = group_share_config(shared, group);
+    let now = dmq_log::now_ms();
+    let log_start = part.log.log_start_offset();
+    let mut sp = match &snapshot {
+        Some(s) => SharePartition::from_snapshot(config, s, now).map_err(|e| {
+            tracing::error!(group, topic, index, error = %e, "stored share-partition state is invalid");
+            e.kafka_code()
+        })?,
+        None => SharePartition::new(config, reset, log_start, part.high_watermark())
+            .map_err(|e| e.kafka_code())?,
+    };
+    sp.advance_log_start(log_start);
+    let mut st = shared
+        .shares
+        .state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    // Another request may have loaded it meanwhile: keep that one (it may hold locks).
+    if !loaded(&st) && part.leader_epoch() == epoch {
+        tracing::info!(
+            group,
+            topic,
+            index,
+            epoch,
+            from_snapshot = snapshot.is_some(),
+            start = sp.start_offset(),
+            end = sp.end_offset(),
+            "share-partition loaded"
+        );
+        st.partitions.insert(
+            key,
+            LoadedShare {
+                sp,
+                leader_epoch: epoch,
+            },
+        );
+    }
+    Ok(())
+}
+
+const LEADER_NOT_AVAILABLE: i16 = 5;
+
+/// The writer: each round commits the snapshots of every share-partition changed since the
+/// last one as one Raft entry, then answers everyone who waited for them.
+pub async fn writer(shared: Arc<BrokerShared>) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shared.shares.wake.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        let (dirty, waiters) = {
+            let mut p = shared
+                .shares
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            (std::mem::take(&mut p.dirty), std::mem::take(&mut p.waiters))
+        };
+        let codes = write_round(&shared, dirty).await;
+        let codes: PersistResult = Arc::new(codes);
+        for w in waiters {
+            let _ = w.send(codes.clone());
+        }
+    }
+}
+
+async fn write_round(shared: &BrokerShared, dirty: BTreeSet<ShareKey>) -> HashMap<ShareKey, i16> {
+    let mut codes = HashMap::new();
+    let mut keys = Vec::new();
+    let mut writes: Vec<Value> = Vec::new();
+    {
+        let st = shared
+            .shares
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for k in dirty {
+            match st.partitions.get(&k) {
+                Some(l) => {
+                    writes.push(json!({
+                        "group": k.0,
+                        "topic": k.1,
+                        "partition": k.2,
+                        "leaderEpoch": l.leader_epoch,
+                        "snapshot": l.sp.snapshot(),
+                    }));
+                    keys.push((k, l.leader_epoch));
+                }
+                None => {
+                    codes.insert(k, NOT_LEADER_OR_FOLLOWER);
+                }
+            }
+        }
+    }
+    if writes.is_empty() {
+        return codes;
+    }
+    let deadline = tokio::time::Instant::now() + WRITE_RETRY_FOR;
+    let mut backoff = Duration::from_millis(50);
+    let result = loop {
+        match shared.meta.write_share_states(writes.clone()).await {
+            Ok(r) => break Some(r),
+            Err(e) if tokio::time::Instant::now() + backoff < deadline => {
+                tracing::debug!(error = %e, "share-state write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, writes = writes.len(), "share-state write failed");
+                break None;
+            }
+        }
+    };
+    let Some(results) = result else {
+        for (k, _) in keys {
+            codes.insert(k, REQUEST_TIMED_OUT);
+        }
+        return codes;
+    };
+    let mut st = shared
+        .shares
+        .state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    for ((k, epoch), refused) in keys.into_iter().zip(results) {
+        let code = match refused.as_deref() {
+            None => 0,
+            Some(reason) => {
+                tracing::info!(
+                    group = k.0,
+                    topic = k.1,
+                    partition = k.2,
+                    reason,
+                    "share-state write refused"
+                );
+                // Fenced (or the partition is gone): this copy is stale, never serve it again.
+                if st
+                    .partitions
+                    .get(&k)
+                    .is_some_and(|l| l.leader_epoch == epoch)
+                {
+                    st.partitions.remove(&k);
+                }
+                NOT_LEADER_OR_FOLLOWER
+            }
+        };
+        codes.insert(k, code);
+    }
+    codes
 }
 
 #[derive(Default)]
@@ -53,7 +372,7 @@ pub struct ShareState {
     /// Share sessions, by (group, member).
     pub sessions: HashMap<(String, String), ShareSession>,
     /// Share-partitions this broker leads, by (group, topic, partition).
-    pub partitions: HashMap<(String, String, i32), SharePartition>,
+    pub partitions: HashMap<ShareKey, LoadedShare>,
 }
 
 /// Kafka's share session errors.
@@ -106,14 +425,27 @@ impl ShareState {
 
     /// The member is gone (session closed, left the group, or expired): its records in every
     /// share-partition of the group here are released.
-    pub fn member_left(&mut self, group: &str, member: &str, now_ms: i64) {
+    /// Returns the share-partitions that changed, and the dead letters (with their key).
+    pub fn member_left(
+        &mut self,
+        group: &str,
+        member: &str,
+        now_ms: i64,
+    ) -> (Vec<ShareKey>, Vec<(ShareKey, dmq_share::DeadLetter)>) {
         self.sessions
             .remove(&(group.to_string(), member.to_string()));
-        for ((g, _, _), sp) in self.partitions.iter_mut() {
-            if g == group {
-                sp.member_left(member, now_ms);
+        let mut changed = Vec::new();
+        let mut dead = Vec::new();
+        for (key, l) in self.partitions.iter_mut() {
+            if key.0 == group {
+                let out = l.sp.member_left(member, now_ms);
+                if out.changed {
+                    changed.push(key.clone());
+                }
+                dead.extend(out.dead_letters.into_iter().map(|d| (key.clone(), d)));
             }
         }
+        (changed, dead)
     }
 }
 

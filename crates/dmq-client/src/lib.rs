@@ -6,6 +6,8 @@
 //!   `commit_transaction`, `abort_transaction`).
 //! * [`Consumer`]: assign and seek, pipelined fetches, `poll`; `read_committed` isolation.
 //! * [`GroupConsumer`]: consumer groups (range and cooperative-sticky, auto and manual commit).
+//! * [`ShareConsumer`]: share groups (KIP-932): records shared by members, acknowledged one
+//!   by one (accept, release, reject), each with its delivery count.
 //! * [`Admin`]: topics, the cluster, offsets, and consumer groups (list, describe, reset).
 //!
 //! ```no_run
@@ -61,6 +63,7 @@ mod partitioner;
 mod producer;
 mod records;
 mod security;
+mod share;
 mod transaction;
 
 pub use admin::{
@@ -81,3 +84,4 @@ pub use producer::{
 };
 pub use records::{Compression, ConsumerRecord};
 pub use security::{Sasl, SaslMechanism, Security, Tls};
+pub use share::{AckType, ShareConsumer, ShareConsumerConfig, ShareRecord};

@@ -91,6 +91,7 @@ pub fn router(shared: Shared) -> Router {
         )
         .merge(crate::groups_api::routes())
         .merge(crate::txn_api::routes())
+        .merge(crate::shares_api::routes())
         .merge(crate::security_api::routes())
         .merge(crate::ui::routes())
         .route("/api/v1/raft/status", get(raft_status))
@@ -276,7 +277,7 @@ async fn cluster(
 ) -> ApiResult<Json<Value>> {
     ensure_consistent(&shared, &q).await?;
     let m = shared.raft.metrics().borrow().clone();
-    let (version, brokers, topics, total_partitions, broker_configs, security) = {
+    let (version, brokers, topics, total_partitions, broker_configs, security, group_configs) = {
         let data = shared.sm.read();
         let brokers: Vec<Broker> = data.state.brokers.values().cloned().collect();
         let topics: Vec<Topic> = data.state.topics.values().cloned().collect();
@@ -287,6 +288,7 @@ async fn cluster(
             data.state.total_partitions(),
             data.state.broker_configs.clone(),
             (sq.security == Some(true)).then(|| data.state.security.clone()),
+            data.state.group_configs.clone(),
         )
     };
     let brokers: Vec<Broker> = brokers
@@ -307,6 +309,7 @@ async fn cluster(
         "controllerInfo": controller_json(&shared).unwrap_or(Value::Null),
         "activeMetadataNodes": nodes,
         "brokerConfigs": broker_configs,
+        "groupConfigs": group_configs,
         "security": security,
     })))
 }

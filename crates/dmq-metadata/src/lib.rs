@@ -17,6 +17,8 @@ pub mod node;
 pub mod raft;
 pub mod security;
 mod security_api;
+pub mod shares;
+mod shares_api;
 pub mod state;
 pub mod txn;
 mod txn_api;

@@ -21,6 +21,9 @@ pub use dmq_types::txn::{Transaction, TxnError, TxnOp};
 use dmq_types::{BrokerId, LeaderEpoch, NO_LEADER, TOPIC_PARTITIONS_MAX};
 
 use crate::security::{ScramDelete, ScramUpsert, SecurityState, UserResult};
+use crate::shares::{
+    check_group_config, RejectedWrite, ShareGroupState, ShareStateWrite, StoredShareState,
+};
 use crate::txn::Txns;
 use dmq_auth::{AclBinding, AclBindingFilter};
 use serde::{Deserialize, Serialize};
@@ -167,6 +170,24 @@ pub enum Command {
         upsertions: Vec<ScramUpsert>,
         deletions: Vec<ScramDelete>,
     },
+    /// Share-partition states from their leaders (see [`crate::shares`]): each write stands
+    /// alone and is refused unless its leader epoch is the partition's current one.
+    WriteShareStates { writes: Vec<ShareStateWrite> },
+    /// Deletes a share group's states: all of them (DeleteGroups) or the listed partitions
+    /// (DeleteShareGroupOffsets).
+    DeleteShareStates {
+        group: String,
+        partitions: Option<Vec<TopicPartitionRef>>,
+    },
+    /// A group's configs (IncrementalAlterConfigs on a GROUP resource): `set` overrides and
+    /// `delete` reverts to the broker defaults. Values were checked before proposing.
+    AlterGroupConfig {
+        group: String,
+        #[serde(default)]
+        set: BTreeMap<String, String>,
+        #[serde(default)]
+        delete: Vec<String>,
+    },
 }
 
 impl Command {
@@ -259,6 +280,29 @@ impl Command {
                 upsertions,
                 deletions,
             } => BASE + upsertions.len() * 512 + deletions.len() * 96,
+            Command::WriteShareStates { writes } => {
+                BASE + writes
+                    .iter()
+                    .map(|w| {
+                        192 + (w.group.len() + w.topic.len()) * 6
+                            + w.snapshot.state_batches.len() * 96
+                    })
+                    .sum::<usize>()
+            }
+            Command::DeleteShareStates { group, partitions } => {
+                BASE + group.len() * 6
+                    + partitions.as_ref().map_or(0, |ps| {
+                        ps.iter().map(|p| 48 + p.topic.len() * 6).sum::<usize>()
+                    })
+            }
+            Command::AlterGroupConfig { group, set, delete } => {
+                BASE + group.len() * 6
+                    + set
+                        .iter()
+                        .map(|(k, v)| 8 + (k.len() + v.len()) * 6)
+                        .sum::<usize>()
+                    + delete.iter().map(|k| 4 + k.len() * 6).sum::<usize>()
+            }
         }
     }
 }
@@ -431,6 +475,19 @@ pub enum CommandResult {
     ScramAltered {
         results: Vec<UserResult>,
     },
+    /// A [`Command::WriteShareStates`]: how many were stored, and the refused ones.
+    ShareStatesWritten {
+        count: usize,
+        rejected: Vec<RejectedWrite>,
+    },
+    ShareStatesDeleted {
+        count: usize,
+    },
+    /// A group's configs after an [`Command::AlterGroupConfig`].
+    GroupConfig {
+        group: String,
+        config: BTreeMap<String, String>,
+    },
 }
 
 /// The whole metadata image, as of `version`.
@@ -458,6 +515,12 @@ pub struct MetadataState {
     /// ACLs and SCRAM credentials.
     #[serde(default)]
     pub security: SecurityState,
+    /// Share groups' durable share-partition states, by group id.
+    #[serde(default)]
+    pub share_groups: BTreeMap<String, ShareGroupState>,
+    /// Group configs (IncrementalAlterConfigs on GROUP resources), by group id.
+    #[serde(default)]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Largest producer-id block one command hands out.
@@ -571,6 +634,10 @@ impl MetadataState {
                         g.offsets.remove(name);
                     }
                     self.groups.retain(|_, g| !g.offsets.is_empty());
+                    for g in self.share_groups.values_mut() {
+                        g.partitions.remove(name);
+                    }
+                    self.share_groups.retain(|_, g| !g.partitions.is_empty());
                     CommandResult::TopicDeleted { name: name.clone() }
                 }
                 None => reject(
@@ -598,6 +665,55 @@ impl MetadataState {
             } => CommandResult::ScramAltered {
                 results: self.security.alter_scram(upsertions, deletions),
             },
+            Command::WriteShareStates { writes } => self.write_share_states(writes),
+            Command::DeleteShareStates { group, partitions } => {
+                let Some(g) = self.share_groups.get_mut(group) else {
+                    return CommandResult::ShareStatesDeleted { count: 0 };
+                };
+                let count = match partitions {
+                    None => g.states().count(),
+                    Some(ps) => ps
+                        .iter()
+                        .filter(|p| {
+                            g.partitions
+                                .get_mut(&p.topic)
+                                .and_then(|t| t.remove(&p.partition))
+                                .is_some()
+                        })
+                        .count(),
+                };
+                g.partitions.retain(|_, t| !t.is_empty());
+                if partitions.is_none() || g.partitions.is_empty() {
+                    self.share_groups.remove(group);
+                }
+                CommandResult::ShareStatesDeleted { count }
+            }
+            Command::AlterGroupConfig { group, set, delete } => {
+                if group.is_empty() {
+                    return reject(RejectCode::InvalidCommand, "the group id is empty");
+                }
+                if let Some(bad) = set
+                    .iter()
+                    .find_map(|(k, v)| match check_group_config(k, v) {
+                        None => Some(format!("{k} is not a group config")),
+                        Some(Err(e)) => Some(e),
+                        Some(Ok(())) => None,
+                    })
+                {
+                    return reject(RejectCode::InvalidCommand, bad);
+                }
+                let current = self.group_configs.get(group).cloned().unwrap_or_default();
+                let config = altered_config(&current, set, delete, false);
+                if config.is_empty() {
+                    self.group_configs.remove(group);
+                } else {
+                    self.group_configs.insert(group.clone(), config.clone());
+                }
+                CommandResult::GroupConfig {
+                    group: group.clone(),
+                    config,
+                }
+            }
             Command::AllocateProducerIds { broker_id, count } => {
                 if !self.brokers.contains_key(broker_id) {
                     return reject(
@@ -797,6 +913,65 @@ impl MetadataState {
                 message: r.message,
             },
         }
+    }
+
+    /// [`Command::WriteShareStates`]: each write is stored when its partition exists and its
+    /// leader epoch is the partition's current one (a deposed leader is fenced), and its
+    /// snapshot is well formed.
+    fn write_share_states(&mut self, writes: &[ShareStateWrite]) -> CommandResult {
+        let mut rejected = Vec::new();
+        let mut count = 0;
+        for (index, w) in writes.iter().enumerate() {
+            let refuse = |code: &str, reason: String| RejectedWrite {
+                index,
+                code: code.to_string(),
+                reason,
+            };
+            let partition = self
+                .topics
+                .get(&w.topic)
+                .and_then(|t| t.partitions.iter().find(|p| p.partition_id == w.partition));
+            let check = match partition {
+                _ if w.group.is_empty() => Err(refuse("INVALID_REQUEST", "empty group id".into())),
+                None => Err(refuse(
+                    "UNKNOWN_TOPIC_OR_PARTITION",
+                    format!("{}-{} does not exist", w.topic, w.partition),
+                )),
+                Some(p) if p.leader_epoch != w.leader_epoch => Err(refuse(
+                    "FENCED_LEADER_EPOCH",
+                    format!(
+                        "{}-{} is at leader epoch {}, the write has {}",
+                        w.topic, w.partition, p.leader_epoch, w.leader_epoch
+                    ),
+                )),
+                Some(_) => dmq_share::SharePartition::from_snapshot(
+                    dmq_share::ShareConfig::default(),
+                    &w.snapshot,
+                    0,
+                )
+                .map(|_| ())
+                .map_err(|e| refuse("INVALID_REQUEST", e.to_string())),
+            };
+            if let Err(r) = check {
+                rejected.push(r);
+                continue;
+            }
+            self.share_groups
+                .entry(w.group.clone())
+                .or_default()
+                .partitions
+                .entry(w.topic.clone())
+                .or_default()
+                .insert(
+                    w.partition,
+                    StoredShareState {
+                        leader_epoch: w.leader_epoch,
+                        snapshot: w.snapshot.clone(),
+                    },
+                );
+            count += 1;
+        }
+        CommandResult::ShareStatesWritten { count, rejected }
     }
 
     fn check_offset_commit(&self, c: &OffsetCommit) -> Result<(), String> {
@@ -1223,6 +1398,131 @@ mod tests {
             assignment,
             timestamp_ms: 2_000,
         }
+    }
+
+    #[test]
+    fn kip932_share_state_writes_are_fenced_by_the_leader_epoch_and_go_with_the_topic() {
+        let mut state = MetadataState::default();
+        register(&mut state, 1, 101);
+        register(&mut state, 2, 102);
+        state.apply(3, &create("q", vec![vec![101, 102]]));
+        let snapshot = |end: i64| dmq_share::ShareSnapshot {
+            version: 1,
+            state_epoch: 0,
+            start_offset: 0,
+            end_offset: end,
+            state_batches: vec![dmq_share::StateBatch {
+                first_offset: 0,
+                last_offset: end - 1,
+                delivery_state: dmq_share::RecordState::Acquired,
+                delivery_count: 1,
+            }],
+            acknowledged_total: 0,
+            archived_total: 0,
+            dead_lettered_total: 0,
+        };
+        let write = |epoch: i32, partition: i32, end: i64| ShareStateWrite {
+            group: "g".into(),
+            topic: "q".into(),
+            partition,
+            leader_epoch: epoch,
+            snapshot: snapshot(end),
+        };
+        let codes = |r: CommandResult| match r {
+            CommandResult::ShareStatesWritten { count, rejected } => (
+                count,
+                rejected.into_iter().map(|r| r.code).collect::<Vec<_>>(),
+            ),
+            other => panic!("unexpected {other:?}"),
+        };
+        let mut bad = write(0, 0, 5);
+        bad.snapshot.state_batches[0].last_offset = 9; // past its own end offset
+        assert_eq!(
+            codes(state.apply(
+                4,
+                &Command::WriteShareStates {
+                    writes: vec![write(0, 0, 5), write(0, 7, 5), bad]
+                }
+            )),
+            (
+                1,
+                vec![
+                    "UNKNOWN_TOPIC_OR_PARTITION".into(),
+                    "INVALID_REQUEST".into()
+                ]
+            )
+        );
+        // A new leader (epoch 1): the deposed leader's writes are refused from now on.
+        let p = state.partition("q", 0).expect("partition").clone();
+        state.apply(
+            5,
+            &Command::UpdatePartitions {
+                changes: vec![PartitionChange::new_leader("q", &p, 102, vec![102])],
+            },
+        );
+        assert_eq!(
+            codes(state.apply(
+                6,
+                &Command::WriteShareStates {
+                    writes: vec![write(0, 0, 9)]
+                }
+            )),
+            (0, vec!["FENCED_LEADER_EPOCH".into()])
+        );
+        assert_eq!(
+            codes(state.apply(
+                7,
+                &Command::WriteShareStates {
+                    writes: vec![write(1, 0, 9)]
+                }
+            )),
+            (1, vec![])
+        );
+        let stored = &state.share_groups["g"].partitions["q"][&0];
+        assert_eq!((stored.leader_epoch, stored.snapshot.end_offset), (1, 9));
+        // The topic's deletion takes its share states.
+        state.apply(8, &Command::DeleteTopic { name: "q".into() });
+        assert!(state.share_groups.is_empty());
+    }
+
+    #[test]
+    fn group_configs_are_checked_altered_and_deleted() {
+        let mut state = MetadataState::default();
+        let alter = |set: &[(&str, &str)], delete: &[&str]| Command::AlterGroupConfig {
+            group: "g".into(),
+            set: set
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            delete: delete.iter().map(|k| k.to_string()).collect(),
+        };
+        assert!(matches!(
+            state.apply(1, &alter(&[("retention.ms", "1")], &[])),
+            CommandResult::Rejected {
+                code: RejectCode::InvalidCommand,
+                ..
+            }
+        ));
+        state.apply(
+            2,
+            &alter(
+                &[
+                    ("share.auto.offset.reset", "earliest"),
+                    ("share.dlq.topic", "dlq"),
+                ],
+                &[],
+            ),
+        );
+        state.apply(3, &alter(&[], &["share.dlq.topic"]));
+        assert_eq!(
+            state.group_configs["g"],
+            BTreeMap::from([(
+                "share.auto.offset.reset".to_string(),
+                "earliest".to_string()
+            )])
+        );
+        state.apply(4, &alter(&[], &["share.auto.offset.reset"]));
+        assert!(state.group_configs.is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod broker_config;
 mod config;
 mod error;
+pub mod group_config;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "http")]

@@ -325,6 +325,33 @@ pub enum TxnCommand {
     Describe { transactional_id: String },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ShareCommand {
+    /// Consume a topic as a member of a share group, acknowledging each record printed.
+    Consume {
+        topic: String,
+        #[arg(long)]
+        group: String,
+        /// How each record is acknowledged: accept (done), release (deliver again), reject
+        /// (archive; copied to the group's share.dlq.topic).
+        #[arg(long, default_value = "accept")]
+        ack: String,
+        /// Stop after this many records.
+        #[arg(long)]
+        max: Option<u64>,
+        /// Stop when no record arrived for this long.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// What to print of each record (with --output json: one JSON object per line, with
+        /// its delivery count).
+        #[arg(long, value_enum, default_value_t = PrintFormat::Value)]
+        format: PrintFormat,
+    },
+    /// A share group: its configs, members (from its coordinator) and, per share-partition,
+    /// start and end offsets and the in-flight, acquired, acknowledged and archived records.
+    Describe { group: String },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PrintFormat {
     /// The value.
@@ -721,6 +748,204 @@ fn print_record(
 }
 
 /// `dmq txn list | describe ID`: transactions as the metadata quorum has them.
+/// `dmq share consume | describe`.
+pub async fn share(cmd: ShareCommand, args: ClientArgs) -> anyhow::Result<()> {
+    match cmd {
+        ShareCommand::Consume {
+            topic,
+            group,
+            ack,
+            max,
+            timeout_ms,
+            format,
+        } => {
+            let ack: dmq_client::AckType = ack.parse()?;
+            let mut config = dmq_client::ShareConsumerConfig::new(args.bootstrap.clone(), group);
+            config.client = args.client();
+            let mut consumer = dmq_client::ShareConsumer::new(config).await?;
+            consumer.subscribe(&[topic.as_str()]);
+            let idle = timeout_ms.map(Duration::from_millis);
+            let mut last = std::time::Instant::now();
+            let mut count = 0u64;
+            let mut stdout = std::io::stdout().lock();
+            'outer: loop {
+                let records = consumer.poll(Duration::from_millis(500)).await?;
+                if records.is_empty() {
+                    if idle.is_some_and(|d| last.elapsed() >= d) {
+                        break;
+                    }
+                    continue;
+                }
+                last = std::time::Instant::now();
+                for r in &records {
+                    if max.is_some_and(|m| count >= m) {
+                        // Not printed: released for the other members at close.
+                        continue;
+                    }
+                    if args.output == OutputFormat::Json {
+                        let mut v = json!({
+                            "topic": r.record.topic, "partition": r.record.partition,
+                            "offset": r.record.offset, "timestamp": r.record.timestamp,
+                            "key": lossy(&r.record.key), "value": lossy(&r.record.value),
+                            "deliveryCount": r.delivery_count,
+                        });
+                        if !r.record.headers.is_empty() {
+                            v["headers"] = Value::Object(
+                                r.record
+                                    .headers
+                                    .iter()
+                                    .map(|(k, v)| (k.clone(), json!(lossy(v))))
+                                    .collect(),
+                            );
+                        }
+                        writeln!(stdout, "{v}")?;
+                    } else {
+                        print_record(&mut stdout, &r.record, format, args.output)?;
+                    }
+                    consumer.acknowledge(r, ack);
+                    count += 1;
+                }
+                stdout.flush()?;
+                for (tp, err) in consumer.commit_sync().await? {
+                    if let Some(e) = err {
+                        eprintln!(
+                            "acknowledgements on {}-{} failed: {e}",
+                            tp.topic, tp.partition
+                        );
+                    }
+                }
+                if max.is_some_and(|m| count >= m) {
+                    break 'outer;
+                }
+            }
+            consumer.close().await?;
+            Ok(())
+        }
+        ShareCommand::Describe { group } => share_describe(&group, &args).await,
+    }
+}
+
+/// `dmq share describe G`: the quorum's durable view, with the live one of every broker.
+async fn share_describe(group: &str, args: &ClientArgs) -> anyhow::Result<()> {
+    let http = http_client(args, Duration::from_secs(10))?;
+    let urls = metadata_urls(args);
+    let seg = dmq_broker::meta_client::encode_segment(group);
+    let stored = metadata_get(
+        &http,
+        &urls,
+        &format!("/api/v1/metadata/share-groups/{seg}?consistent=true"),
+    )
+    .await?;
+    let cluster = metadata_get(&http, &urls, "/api/v1/metadata/cluster").await?;
+    let scheme = if urls.iter().any(|u| u.starts_with("https://")) {
+        "https"
+    } else {
+        "http"
+    };
+    let mut members = Vec::new();
+    let mut live = Vec::new();
+    for b in cluster["brokers"].as_array().into_iter().flatten() {
+        let (Some(host), Some(port)) = (b["host"].as_str(), b["port"].as_u64()) else {
+            continue;
+        };
+        let url = format!("{scheme}://{host}:{port}/api/v1/storage/share-groups/{seg}");
+        let Ok(r) = http.get(&url).send().await else {
+            continue;
+        };
+        if !r.status().is_success() {
+            continue;
+        }
+        let v: Value = r.json().await?;
+        if v["coordinator"] == json!(true) {
+            members.extend(v["members"].as_array().cloned().unwrap_or_default());
+        }
+        live.extend(v["partitions"].as_array().cloned().unwrap_or_default());
+    }
+    if args.output == OutputFormat::Json {
+        print_json(&json!({
+            "group": group,
+            "config": stored["config"],
+            "members": members,
+            "partitions": live,
+            "stored": stored["partitions"],
+        }));
+        return Ok(());
+    }
+    println!("Share group: {group}");
+    if let Some(c) = stored["config"].as_object().filter(|c| !c.is_empty()) {
+        for (k, v) in c {
+            println!("  {k} = {}", v.as_str().unwrap_or(""));
+        }
+    }
+    let mut t = Table::new(["MEMBER", "EPOCH", "ASSIGNMENT"]);
+    for m in &members {
+        t.row([
+            m["memberId"].as_str().unwrap_or("").to_string(),
+            m["memberEpoch"].to_string(),
+            m["assignment"].to_string(),
+        ]);
+    }
+    t.print();
+    let mut t = Table::new([
+        "TOPIC",
+        "PARTITION",
+        "START",
+        "END",
+        "IN-FLIGHT",
+        "ACQUIRED",
+        "ACKNOWLEDGED",
+        "ARCHIVED",
+        "DEAD-LETTERED",
+    ]);
+    let stored_parts = stored["partitions"].as_array().cloned().unwrap_or_default();
+    for p in &stored_parts {
+        let (topic, partition) = (p["topic"].clone(), p["partition"].clone());
+        let now = live
+            .iter()
+            .find(|l| l["topic"] == topic && l["partition"] == partition);
+        let snap = &p["snapshot"];
+        let row = match now {
+            Some(l) => {
+                let c = &l["counts"];
+                [
+                    c["startOffset"].to_string(),
+                    c["endOffset"].to_string(),
+                    c["inFlight"].to_string(),
+                    c["acquired"].to_string(),
+                    c["acknowledgedTotal"].to_string(),
+                    c["archivedTotal"].to_string(),
+                    c["deadLetteredTotal"].to_string(),
+                ]
+            }
+            None => [
+                snap["startOffset"].to_string(),
+                snap["endOffset"].to_string(),
+                (snap["endOffset"].as_i64().unwrap_or(0)
+                    - snap["startOffset"].as_i64().unwrap_or(0))
+                .to_string(),
+                "-".into(),
+                snap["acknowledgedTotal"].to_string(),
+                snap["archivedTotal"].to_string(),
+                snap["deadLetteredTotal"].to_string(),
+            ],
+        };
+        let [a, b, c, d, e, f, g] = row;
+        t.row([
+            topic.as_str().unwrap_or("").to_string(),
+            partition.to_string(),
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
+            g,
+        ]);
+    }
+    t.print();
+    Ok(())
+}
+
 pub async fn txn(cmd: TxnCommand, args: ClientArgs) -> anyhow::Result<()> {
     let http = http_client(&args, Duration::from_secs(10))?;
     let urls = metadata_urls(&args);

@@ -134,6 +134,13 @@ enum Commands {
         #[command(flatten)]
         client: cli::ClientArgs,
     },
+    /// Share groups (queues): consume as a member, describe.
+    Share {
+        #[command(subcommand)]
+        cmd: cli::ShareCommand,
+        #[command(flatten)]
+        client: cli::ClientArgs,
+    },
     /// SCRAM users: create (salted and hashed here), delete, list.
     User {
         #[command(subcommand)]
@@ -260,6 +267,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Commands::Cluster { cmd, client } => cli::cluster(cmd, client).await,
         Commands::Group { cmd, client } => cli::group(cmd, client).await,
         Commands::Txn { cmd, client } => cli::txn(cmd, client).await,
+        Commands::Share { cmd, client } => cli::share(cmd, client).await,
         Commands::User { cmd, client } => security_cli::user(cmd, client).await,
         Commands::Acl { cmd, client } => security_cli::acl(cmd, client).await,
     }

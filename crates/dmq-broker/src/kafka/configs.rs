@@ -27,11 +27,16 @@ use crate::node::BrokerShared;
 use dmq_types::broker_config::{
     broker_config, BrokerConfigDef, BrokerConfigs, ConfigSource, UpdateMode, BROKER_CONFIGS,
 };
+use dmq_types::group_config::{check_group_config, GROUP_CONFIGS};
 use dmq_types::topic_config::{topic_config, ConfigType, TOPIC_CONFIGS};
 use dmq_types::BrokerId;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+/// Group configs (KIP-932's share-group settings; librdkafka maps its GROUP to 32 here).
+const RESOURCE_GROUP: i8 = 32;
+/// Kafka's ConfigSource GROUP_CONFIG.
+const SOURCE_GROUP_CONFIG: i8 = 8;
 
 /// IncrementalAlterConfigs operations (KIP-339).
 const OP_SET: i8 = 0;
@@ -163,6 +168,33 @@ pub fn describe_configs(ctx: &mut Ctx<'_>, r: DescribeConfigsRequest) -> Describ
                 }
                 Err((e, msg)) => result = refuse(result, e, msg),
             },
+            RESOURCE_GROUP => {
+                let set = image.group_configs.get(&name);
+                let configs = GROUP_CONFIGS
+                    .iter()
+                    .filter(|d| wanted(d.name))
+                    .map(|d| {
+                        let value = set.and_then(|c| c.get(d.name));
+                        let mut e = DescribeConfigsResourceResult::default()
+                            .with_name(s(d.name))
+                            .with_value(Some(s(value.map_or(d.default, |v| v.as_str()))))
+                            .with_read_only(false)
+                            .with_config_source(if value.is_some() {
+                                SOURCE_GROUP_CONFIG
+                            } else {
+                                ConfigSource::Default.kafka_code()
+                            });
+                        if version >= 3 {
+                            e = e.with_config_type(ConfigType::String.kafka_code());
+                            if r.include_documentation {
+                                e = e.with_documentation(Some(s(d.doc)));
+                            }
+                        }
+                        e
+                    })
+                    .collect();
+                result = result.with_configs(configs);
+            }
             other => {
                 result = refuse(
                     result,
@@ -243,6 +275,11 @@ fn config_denied(ctx: &Ctx<'_>, resource_type: i8, name: &str, op: Operation) ->
         (
             ctx.allowed(op, ResourceType::Topic, name),
             ResponseError::TopicAuthorizationFailed,
+        )
+    } else if resource_type == RESOURCE_GROUP {
+        (
+            ctx.allowed(op, ResourceType::Group, name),
+            ResponseError::GroupAuthorizationFailed,
         )
     } else {
         (
@@ -382,6 +419,32 @@ pub async fn incremental_alter_configs(
                 }
                 Err(e) => e,
             },
+            RESOURCE_GROUP => {
+                let group = res.resource_name.to_string();
+                let current = ctx
+                    .shared
+                    .image()
+                    .group_configs
+                    .get(&group)
+                    .cloned()
+                    .unwrap_or_default();
+                match incremental_ops(&current, &res.configs, group_list_default) {
+                    Err(e) => e,
+                    Ok((set, delete)) => match set
+                        .iter()
+                        .find_map(|(k, v)| check_group_config(k, v).and_then(Result::err))
+                    {
+                        Some(problem) => fail(ResponseError::InvalidConfig, problem),
+                        None if group.is_empty() => {
+                            fail(ResponseError::InvalidRequest, "a group needs a name")
+                        }
+                        None if r.validate_only => (0, None),
+                        None => {
+                            alter_group(ctx, &group, json!({"set": set, "delete": delete})).await
+                        }
+                    },
+                }
+            }
             other => not_a_topic(other),
         };
         if outcome.0 != 0 {
@@ -401,6 +464,30 @@ pub async fn incremental_alter_configs(
 /// The kind and default of a topic config (`None`: no such config).
 fn topic_list_default(key: &str) -> Option<(ConfigType, &'static str)> {
     topic_config(key).map(|d| (d.kind, d.default))
+}
+
+/// The kind and default of a group config (`None`: no such config).
+fn group_list_default(key: &str) -> Option<(ConfigType, &'static str)> {
+    GROUP_CONFIGS
+        .iter()
+        .find(|d| d.name == key)
+        .map(|d| (ConfigType::String, d.default))
+}
+
+/// Sends a group config change to the controller and waits until this broker's metadata
+/// shows it.
+async fn alter_group(ctx: &Ctx<'_>, group: &str, body: Value) -> Outcome {
+    let reply = ctx
+        .shared
+        .meta
+        .alter_group_config(group, body.clone())
+        .await;
+    answered(ctx, &body, reply, |reply, img| {
+        let want: BTreeMap<String, String> =
+            serde_json::from_value(reply["config"].clone()).unwrap_or_default();
+        img.group_configs.get(group).cloned().unwrap_or_default() == want
+    })
+    .await
 }
 
 /// The kind and default of a broker config (`None`: no such config).

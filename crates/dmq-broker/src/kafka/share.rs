@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use dmq_auth::{Operation, ResourceType};
 use dmq_share::group::{GroupConfig, Heartbeat};
-use dmq_share::{AckBatch, AcknowledgeType, AutoOffsetReset, ShareConfig, SharePartition};
+use dmq_share::{AckBatch, AcknowledgeType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::share_acknowledge_response::{
     PartitionData as AckPartitionData, ShareAcknowledgeTopicResponse,
@@ -29,7 +29,7 @@ use super::groups::coordinator_error;
 use super::handlers::{s, Ctx};
 use crate::partition::Role;
 use crate::produce;
-use crate::share::SessionStep;
+use crate::share::{SessionStep, ShareKey};
 
 /// The longest a ShareFetch with nothing to hand out waits.
 const MAX_WAIT_CAP_MS: i32 = 5_000;
@@ -97,13 +97,28 @@ pub fn share_group_heartbeat(
     if empty {
         st.groups.remove(&group);
     }
+    let mut changed = Vec::new();
+    let mut dead = Vec::new();
     for m in expired {
-        st.member_left(&group, &m, now);
+        let (c, d) = st.member_left(&group, &m, now);
+        changed.extend(c);
+        dead.extend(d);
     }
     if hb.member_epoch == -1 {
-        st.member_left(&group, &hb.member_id, now);
+        let (c, d) = st.member_left(&group, &hb.member_id, now);
+        changed.extend(c);
+        dead.extend(d);
     }
     drop(st);
+    if !dead.is_empty() {
+        let shared = ctx.shared.clone();
+        tokio::spawn(async move {
+            crate::share_dlq::copy_all(&shared, dead).await;
+            shared.shares.persist_later(changed);
+        });
+    } else {
+        ctx.shared.shares.persist_later(changed);
+    }
     match answer {
         Ok(a) => ShareGroupHeartbeatResponse::default()
             .with_member_id(Some(s(a.member_id)))
@@ -148,57 +163,6 @@ fn ack_batches(batches: &[(i64, i64, Vec<i8>)]) -> Result<Vec<AckBatch>, i16> {
             })
         })
         .collect()
-}
-
-/// The share-partition settings in force on this broker: the dynamic broker configs
-/// `group.share.record.lock.duration.ms` and `group.share.delivery.count.limit` (cluster-wide
-/// or per broker), else Kafka's defaults.
-fn share_config(shared: &crate::node::BrokerShared) -> ShareConfig {
-    let image = shared.image();
-    let value = |name: &str| {
-        image
-            .broker_configs
-            .dynamic_value(Some(shared.config.broker_id), name)
-            .and_then(|(v, _)| v.trim().parse::<i64>().ok())
-    };
-    let mut config = ShareConfig::default();
-    if let Some(ms) = value("group.share.record.lock.duration.ms") {
-        config.record_lock_duration_ms = ms;
-    }
-    if let Some(limit) = value("group.share.delivery.count.limit") {
-        config.delivery_count_limit = i16::try_from(limit).unwrap_or(config.delivery_count_limit);
-    }
-    config
-}
-
-/// The share-partition of `group` on `topic`-`partition` with `config`, created at the high
-/// watermark (`share.auto.offset.reset=latest`, Kafka's default) the first time a member
-/// fetches it.
-fn share_partition<'a>(
-    partitions: &'a mut std::collections::HashMap<(String, String, i32), SharePartition>,
-    group: &str,
-    topic: &str,
-    index: i32,
-    part: &crate::partition::Partition,
-    config: ShareConfig,
-) -> Option<&'a mut SharePartition> {
-    let key = (group.to_string(), topic.to_string(), index);
-    if !partitions.contains_key(&key) {
-        let sp = SharePartition::new(
-            config,
-            AutoOffsetReset::Latest,
-            part.log.log_start_offset(),
-            part.high_watermark(),
-        )
-        .ok()?;
-        partitions.insert(key.clone(), sp);
-    }
-    let sp = partitions.get_mut(&key)?;
-    if *sp.config() != config {
-        // A changed config applies to later transitions (a bad value keeps the old one).
-        let _ = sp.set_config(config);
-    }
-    Some(sp)
 }
 
 /// Reads whole batches from `first` until `last` is covered (below `upper`), skipping what
@@ -334,14 +298,22 @@ pub async fn share_fetch(ctx: &mut Ctx<'_>, r: ShareFetchRequest) -> ShareFetchR
         }
     };
     let (step, session_parts) = session;
-    // Acknowledgements first, then acquisition.
+    // Acknowledgements first (committed through the quorum before the answer), then
+    // acquisition.
     let mut ack_codes: std::collections::BTreeMap<(String, i32), i16> = Default::default();
+    let mut acked = Vec::new();
+    let mut dead_letters = Vec::new();
     for ((topic, index), list) in &acks {
         if list.is_empty() {
             continue;
         }
-        let code = apply_acks(ctx, &group, &member, topic, *index, list, now);
+        let (code, changed, dead) = apply_acks(ctx, &group, &member, topic, *index, list, now);
         ack_codes.insert((topic.clone(), *index), code);
+        let key: ShareKey = (group.clone(), topic.clone(), *index);
+        dead_letters.extend(dead.into_iter().map(|d| (key.clone(), d)));
+        if changed {
+            acked.push(key);
+        }
     }
     if step == SessionStep::Closed {
         let mut st = shared
@@ -349,12 +321,35 @@ pub async fn share_fetch(ctx: &mut Ctx<'_>, r: ShareFetchRequest) -> ShareFetchR
             .state
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        st.member_left(&group, &member, now);
+        let (changed, dead) = st.member_left(&group, &member, now);
+        drop(st);
+        dead_letters.extend(dead);
+        shared.shares.persist_later(changed);
     }
+    crate::share_dlq::copy_all(shared, std::mem::take(&mut dead_letters)).await;
+    settle_persisted(shared, acked, &mut ack_codes).await;
     let max_records = r.max_records.max(1) as u32;
-    let config = share_config(shared);
+    let (config, _) = crate::share::group_share_config(shared, &group);
+    // Share-partitions this broker leads are loaded from the quorum's state first.
+    let mut load_errors: std::collections::BTreeMap<(String, i32), i16> = Default::default();
+    if step != SessionStep::Closed {
+        for (topic, index) in &session_parts {
+            if let Ok(part) = produce::partition(shared, topic, *index) {
+                if part.role() == Role::Leader {
+                    if let Err(code) =
+                        crate::share::ensure_loaded(shared, &group, topic, *index, &part).await
+                    {
+                        load_errors.insert((topic.clone(), *index), code);
+                    }
+                }
+            }
+        }
+    }
     let max_wait = Duration::from_millis(r.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS) as u64);
     let deadline = tokio::time::Instant::now() + max_wait;
+    // Records archived at the delivery limit while acquiring: copied to the dead-letter topic
+    // before the answer.
+    let mut fetch_dead: Vec<(ShareKey, dmq_share::DeadLetter)> = Vec::new();
     loop {
         let mut watches = Vec::new();
         let mut acquired_any = false;
@@ -387,6 +382,11 @@ pub async fn share_fetch(ctx: &mut Ctx<'_>, r: ShareFetchRequest) -> ShareFetchR
             };
             pd.current_leader.leader_id = shared.config.broker_id;
             pd.current_leader.leader_epoch = part.leader_epoch();
+            if let Some(code) = load_errors.get(&key) {
+                pd = pd.with_error_code(*code);
+                per_partition.push((key, pd));
+                continue;
+            }
             watches.push(part.subscribe(false));
             if step != SessionStep::Closed && budget > 0 {
                 let hw = part.high_watermark();
@@ -395,11 +395,21 @@ pub async fn share_fetch(ctx: &mut Ctx<'_>, r: ShareFetchRequest) -> ShareFetchR
                     .state
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
-                if let Some(sp) =
-                    share_partition(&mut st.partitions, &group, topic, *index, &part, config)
+                let share_key: ShareKey = (group.clone(), topic.clone(), *index);
+                let epoch = part.leader_epoch();
+                if let Some(sp) = st
+                    .partitions
+                    .get_mut(&share_key)
+                    .filter(|l| l.leader_epoch == epoch)
+                    .map(|l| &mut l.sp)
                 {
+                    if *sp.config() != config {
+                        // A changed config applies to later transitions (a bad one is ignored).
+                        let _ = sp.set_config(config);
+                    }
                     sp.advance_log_start(part.log.log_start_offset());
                     let got = sp.acquire(&member, budget, hw, now_ms());
+                    fetch_dead.extend(got.dead_letters.iter().map(|d| (share_key.clone(), *d)));
                     let mut records = Vec::new();
                     let mut ranges = Vec::new();
                     let mut covered = -1;
@@ -433,6 +443,11 @@ pub async fn share_fetch(ctx: &mut Ctx<'_>, r: ShareFetchRequest) -> ShareFetchR
         }
         let expired = tokio::time::Instant::now() >= deadline;
         if acquired_any || expired || watches.is_empty() || step == SessionStep::Closed {
+            if !fetch_dead.is_empty() {
+                let keys: Vec<ShareKey> = fetch_dead.iter().map(|(k, _)| k.clone()).collect();
+                crate::share_dlq::copy_all(shared, std::mem::take(&mut fetch_dead)).await;
+                shared.shares.persist_later(keys);
+            }
             let mut by_topic: Vec<ShareFetchableTopicResponse> = Vec::new();
             for ((topic, _), pd) in per_partition {
                 let id = image
@@ -472,7 +487,8 @@ pub async fn share_fetch(ctx: &mut Ctx<'_>, r: ShareFetchRequest) -> ShareFetchR
     }
 }
 
-/// Applies `member`'s acknowledgements on one partition; the partition's error code.
+/// Applies `member`'s acknowledgements on one partition: the partition's error code, and
+/// whether its state changed (and must be persisted before the answer).
 fn apply_acks(
     ctx: &mut Ctx<'_>,
     group: &str,
@@ -481,10 +497,10 @@ fn apply_acks(
     index: i32,
     list: &Acks,
     now: i64,
-) -> i16 {
+) -> (i16, bool, Vec<dmq_share::DeadLetter>) {
     let batches = match ack_batches(list) {
         Ok(b) => b,
-        Err(code) => return code,
+        Err(code) => return (code, false, Vec::new()),
     };
     let mut st = ctx
         .shared
@@ -493,17 +509,38 @@ fn apply_acks(
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     let key = (group.to_string(), topic.to_string(), index);
-    let Some(sp) = st.partitions.get_mut(&key) else {
-        return 121; // INVALID_RECORD_STATE: nothing acquired here
+    let Some(loaded) = st.partitions.get_mut(&key) else {
+        return (121, false, Vec::new()); // INVALID_RECORD_STATE: nothing acquired here
     };
-    match sp.acknowledge(member, &batches, now) {
-        Ok(_) => 0,
+    match loaded.sp.acknowledge(member, &batches, now) {
+        Ok(out) => (0, out.changed, out.dead_letters),
         Err(e) => {
             ctx.had_error = true;
-            e.kafka_code()
+            (e.kafka_code(), false, Vec::new())
         }
     }
 }
+
+/// Waits until the acknowledged share-partitions' states are committed in the quorum; an
+/// acknowledgement whose state could not be committed answers the persist's error instead.
+async fn settle_persisted(
+    shared: &crate::node::BrokerShared,
+    acked: Vec<ShareKey>,
+    codes: &mut std::collections::BTreeMap<(String, i32), i16>,
+) {
+    if acked.is_empty() {
+        return;
+    }
+    let result = shared.shares.persist(acked.iter().cloned()).await;
+    for k in acked {
+        let persisted = result.get(&k).copied().unwrap_or(REQUEST_TIMED_OUT);
+        if persisted != 0 {
+            codes.insert((k.1, k.2), persisted);
+        }
+    }
+}
+
+const REQUEST_TIMED_OUT: i16 = 7;
 
 pub async fn share_acknowledge(
     ctx: &mut Ctx<'_>,
@@ -543,6 +580,45 @@ pub async fn share_acknowledge(
         }
     };
     let now = now_ms();
+    let mut codes: std::collections::BTreeMap<(String, i32), i16> = Default::default();
+    let mut acked = Vec::new();
+    let mut dead_letters = Vec::new();
+    for t in &r.topics {
+        let Some(name) = image
+            .topic_by_id(&t.topic_id.to_string())
+            .map(|x| x.topic_name.clone())
+        else {
+            continue;
+        };
+        for p in &t.partitions {
+            let list: Acks = p
+                .acknowledgement_batches
+                .iter()
+                .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
+                .collect();
+            let (code, changed, dead) =
+                apply_acks(ctx, &group, &member, &name, p.partition_index, &list, now);
+            codes.insert((name.clone(), p.partition_index), code);
+            let key: ShareKey = (group.clone(), name.clone(), p.partition_index);
+            dead_letters.extend(dead.into_iter().map(|d| (key.clone(), d)));
+            if changed {
+                acked.push(key);
+            }
+        }
+    }
+    if step == SessionStep::Closed {
+        let mut st = shared
+            .shares
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (changed, dead) = st.member_left(&group, &member, now);
+        drop(st);
+        dead_letters.extend(dead);
+        shared.shares.persist_later(changed);
+    }
+    crate::share_dlq::copy_all(shared, dead_letters).await;
+    settle_persisted(shared, acked, &mut codes).await;
     let mut responses = Vec::new();
     for t in &r.topics {
         let name = image
@@ -552,14 +628,10 @@ pub async fn share_acknowledge(
         for p in &t.partitions {
             let code = match &name {
                 None => ResponseError::UnknownTopicId.code(),
-                Some(n) => {
-                    let list: Acks = p
-                        .acknowledgement_batches
-                        .iter()
-                        .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
-                        .collect();
-                    apply_acks(ctx, &group, &member, n, p.partition_index, &list, now)
-                }
+                Some(n) => codes
+                    .get(&(n.clone(), p.partition_index))
+                    .copied()
+                    .unwrap_or(0),
             };
             parts.push(
                 AckPartitionData::default()
@@ -572,14 +644,6 @@ pub async fn share_acknowledge(
                 .with_topic_id(t.topic_id)
                 .with_partitions(parts),
         );
-    }
-    if step == SessionStep::Closed {
-        let mut st = shared
-            .shares
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        st.member_left(&group, &member, now);
     }
     ShareAcknowledgeResponse::default().with_responses(responses)
 }
