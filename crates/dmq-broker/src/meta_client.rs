@@ -42,6 +42,9 @@ pub struct ClusterImage {
     pub security: SecurityImage,
     /// Group configs (share groups' `share.*`), by group id.
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Per share group, the count of administrator resets of its share-partition states: a
+    /// leader whose copy was loaded at another count loads it again.
+    pub share_resets: BTreeMap<String, u64>,
 }
 
 impl ClusterImage {
@@ -61,6 +64,8 @@ struct ClusterResponse {
     security: Option<SecurityImage>,
     #[serde(default, rename = "groupConfigs")]
     group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default, rename = "shareResets")]
+    share_resets: BTreeMap<String, u64>,
 }
 
 /// A transaction change the quorum refused, with Kafka's error for it.
@@ -388,6 +393,7 @@ impl MetaClient {
             broker_configs: c.broker_configs,
             security: c.security.unwrap_or_default(),
             group_configs: c.group_configs,
+            share_resets: c.share_resets,
         })
     }
 

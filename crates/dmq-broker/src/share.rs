@@ -31,6 +31,22 @@ pub type ShareKey = (String, String, i32);
 pub struct LoadedShare {
     pub sp: SharePartition,
     pub leader_epoch: i32,
+    /// The group's administrator resets (`ClusterImage::share_resets`) when it was loaded: a
+    /// reset or deletion since (AlterShareGroupOffsets, DeleteShareGroupOffsets, DeleteGroups)
+    /// makes it load again.
+    pub resets: u64,
+}
+
+impl LoadedShare {
+    /// Whether this copy is the one to serve at `leader_epoch` with `resets`.
+    pub fn current(&self, leader_epoch: i32, resets: u64) -> bool {
+        self.leader_epoch == leader_epoch && self.resets == resets
+    }
+}
+
+/// The group's administrator reset count in this broker's image.
+pub fn share_resets(shared: &BrokerShared, group: &str) -> u64 {
+    shared.image().share_resets.get(group).copied().unwrap_or(0)
 }
 
 /// A member's share session on this broker (KIP-932 ShareFetch/ShareAcknowledge epochs).
@@ -40,7 +56,13 @@ pub struct ShareSession {
     pub epoch: i32,
     /// (topic, partition) it fetches from here.
     pub partitions: BTreeSet<(String, i32)>,
+    /// When a request last used it.
+    pub last_used_ms: i64,
 }
+
+/// A share session no request used for this long is dropped when another opens (its member
+/// died without closing it; its records were released when their locks ran out).
+pub const SESSION_IDLE_MS: i64 = 120_000;
 
 /// What one share session request did to the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,11 +210,12 @@ pub async fn ensure_loaded(
     part: &Partition,
 ) -> Result<(), i16> {
     let epoch = part.leader_epoch();
+    let resets = share_resets(shared, group);
     let key: ShareKey = (group.to_string(), topic.to_string(), index);
     let loaded = |st: &ShareState| {
         st.partitions
             .get(&key)
-            .is_some_and(|l| l.leader_epoch == epoch)
+            .is_some_and(|l| l.current(epoch, resets))
     };
     if loaded(
         &shared
@@ -247,6 +270,7 @@ pub async fn ensure_loaded(
             LoadedShare {
                 sp,
                 leader_epoch: epoch,
+                resets,
             },
         );
     }
@@ -389,15 +413,19 @@ impl ShareState {
         epoch: i32,
         add: &[(String, i32)],
         forget: &[(String, i32)],
+        now_ms: i64,
     ) -> Result<SessionStep, i16> {
         let key = (group.to_string(), member.to_string());
         match epoch {
             0 => {
+                self.sessions
+                    .retain(|_, s| now_ms.saturating_sub(s.last_used_ms) < SESSION_IDLE_MS);
                 self.sessions.insert(
                     key,
                     ShareSession {
                         epoch: 1,
                         partitions: add.iter().cloned().collect(),
+                        last_used_ms: now_ms,
                     },
                 );
                 Ok(SessionStep::Opened)
@@ -418,6 +446,7 @@ impl ShareState {
                     s.partitions.remove(f);
                 }
                 s.epoch = ShareSession::next_epoch(n);
+                s.last_used_ms = now_ms;
                 Ok(SessionStep::Continued)
             }
         }
@@ -458,36 +487,44 @@ mod tests {
         let mut s = ShareState::default();
         let p = |n: i32| ("t".to_string(), n);
         assert_eq!(
-            s.step_session("g", "m", 1, &[], &[]),
+            s.step_session("g", "m", 1, &[], &[], 1_000),
             Err(SHARE_SESSION_NOT_FOUND)
         );
         assert_eq!(
-            s.step_session("g", "m", 0, &[p(0)], &[]),
+            s.step_session("g", "m", 0, &[p(0)], &[], 1_000),
             Ok(SessionStep::Opened)
         );
         assert_eq!(
-            s.step_session("g", "m", 2, &[], &[]),
+            s.step_session("g", "m", 2, &[], &[], 1_000),
             Err(INVALID_SHARE_SESSION_EPOCH)
         );
         assert_eq!(
-            s.step_session("g", "m", 1, &[p(1)], &[p(0)]),
+            s.step_session("g", "m", 1, &[p(1)], &[p(0)], 1_000),
             Ok(SessionStep::Continued)
         );
         let session = &s.sessions[&("g".to_string(), "m".to_string())];
         assert_eq!(session.epoch, 2);
         assert_eq!(session.partitions, BTreeSet::from([p(1)]));
         assert_eq!(
-            s.step_session("g", "m", 1, &[], &[]),
+            s.step_session("g", "m", 1, &[], &[], 1_000),
             Err(INVALID_SHARE_SESSION_EPOCH)
         );
         assert_eq!(
-            s.step_session("g", "m", -1, &[], &[]),
+            s.step_session("g", "m", -1, &[], &[], 1_000),
             Ok(SessionStep::Closed)
         );
         assert_eq!(
-            s.step_session("g", "m", -1, &[], &[]),
+            s.step_session("g", "m", -1, &[], &[], 1_000),
             Err(SHARE_SESSION_NOT_FOUND)
         );
         assert_eq!(ShareSession::next_epoch(i32::MAX), 1);
+        // A session idle past SESSION_IDLE_MS goes when another one opens.
+        s.step_session("g", "dead", 0, &[p(0)], &[], 1_000)
+            .expect("open");
+        s.step_session("g", "m2", 0, &[p(0)], &[], 1_000 + SESSION_IDLE_MS)
+            .expect("open");
+        assert!(!s
+            .sessions
+            .contains_key(&("g".to_string(), "dead".to_string())));
     }
 }

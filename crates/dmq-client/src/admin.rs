@@ -165,6 +165,23 @@ impl Admin {
         .await
     }
 
+    /// Sets (`Some`) or reverts (`None`) a group's configs (IncrementalAlterConfigs on the
+    /// GROUP resource, type 32): `share.auto.offset.reset`, `share.record.lock.duration.ms`,
+    /// `share.delivery.count.limit`, `share.redelivery.backoff.ms`, `share.dlq.topic`, …
+    pub async fn alter_group_configs(
+        &self,
+        group: &str,
+        configs: &[(String, Option<String>)],
+    ) -> Result<()> {
+        self.alter_configs(
+            32,
+            group,
+            configs,
+            &format!("altering the configs of group {group:?}"),
+        )
+        .await
+    }
+
     /// Sets (`Some`) or deletes (`None`) dynamic broker configs of one broker, or of the whole
     /// cluster (`broker: None`, kafka-configs' `--entity-default`); they take effect without a
     /// restart.
@@ -232,7 +249,8 @@ impl Admin {
         Ok(out)
     }
 
-    /// IncrementalAlterConfigs of one resource (2 = topic, 4 = broker): SET or DELETE.
+    /// IncrementalAlterConfigs of one resource (2 = topic, 4 = broker, 32 = group): SET or
+    /// DELETE.
     async fn alter_configs(
         &self,
         resource_type: i8,

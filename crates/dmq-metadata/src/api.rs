@@ -277,7 +277,16 @@ async fn cluster(
 ) -> ApiResult<Json<Value>> {
     ensure_consistent(&shared, &q).await?;
     let m = shared.raft.metrics().borrow().clone();
-    let (version, brokers, topics, total_partitions, broker_configs, security, group_configs) = {
+    let (
+        version,
+        brokers,
+        topics,
+        total_partitions,
+        broker_configs,
+        security,
+        group_configs,
+        share_resets,
+    ) = {
         let data = shared.sm.read();
         let brokers: Vec<Broker> = data.state.brokers.values().cloned().collect();
         let topics: Vec<Topic> = data.state.topics.values().cloned().collect();
@@ -289,6 +298,7 @@ async fn cluster(
             data.state.broker_configs.clone(),
             (sq.security == Some(true)).then(|| data.state.security.clone()),
             data.state.group_configs.clone(),
+            data.state.share_resets.clone(),
         )
     };
     let brokers: Vec<Broker> = brokers
@@ -310,6 +320,7 @@ async fn cluster(
         "activeMetadataNodes": nodes,
         "brokerConfigs": broker_configs,
         "groupConfigs": group_configs,
+        "shareResets": share_resets,
         "security": security,
     })))
 }

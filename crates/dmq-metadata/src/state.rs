@@ -521,6 +521,11 @@ pub struct MetadataState {
     /// Group configs (IncrementalAlterConfigs on GROUP resources), by group id.
     #[serde(default)]
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Per share group, how often an administrator reset or deleted its share-partition
+    /// states (AlterShareGroupOffsets, DeleteShareGroupOffsets, DeleteGroups). Brokers see it in
+    /// the cluster image and load a share-partition again when it moved.
+    #[serde(default)]
+    pub share_resets: BTreeMap<String, u64>,
 }
 
 /// Largest producer-id block one command hands out.
@@ -667,6 +672,7 @@ impl MetadataState {
             },
             Command::WriteShareStates { writes } => self.write_share_states(writes),
             Command::DeleteShareStates { group, partitions } => {
+                *self.share_resets.entry(group.clone()).or_default() += 1;
                 let Some(g) = self.share_groups.get_mut(group) else {
                     return CommandResult::ShareStatesDeleted { count: 0 };
                 };
@@ -931,6 +937,11 @@ impl MetadataState {
                 .topics
                 .get(&w.topic)
                 .and_then(|t| t.partitions.iter().find(|p| p.partition_id == w.partition));
+            let stored = self
+                .share_groups
+                .get(&w.group)
+                .and_then(|g| g.partitions.get(&w.topic))
+                .and_then(|t| t.get(&w.partition));
             let check = match partition {
                 _ if w.group.is_empty() => Err(refuse("INVALID_REQUEST", "empty group id".into())),
                 None => Err(refuse(
@@ -944,6 +955,21 @@ impl MetadataState {
                         w.topic, w.partition, p.leader_epoch, w.leader_epoch
                     ),
                 )),
+                Some(_)
+                    if stored.is_some_and(|s| w.snapshot.state_epoch < s.snapshot.state_epoch) =>
+                {
+                    Err(refuse(
+                        "FENCED_STATE_EPOCH",
+                        format!(
+                            "{}-{} of {} was reset (state epoch {}), the write has {}",
+                            w.topic,
+                            w.partition,
+                            w.group,
+                            stored.map_or(0, |s| s.snapshot.state_epoch),
+                            w.snapshot.state_epoch
+                        ),
+                    ))
+                }
                 Some(_) => dmq_share::SharePartition::from_snapshot(
                     dmq_share::ShareConfig::default(),
                     &w.snapshot,
@@ -955,6 +981,11 @@ impl MetadataState {
             if let Err(r) = check {
                 rejected.push(r);
                 continue;
+            }
+            // A higher state epoch is an administrator's reset (AlterShareGroupOffsets): leaders
+            // holding the share-partition must load it again.
+            if stored.is_some_and(|s| w.snapshot.state_epoch > s.snapshot.state_epoch) {
+                *self.share_resets.entry(w.group.clone()).or_default() += 1;
             }
             self.share_groups
                 .entry(w.group.clone())
@@ -1482,6 +1513,69 @@ mod tests {
         assert_eq!((stored.leader_epoch, stored.snapshot.end_offset), (1, 9));
         // The topic's deletion takes its share states.
         state.apply(8, &Command::DeleteTopic { name: "q".into() });
+        assert!(state.share_groups.is_empty());
+    }
+
+    #[test]
+    fn kip932_an_admin_reset_fences_the_leaders_older_copy_and_is_counted() {
+        let mut state = MetadataState::default();
+        register(&mut state, 1, 101);
+        state.apply(2, &create("q", vec![vec![101]]));
+        let write = |state_epoch: i32, start: i64| Command::WriteShareStates {
+            writes: vec![ShareStateWrite {
+                group: "g".into(),
+                topic: "q".into(),
+                partition: 0,
+                leader_epoch: 0,
+                snapshot: dmq_share::ShareSnapshot {
+                    version: 1,
+                    state_epoch,
+                    start_offset: start,
+                    end_offset: start,
+                    state_batches: vec![],
+                    acknowledged_total: 0,
+                    archived_total: 0,
+                    dead_lettered_total: 0,
+                },
+            }],
+        };
+        let refused = |r: CommandResult| match r {
+            CommandResult::ShareStatesWritten { rejected, .. } => {
+                rejected.into_iter().map(|r| r.code).collect::<Vec<_>>()
+            }
+            other => panic!("unexpected {other:?}"),
+        };
+        assert!(refused(state.apply(3, &write(0, 10))).is_empty());
+        assert!(
+            state.share_resets.is_empty(),
+            "a leader's write is no reset"
+        );
+        // AlterShareGroupOffsets: the next state epoch.
+        assert!(refused(state.apply(4, &write(1, 50))).is_empty());
+        assert_eq!(state.share_resets["g"], 1);
+        // The leader's copy from before the reset is refused.
+        assert_eq!(
+            refused(state.apply(5, &write(0, 12))),
+            vec!["FENCED_STATE_EPOCH"]
+        );
+        assert_eq!(
+            state.share_groups["g"].partitions["q"][&0]
+                .snapshot
+                .start_offset,
+            50
+        );
+        // DeleteShareGroupOffsets counts too.
+        state.apply(
+            6,
+            &Command::DeleteShareStates {
+                group: "g".into(),
+                partitions: Some(vec![TopicPartitionRef {
+                    topic: "q".into(),
+                    partition: 0,
+                }]),
+            },
+        );
+        assert_eq!(state.share_resets["g"], 2);
         assert!(state.share_groups.is_empty());
     }
 

@@ -28,6 +28,8 @@ pub enum BenchCommand {
     Produce(Box<crate::bench_client::ProduceBench>),
     /// Consumer throughput against a running cluster (reads a topic from the beginning).
     Consume(crate::bench_client::ConsumeBench),
+    /// Share-group consumption (KIP-932) with N members, each record acknowledged.
+    Share(crate::bench_client::ShareBench),
     /// Committed metadata writes/s and commit latency with concurrent clients.
     Metadata {
         /// Metadata node URLs (comma-separated). Default: start a private 3-node quorum.
@@ -112,6 +114,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<()> {
     match which {
         BenchCommand::Produce(o) => crate::bench_client::produce(*o).await,
         BenchCommand::Consume(o) => crate::bench_client::consume(o).await,
+        BenchCommand::Share(o) => crate::bench_client::share(o).await,
         BenchCommand::Metadata {
             metadata,
             clients,

@@ -86,6 +86,135 @@ pub struct ConsumeBench {
     pub output: Output,
 }
 
+/// `dmq bench share`: share-group consumption (KIP-932) of a topic with N members, each record
+/// ACCEPTed (acknowledgements committed through the quorum before they are answered), against
+/// a plain consumer reading the same records.
+#[derive(clap::Args, Debug)]
+pub struct ShareBench {
+    #[arg(default_value = "dmq-bench")]
+    pub topic: String,
+    /// Records to accept across the members (from the beginning of the topic).
+    #[arg(long, default_value_t = 200_000)]
+    pub records: u64,
+    /// Members of the share group, each polled by its own task.
+    #[arg(long, default_value_t = 1)]
+    pub members: usize,
+    /// Records one ShareFetch asks for at most (max.poll.records).
+    #[arg(long, default_value_t = 500)]
+    pub max_records: i32,
+    /// Give up after this long.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
+    #[arg(long, env = "DMQ_BOOTSTRAP", default_value = crate::cli::DEV_BOOTSTRAP)]
+    pub bootstrap: String,
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+}
+
+pub async fn share(o: ShareBench) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let group = format!(
+        "dmq-bench-share-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    let admin = dmq_client::Admin::new(dmq_client::ClientConfig::new(o.bootstrap.clone()))
+        .await
+        .with_context(|| format!("connecting to {}", o.bootstrap))?;
+    admin
+        .alter_group_configs(
+            &group,
+            &[("share.auto.offset.reset".into(), Some("earliest".into()))],
+        )
+        .await?;
+    let accepted = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(o.timeout_secs);
+    let mut tasks = Vec::new();
+    for _ in 0..o.members.max(1) {
+        let mut config = dmq_client::ShareConsumerConfig::new(o.bootstrap.clone(), group.clone());
+        config.max_records = o.max_records;
+        let mut c = dmq_client::ShareConsumer::new(config).await?;
+        c.subscribe(&[o.topic.as_str()]);
+        let (accepted, bytes, want) = (accepted.clone(), bytes.clone(), o.records);
+        tasks.push(tokio::spawn(async move {
+            while accepted.load(Ordering::Relaxed) < want && Instant::now() < deadline {
+                let records = c.poll(Duration::from_millis(500)).await?;
+                let mut n = 0;
+                for r in &records {
+                    bytes.fetch_add(
+                        r.record.value.as_ref().map_or(0, |v| v.len()) as u64,
+                        Ordering::Relaxed,
+                    );
+                    c.acknowledge(r, dmq_client::AckType::Accept);
+                    n += 1;
+                }
+                if n > 0 {
+                    let failed = c
+                        .commit_sync()
+                        .await?
+                        .into_iter()
+                        .filter(|(_, e)| e.is_some())
+                        .count();
+                    anyhow::ensure!(
+                        failed == 0,
+                        "acknowledgements failed on {failed} partitions"
+                    );
+                    accepted.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+            c.close().await?;
+            anyhow::Ok(())
+        }));
+    }
+    let progress = Progress::new(o.records);
+    let mut shown = Instant::now();
+    while accepted.load(Ordering::Relaxed) < o.records && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if shown.elapsed() >= progress.interval() {
+            progress.show(
+                accepted.load(Ordering::Relaxed),
+                bytes.load(Ordering::Relaxed),
+            );
+            shown = Instant::now();
+        }
+    }
+    let elapsed = started.elapsed();
+    for t in tasks {
+        t.await??;
+    }
+    progress.finish();
+    let n = accepted.load(Ordering::Relaxed);
+    anyhow::ensure!(
+        n >= o.records,
+        "only {n} of {} records accepted within {} s",
+        o.records,
+        o.timeout_secs
+    );
+    let secs = elapsed.as_secs_f64();
+    let b = bytes.load(Ordering::Relaxed);
+    match o.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "bench": "share", "members": o.members, "records": n, "bytes": b,
+                "seconds": secs, "recordsPerSec": n as f64 / secs,
+                "mbPerSec": b as f64 / secs / 1e6,
+            })
+        ),
+        Output::Human => println!(
+            "share: {} members accepted {n} records in {secs:.2} s: {:.0} records/s, {:.1} MB/s",
+            o.members,
+            n as f64 / secs,
+            b as f64 / secs / 1e6
+        ),
+    }
+    Ok(())
+}
+
 /// Progress on stderr: a redrawn line on a terminal, a line every 5 s otherwise.
 struct Progress {
     total: u64,

@@ -686,6 +686,50 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
                 }
             }
             assert!(found, "{what}: {g} listed by its coordinator");
+            if v >= 5 {
+                // KIP-932/KIP-848: share groups are listed with type "share"; the type filter
+                // picks them alone, and a filter of the other types leaves them out.
+                let sg = format!("conf-list-share-{v}");
+                let member = format!("conf-list-share-member-{v}");
+                let coord = ctx.coordinator(&sg).await;
+                ok(share_join(&coord, &sg, &member).await.error_code, &what);
+                let listed = |types: &[&str]| {
+                    ListGroupsRequest::default()
+                        .with_types_filter(types.iter().map(|t| s(t)).collect())
+                };
+                let shares = call(&coord, &listed(&["share"]), v).await;
+                ok(shares.error_code, &what);
+                let lg = shares
+                    .groups
+                    .iter()
+                    .find(|x| x.group_id.as_str() == sg)
+                    .unwrap_or_else(|| panic!("{what}: {sg} not listed: {shares:?}"));
+                assert_eq!(lg.group_type.as_str(), "share", "{what}");
+                assert_eq!(lg.protocol_type.as_str(), "share", "{what}");
+                assert_eq!(lg.group_state.as_str(), "Stable", "{what}");
+                assert!(
+                    shares
+                        .groups
+                        .iter()
+                        .all(|x| x.group_type.as_str() == "share"),
+                    "{what}: {shares:?}"
+                );
+                for b in &ctx.bootstrap {
+                    let others = call(b, &listed(&["consumer", "classic"]), v).await;
+                    ok(others.error_code, &what);
+                    assert!(
+                        others
+                            .groups
+                            .iter()
+                            .all(|x| x.group_type.as_str() != "share"),
+                        "{what}: {others:?}"
+                    );
+                    if let Some(x) = others.groups.iter().find(|x| x.group_id.as_str() == g) {
+                        assert_eq!(x.group_type.as_str(), "classic", "{what}");
+                    }
+                }
+                ok(share_leave(&coord, &sg, &member).await, &what);
+            }
         }
         ApiKey::DescribeGroups => {
             let g = format!("conf-describe-{v}");
@@ -712,6 +756,28 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
             let resp = call(&coord, &req, v).await;
             ok(resp.results[0].error_code, &what);
             assert_eq!(resp.results[0].group_id.as_str(), g, "{what}");
+            // A share group: refused while it has members, then its durable state goes.
+            let sg = format!("conf-delgroup-share-{v}");
+            let member = format!("conf-delgroup-share-member-{v}");
+            let coord = ctx.coordinator(&sg).await;
+            ok(share_join(&coord, &sg, &member).await.error_code, &what);
+            let req = DeleteGroupsRequest::default().with_groups_names(vec![group(&sg)]);
+            let refused = call(&coord, &req, v).await;
+            assert_eq!(refused.results[0].error_code, 68, "{what}: NON_EMPTY_GROUP");
+            ok(share_leave(&coord, &sg, &member).await, &what);
+            let altered = share_alter(&coord, &sg, 0, 2).await;
+            ok(altered.error_code, &what);
+            ok(altered.responses[0].partitions[0].error_code, &what);
+            assert_eq!(share_start_offset(&coord, &sg).await, 2, "{what}");
+            ok(call(&coord, &req, v).await.results[0].error_code, &what);
+            assert_eq!(share_start_offset(&coord, &sg).await, -1, "{what}");
+            let gone = call(
+                &coord,
+                &ShareGroupDescribeRequest::default().with_group_ids(vec![group(&sg)]),
+                1,
+            )
+            .await;
+            assert_eq!(gone.groups[0].error_code, 69, "{what}: GROUP_ID_NOT_FOUND");
         }
         ApiKey::OffsetDelete => {
             let g = format!("conf-offdel-{v}");
@@ -1391,6 +1457,154 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
             ok(left.error_code, &what);
             assert_eq!(left.member_epoch, -1, "{what}");
         }
+        ApiKey::ShareGroupDescribe => {
+            let g = format!("conf-share-describe-{v}");
+            let member = format!("conf-share-describe-member-{v}");
+            let coord = ctx.coordinator(&g).await;
+            let req = ShareGroupDescribeRequest::default()
+                .with_group_ids(vec![group(&g)])
+                .with_include_authorized_operations(true);
+            let unknown = call(&coord, &req, v).await;
+            assert_eq!(
+                unknown.groups[0].error_code, 69,
+                "{what}: GROUP_ID_NOT_FOUND {unknown:?}"
+            );
+            let joined = share_join(&coord, &g, &member).await;
+            ok(joined.error_code, &what);
+            let topic_id = joined
+                .assignment
+                .as_ref()
+                .map(|a| a.topic_partitions[0].topic_id)
+                .expect("assignment on join");
+            let resp = call(&coord, &req, v).await;
+            let d = &resp.groups[0];
+            ok(d.error_code, &what);
+            assert_eq!(d.group_id.as_str(), g, "{what}");
+            assert_eq!(d.group_state.as_str(), "Stable", "{what}");
+            assert!(d.group_epoch >= 1, "{what}: {d:?}");
+            assert_eq!(d.assignment_epoch, d.group_epoch, "{what}");
+            assert_eq!(d.assignor_name.as_str(), "simple", "{what}");
+            assert!(d.authorized_operations & (1 << 8) != 0, "{what}: group ops");
+            assert_eq!(d.members.len(), 1, "{what}: {d:?}");
+            let m = &d.members[0];
+            assert_eq!(m.member_id.as_str(), member, "{what}");
+            assert_eq!(m.member_epoch, joined.member_epoch, "{what}");
+            assert_eq!(m.rack_id, None, "{what}");
+            assert_eq!(
+                m.subscribed_topic_names
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>(),
+                vec![TOPIC],
+                "{what}"
+            );
+            let tp = &m.assignment.topic_partitions;
+            assert_eq!(tp.len(), 1, "{what}: {m:?}");
+            assert_eq!(tp[0].topic_id, topic_id, "{what}");
+            assert_eq!(tp[0].topic_name.as_str(), TOPIC, "{what}");
+            assert_eq!(tp[0].partitions, vec![0], "{what}");
+            // Another broker does not coordinate the group.
+            if let Some(other) = ctx.bootstrap.iter().find(|b| **b != coord) {
+                let resp = call(other, &req, v).await;
+                assert_eq!(resp.groups[0].error_code, 16, "{what}: NOT_COORDINATOR");
+            }
+            ok(share_leave(&coord, &g, &member).await, &what);
+        }
+        ApiKey::DescribeShareGroupOffsets => {
+            use kafka_protocol::messages::describe_share_group_offsets_request as d;
+            let g = format!("conf-share-offsets-{v}");
+            let member = format!("conf-share-offsets-member-{v}");
+            let coord = ctx.coordinator(&g).await;
+            ok(share_join(&coord, &g, &member).await.error_code, &what);
+            let asked = |topics| {
+                DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+                    d::DescribeShareGroupOffsetsRequestGroup::default()
+                        .with_group_id(group(&g))
+                        .with_topics(topics),
+                ])
+            };
+            let topics = Some(vec![d::DescribeShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(name(TOPIC))
+                .with_partitions(vec![0, 9])]);
+            let resp = call(&coord, &asked(topics), v).await;
+            let rg = &resp.groups[0];
+            ok(rg.error_code, &what);
+            let t = &rg.topics[0];
+            assert_eq!(t.topic_name.as_str(), TOPIC, "{what}");
+            assert!(!t.topic_id.is_nil(), "{what}: topic id");
+            let p = &t.partitions[0];
+            ok(p.error_code, &what);
+            assert_eq!(
+                (p.partition_index, p.start_offset),
+                (0, -1),
+                "{what}: no state yet"
+            );
+            assert_eq!(t.partitions[1].error_code, 3, "{what}: partition 9");
+            // All topics: only share-partitions with state, so none.
+            let all = call(&coord, &asked(None), v).await;
+            ok(all.groups[0].error_code, &what);
+            assert!(all.groups[0].topics.is_empty(), "{what}: {all:?}");
+            ok(share_leave(&coord, &g, &member).await, &what);
+        }
+        ApiKey::AlterShareGroupOffsets => {
+            let g = format!("conf-share-alter-{v}");
+            let member = format!("conf-share-alter-member-{v}");
+            let coord = ctx.coordinator(&g).await;
+            let altered = share_alter(&coord, &g, 0, 3).await;
+            ok(altered.error_code, &what);
+            let t = &altered.responses[0];
+            assert_eq!(t.topic_name.as_str(), TOPIC, "{what}");
+            assert!(!t.topic_id.is_nil(), "{what}: topic id");
+            ok(t.partitions[0].error_code, &what);
+            assert_eq!(share_start_offset(&coord, &g).await, 3, "{what}");
+            // Again: a new state epoch, the new offset.
+            ok(share_alter(&coord, &g, 0, 1).await.error_code, &what);
+            assert_eq!(share_start_offset(&coord, &g).await, 1, "{what}");
+            let bad = share_alter(&coord, &g, 5, 1).await;
+            ok(bad.error_code, &what);
+            assert_eq!(
+                bad.responses[0].partitions[0].error_code, 3,
+                "{what}: UNKNOWN_TOPIC_OR_PARTITION"
+            );
+            // Only an empty group's offsets are altered.
+            ok(share_join(&coord, &g, &member).await.error_code, &what);
+            assert_eq!(
+                share_alter(&coord, &g, 0, 0).await.error_code,
+                68,
+                "{what}: NON_EMPTY_GROUP"
+            );
+            ok(share_leave(&coord, &g, &member).await, &what);
+            assert_eq!(share_start_offset(&coord, &g).await, 1, "{what}");
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            use kafka_protocol::messages::delete_share_group_offsets_request as d;
+            let g = format!("conf-share-deloff-{v}");
+            let member = format!("conf-share-deloff-member-{v}");
+            let coord = ctx.coordinator(&g).await;
+            let req = DeleteShareGroupOffsetsRequest::default()
+                .with_group_id(group(&g))
+                .with_topics(vec![
+                    d::DeleteShareGroupOffsetsRequestTopic::default().with_topic_name(name(TOPIC))
+                ]);
+            let unknown = call(&coord, &req, v).await;
+            assert_eq!(unknown.error_code, 69, "{what}: GROUP_ID_NOT_FOUND");
+            ok(share_alter(&coord, &g, 0, 2).await.error_code, &what);
+            assert_eq!(share_start_offset(&coord, &g).await, 2, "{what}");
+            ok(share_join(&coord, &g, &member).await.error_code, &what);
+            assert_eq!(
+                call(&coord, &req, v).await.error_code,
+                68,
+                "{what}: NON_EMPTY_GROUP"
+            );
+            ok(share_leave(&coord, &g, &member).await, &what);
+            let resp = call(&coord, &req, v).await;
+            ok(resp.error_code, &what);
+            let t = &resp.responses[0];
+            ok(t.error_code, &what);
+            assert_eq!(t.topic_name.as_str(), TOPIC, "{what}");
+            assert!(!t.topic_id.is_nil(), "{what}: topic id");
+            assert_eq!(share_start_offset(&coord, &g).await, -1, "{what}");
+        }
         other => panic!("{other:?} is advertised but has no conformance case"),
     }
 }
@@ -1476,6 +1690,65 @@ async fn commit_one(
                 .with_committed_offset(offset)
                 .with_committed_metadata(Some(s(metadata)))])]);
     call(addr, &req, 8).await.topics[0].partitions[0].error_code
+}
+
+/// Joins share group `group_id` as `member`, subscribed to [`TOPIC`] (ShareGroupHeartbeat v1).
+async fn share_join(addr: &str, group_id: &str, member: &str) -> ShareGroupHeartbeatResponse {
+    let req = ShareGroupHeartbeatRequest::default()
+        .with_group_id(group(group_id))
+        .with_member_id(s(member))
+        .with_member_epoch(0)
+        .with_subscribed_topic_names(Some(vec![name(TOPIC)]));
+    call(addr, &req, 1).await
+}
+
+/// `member` leaves share group `group_id`: the heartbeat's error code.
+async fn share_leave(addr: &str, group_id: &str, member: &str) -> i16 {
+    let req = ShareGroupHeartbeatRequest::default()
+        .with_group_id(group(group_id))
+        .with_member_id(s(member))
+        .with_member_epoch(-1);
+    call(addr, &req, 1).await.error_code
+}
+
+/// AlterShareGroupOffsets v0: `partition` of [`TOPIC`] starts at `offset` for `group_id`.
+async fn share_alter(
+    addr: &str,
+    group_id: &str,
+    partition: i32,
+    offset: i64,
+) -> AlterShareGroupOffsetsResponse {
+    use kafka_protocol::messages::alter_share_group_offsets_request as a;
+    let req = AlterShareGroupOffsetsRequest::default()
+        .with_group_id(group(group_id))
+        .with_topics(vec![a::AlterShareGroupOffsetsRequestTopic::default()
+            .with_topic_name(name(TOPIC))
+            .with_partitions(vec![
+                a::AlterShareGroupOffsetsRequestPartition::default()
+                    .with_partition_index(partition)
+                    .with_start_offset(offset),
+            ])]);
+    call(addr, &req, 0).await
+}
+
+/// The share-partition start offset of partition 0 of [`TOPIC`] for `group_id`
+/// (DescribeShareGroupOffsets v0; -1 without state).
+async fn share_start_offset(addr: &str, group_id: &str) -> i64 {
+    use kafka_protocol::messages::describe_share_group_offsets_request as d;
+    let req = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+        d::DescribeShareGroupOffsetsRequestGroup::default()
+            .with_group_id(group(group_id))
+            .with_topics(Some(vec![
+                d::DescribeShareGroupOffsetsRequestTopic::default()
+                    .with_topic_name(name(TOPIC))
+                    .with_partitions(vec![0]),
+            ])),
+    ]);
+    let resp = call(addr, &req, 0).await;
+    ok(resp.groups[0].error_code, "DescribeShareGroupOffsets");
+    let p = &resp.groups[0].topics[0].partitions[0];
+    ok(p.error_code, "DescribeShareGroupOffsets");
+    p.start_offset
 }
 
 /// The committed offset of partition 0 of [`TOPIC`] for `group_id` (OffsetFetch v8).

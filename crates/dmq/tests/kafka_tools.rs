@@ -630,3 +630,222 @@ async fn kafka_leader_election_restores_preferred_leaders() {
         "{out}\n{err}"
     );
 }
+
+const SHARE_GROUPS: &str = "org.apache.kafka.tools.consumer.group.ShareGroupCommand";
+
+/// Joins share group `group` as `member`, subscribed to `topic` (ShareGroupHeartbeat v1 on the
+/// group's coordinator); returns the coordinator's address.
+async fn share_member(cluster: &MetadataCluster, group: &str, member: &str, topic: &str) -> String {
+    use kafka_protocol::messages::{
+        FindCoordinatorRequest, GroupId, ShareGroupHeartbeatRequest, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let any = cluster.kafka_addr(cluster.broker_ids()[0]);
+    let mut conn = common::kafka::connect(&any).await;
+    let found = conn
+        .send(
+            &FindCoordinatorRequest::default().with_key(s(group)),
+            1,
+            Duration::ZERO,
+        )
+        .await
+        .expect("FindCoordinator");
+    assert_eq!(found.error_code, 0, "{found:?}");
+    let coord = format!("{}:{}", found.host, found.port);
+    let mut conn = common::kafka::connect(&coord).await;
+    let joined = conn
+        .send(
+            &ShareGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_member_id(s(member))
+                .with_member_epoch(0)
+                .with_subscribed_topic_names(Some(vec![TopicName(s(topic))])),
+            1,
+            Duration::ZERO,
+        )
+        .await
+        .expect("ShareGroupHeartbeat");
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    coord
+}
+
+/// `member` leaves share group `group` on its coordinator `coord`.
+async fn share_member_leaves(coord: &str, group: &str, member: &str) {
+    use kafka_protocol::messages::{GroupId, ShareGroupHeartbeatRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let mut conn = common::kafka::connect(coord).await;
+    let left = conn
+        .send(
+            &ShareGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_member_id(s(member))
+                .with_member_epoch(-1),
+            1,
+            Duration::ZERO,
+        )
+        .await
+        .expect("ShareGroupHeartbeat");
+    assert_eq!(left.error_code, 0, "{left:?}");
+}
+
+/// AlterShareGroupOffsets v0 on `coord`: every listed partition of `topic` starts at `offset`
+/// for `group` (gives an empty share group durable state, as acknowledgements would).
+async fn share_offsets_alter(
+    coord: &str,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+    offset: i64,
+) {
+    use kafka_protocol::messages::alter_share_group_offsets_request as a;
+    use kafka_protocol::messages::{AlterShareGroupOffsetsRequest, GroupId, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let req = AlterShareGroupOffsetsRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(vec![a::AlterShareGroupOffsetsRequestTopic::default()
+            .with_topic_name(TopicName(s(topic)))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|p| {
+                        a::AlterShareGroupOffsetsRequestPartition::default()
+                            .with_partition_index(*p)
+                            .with_start_offset(offset)
+                    })
+                    .collect(),
+            )]);
+    let mut conn = common::kafka::connect(coord).await;
+    let resp = conn
+        .send(&req, 0, Duration::ZERO)
+        .await
+        .expect("AlterShareGroupOffsets");
+    assert_eq!(resp.error_code, 0, "{resp:?}");
+    assert!(
+        resp.responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .all(|p| p.error_code == 0),
+        "{resp:?}"
+    );
+}
+
+/// Kafka 4.1's `kafka-share-groups.sh` (ShareGroupCommand): list, describe (state, members,
+/// offsets), delete offsets and delete a share group. Its `--reset-offsets` is not implemented
+/// in 4.1, so the start offsets are set with AlterShareGroupOffsets directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_share_group_tool_lists_describes_and_deletes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, 3).await;
+    let bs = cluster.bootstrap();
+    let b = bs.as_str();
+    ok(
+        TOPICS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--create",
+            "--topic",
+            "shares",
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "3",
+        ],
+        None,
+    )
+    .await;
+    let group = "tools-share";
+    let member = "tools-share-member-0000";
+    let coord = share_member(&cluster, group, member, "shares").await;
+    let describe = |what: &'static str| {
+        [
+            "--bootstrap-server",
+            b,
+            "--describe",
+            "--group",
+            group,
+            what,
+        ]
+    };
+
+    let out = ok(SHARE_GROUPS, &["--bootstrap-server", b, "--list"], None).await;
+    assert!(out.lines().any(|l| l.trim() == group), "{out}");
+    let out = ok(SHARE_GROUPS, &describe("--state"), None).await;
+    assert!(
+        out.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.first() == Some(&group) && f.contains(&"Stable") && f.last() == Some(&"1")
+        }),
+        "{out}"
+    );
+    let out = ok(SHARE_GROUPS, &describe("--members"), None).await;
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(group) && l.contains(member) && l.contains("shares:0,1")),
+        "{out}"
+    );
+    // No share-partition has state yet: no offsets to show.
+    let out = ok(SHARE_GROUPS, &describe("--offsets"), None).await;
+    assert!(out.contains("START-OFFSET"), "{out}");
+    assert!(!out.lines().any(|l| l.starts_with(group)), "{out}");
+    // A group with members is not deleted.
+    let delete = ["--bootstrap-server", b, "--delete", "--group", group];
+    let (_, out, err) = tool(SHARE_GROUPS, &delete, None).await;
+    assert!(
+        (out.clone() + &err).contains("GroupNotEmptyException"),
+        "{out}\n{err}"
+    );
+
+    share_member_leaves(&coord, group, member).await;
+    share_offsets_alter(&coord, group, "shares", &[0, 1], 0).await;
+    let out = ok(
+        SHARE_GROUPS,
+        &["--bootstrap-server", b, "--list", "--state"],
+        None,
+    )
+    .await;
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [group, "Empty"]),
+        "{out}"
+    );
+    let out = ok(SHARE_GROUPS, &describe("--offsets"), None).await;
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.first() == Some(&group) && f.get(1) == Some(&"shares"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(rows.iter().all(|f| f.get(3) == Some(&"0")), "{out}");
+    let out = ok(
+        SHARE_GROUPS,
+        &[
+            "--bootstrap-server",
+            b,
+            "--delete-offsets",
+            "--group",
+            group,
+            "--topic",
+            "shares",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["shares", "Successful"]),
+        "{out}"
+    );
+    // Without state or members the group is gone; state again, then the group is deleted.
+    share_offsets_alter(&coord, group, "shares", &[0], 1).await;
+    let out = ok(SHARE_GROUPS, &delete, None).await;
+    assert!(
+        out.contains("Deletion of requested share groups ('tools-share') was successful."),
+        "{out}"
+    );
+    let out = ok(SHARE_GROUPS, &["--bootstrap-server", b, "--list"], None).await;
+    assert!(!out.lines().any(|l| l.trim() == group), "{out}");
+}

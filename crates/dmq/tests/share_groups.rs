@@ -256,6 +256,42 @@ async fn the_rust_share_consumer_and_the_cli_share_a_partition() {
         c.close().await.expect("close");
     }
 
+    // An administrator's reset (what AlterShareGroupOffsets commits: the next state epoch)
+    // reaches the leader that holds the share-partition loaded: a new member gets 190..=199.
+    let state_epoch = d["stored"][0]["snapshot"]["stateEpoch"]
+        .as_i64()
+        .unwrap_or(0);
+    let leader_epoch = common::topic_partitions(&cluster, "share-rs")
+        .await
+        .expect("partitions")[0]["leaderEpoch"]
+        .clone();
+    let body = serde_json::json!({"writes": [{
+        "group": "share-rs-g", "topic": "share-rs", "partition": 0, "leaderEpoch": leader_epoch,
+        "snapshot": {"version": 1, "stateEpoch": state_epoch + 1, "startOffset": 190,
+                     "endOffset": 190, "stateBatches": []}}]});
+    let (status, written) = post_leader(&cluster, "/api/v1/metadata/share-states", &body).await;
+    assert_eq!(
+        (status, &written["written"]),
+        (200, &serde_json::json!(1)),
+        "{written}"
+    );
+    let mut config = ShareConsumerConfig::new(cluster.bootstrap(), "share-rs-g");
+    config.max_records = 50;
+    let mut again = ShareConsumer::new(config).await.expect("share consumer");
+    again.subscribe(&["share-rs"]);
+    let mut offsets = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while offsets.len() < 10 {
+        assert!(Instant::now() < deadline, "after the reset: {offsets:?}");
+        for r in again.poll(Duration::from_millis(300)).await.expect("poll") {
+            offsets.push(r.record.offset);
+            again.acknowledge(&r, AckType::Accept);
+        }
+    }
+    again.commit_sync().await.expect("commit");
+    assert_eq!(offsets, (190..200).collect::<Vec<i64>>());
+    again.close().await.expect("close");
+
     let consume = Command::new(env!("CARGO_BIN_EXE_dmq"))
         .args(["share", "consume", "share-rs", "--group", "share-cli-g"])
         .args(["--max", "5", "--output", "json", "--timeout-ms", "20000"])
@@ -270,4 +306,21 @@ async fn the_rust_share_consumer_and_the_cli_share_a_partition() {
         .collect();
     assert_eq!(lines.len(), 5, "{lines:?}");
     assert!(lines.iter().all(|l| l["deliveryCount"] == 1), "{lines:?}");
+}
+
+/// The reference Java client's `KafkaShareConsumer` (kafka-clients 4.1) with its Admin client:
+/// tests/interop/java/ShareCheck.java.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_java_share_consumer_shares_a_partition_and_acknowledges_each_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = start_cluster(dir.path(), 3, 3).await;
+    let mut cmd = Command::new("java");
+    cmd.arg("-cp")
+        .arg(format!("{}/*", common::judges_lib().display()))
+        .arg("tests/interop/java/ShareCheck.java")
+        .args([&cluster.bootstrap(), "share-java", "share-java-g"]);
+    let out = run_interop(cmd).await;
+    print!("{out}");
+    assert!(out.contains("OK java-share config:"), "{out}");
+    assert!(out.contains("OK java-share consume:"), "{out}");
 }

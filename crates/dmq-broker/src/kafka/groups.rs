@@ -1,5 +1,6 @@
 //! The Kafka group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
 //! OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete.
+//! ListGroups and DeleteGroups also cover share groups (`share_admin`).
 //!
 //! Every group request first checks that this broker coordinates the group (NOT_COORDINATOR
 //! otherwise, so clients look it up again); membership is [`crate::group::coordinator`],
@@ -624,22 +625,34 @@ pub async fn list_groups(ctx: &mut Ctx<'_>, r: ListGroupsRequest) -> ListGroupsR
     let shared = ctx.shared;
     let image = shared.image();
     let me = shared.config.broker_id;
-    let mut groups: Vec<(String, String, String)> = shared
+    // (group, protocol type, state, group type): dmq's consumer groups are Kafka's "classic".
+    let mut groups: Vec<(String, String, String, &'static str)> = shared
         .groups
         .list()
         .into_iter()
-        .map(|(id, ptype, st)| (id, ptype, st.as_str().to_string()))
+        .map(|(id, ptype, st)| (id, ptype, st.as_str().to_string(), "classic"))
         .collect();
     // Groups with only committed offsets are Empty groups this broker would coordinate.
     match shared.meta.group_ids().await {
         Ok(ids) => {
             for id in ids {
                 if coordinator_for(&image, &id) == Some(me) && !groups.iter().any(|g| g.0 == id) {
-                    groups.push((id, "consumer".into(), GroupState::Empty.as_str().into()));
+                    groups.push((
+                        id,
+                        "consumer".into(),
+                        GroupState::Empty.as_str().into(),
+                        "classic",
+                    ));
                 }
             }
         }
         Err(e) => tracing::debug!("listing stored groups: {e}"),
+    }
+    // Share groups (KIP-932) coordinated here.
+    for (id, st) in super::share_admin::listed_share_groups(ctx).await {
+        if !groups.iter().any(|g| g.0 == id) {
+            groups.push((id, "share".into(), st.into(), "share"));
+        }
     }
     groups.sort();
     // Kafka lists every group with DESCRIBE on the cluster, else those the principal may
@@ -648,15 +661,22 @@ pub async fn list_groups(ctx: &mut Ctx<'_>, r: ListGroupsRequest) -> ListGroupsR
         groups.retain(|g| ctx.allowed(Operation::Describe, ResourceType::Group, &g.0));
     }
     let states: Vec<String> = r.states_filter.iter().map(|s| s.to_lowercase()).collect();
+    let types: Vec<String> = if ctx.version >= 5 {
+        r.types_filter.iter().map(|s| s.to_lowercase()).collect()
+    } else {
+        Vec::new()
+    };
     ListGroupsResponse::default().with_groups(
         groups
             .into_iter()
-            .filter(|(_, _, st)| states.is_empty() || states.contains(&st.to_lowercase()))
-            .map(|(id, ptype, st)| {
+            .filter(|(_, _, st, _)| states.is_empty() || states.contains(&st.to_lowercase()))
+            .filter(|(_, _, _, gt)| types.is_empty() || types.iter().any(|t| t == gt))
+            .map(|(id, ptype, st, gt)| {
                 ListedGroup::default()
                     .with_group_id(GroupId(s(id)))
                     .with_protocol_type(s(ptype))
                     .with_group_state(s(st))
+                    .with_group_type(s(gt))
             })
             .collect(),
     )
@@ -730,19 +750,31 @@ pub async fn delete_groups(ctx: &mut Ctx<'_>, r: DeleteGroupsRequest) -> DeleteG
         let id = g.0.to_string();
         let e = if let Some(e) = coordinator_error(ctx, &id, Operation::Delete) {
             e
-        } else if let Some(known) = ctx.shared.groups.remove_if_empty(&id) {
-            match ctx.shared.meta.delete_group_offsets(&id, None).await {
-                // An empty group without committed offsets still existed if its members had
-                // joined here (Kafka keeps it as Empty).
-                Ok(had_offsets) if had_offsets || known => 0,
-                Ok(_) => code(ResponseError::GroupIdNotFound),
-                Err(err) => {
-                    tracing::warn!(group = %id, "delete group: {err}");
-                    code(ResponseError::CoordinatorNotAvailable)
-                }
-            }
-        } else {
+        } else if ctx
+            .shared
+            .groups
+            .describe(&id)
+            .is_some_and(|g| !g.members.is_empty())
+        {
             code(ResponseError::NonEmptyGroup)
+        } else {
+            // A share group (KIP-932): refused while it has members, else its durable states go.
+            match super::share_admin::delete_share_group(ctx, &id).await {
+                Err(e) => e,
+                Ok(share_known) => match ctx.shared.groups.remove_if_empty(&id) {
+                    None => code(ResponseError::NonEmptyGroup),
+                    Some(known) => match ctx.shared.meta.delete_group_offsets(&id, None).await {
+                        // An empty group without committed offsets still existed if its
+                        // members had joined here (Kafka keeps it as Empty).
+                        Ok(had_offsets) if had_offsets || known || share_known => 0,
+                        Ok(_) => code(ResponseError::GroupIdNotFound),
+                        Err(err) => {
+                            tracing::warn!(group = %id, "delete group: {err}");
+                            code(ResponseError::CoordinatorNotAvailable)
+                        }
+                    },
+                },
+            }
         };
         if e != 0 {
             ctx.had_error = true;

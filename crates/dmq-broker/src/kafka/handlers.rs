@@ -220,6 +220,18 @@ pub async fn handle(ctx: &mut Ctx<'_>, request: RequestKind) -> Option<ResponseK
         RequestKind::ShareAcknowledge(r) => {
             ResponseKind::ShareAcknowledge(super::share::share_acknowledge(ctx, r).await)
         }
+        RequestKind::ShareGroupDescribe(r) => {
+            ResponseKind::ShareGroupDescribe(super::share_admin::share_group_describe(ctx, r).await)
+        }
+        RequestKind::DescribeShareGroupOffsets(r) => ResponseKind::DescribeShareGroupOffsets(
+            super::share_admin::describe_share_group_offsets(ctx, r).await,
+        ),
+        RequestKind::AlterShareGroupOffsets(r) => ResponseKind::AlterShareGroupOffsets(
+            super::share_admin::alter_share_group_offsets(ctx, r).await,
+        ),
+        RequestKind::DeleteShareGroupOffsets(r) => ResponseKind::DeleteShareGroupOffsets(
+            super::share_admin::delete_share_group_offsets(ctx, r).await,
+        ),
         RequestKind::DescribeClientQuotas(r) => {
             ResponseKind::DescribeClientQuotas(super::security::describe_client_quotas(ctx, r))
         }

@@ -8,4 +8,5 @@ pub mod handlers;
 pub mod security;
 pub mod server;
 pub mod share;
+pub mod share_admin;
 pub mod txn;

@@ -281,7 +281,14 @@ pub async fn share_fetch(ctx: &mut Ctx<'_>, r: ShareFetchRequest) -> ShareFetchR
             .state
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        match st.step_session(&group, &member, r.share_session_epoch, &add, &forget) {
+        match st.step_session(
+            &group,
+            &member,
+            r.share_session_epoch,
+            &add,
+            &forget,
+            now_ms(),
+        ) {
             Ok(step) => {
                 let parts = st
                     .sessions
@@ -397,10 +404,11 @@ pub async fn share_fetch(ctx: &mut Ctx<'_>, r: ShareFetchRequest) -> ShareFetchR
                     .unwrap_or_else(|p| p.into_inner());
                 let share_key: ShareKey = (group.clone(), topic.clone(), *index);
                 let epoch = part.leader_epoch();
+                let resets = crate::share::share_resets(shared, &group);
                 if let Some(sp) = st
                     .partitions
                     .get_mut(&share_key)
-                    .filter(|l| l.leader_epoch == epoch)
+                    .filter(|l| l.current(epoch, resets))
                     .map(|l| &mut l.sp)
                 {
                     if *sp.config() != config {
@@ -570,7 +578,7 @@ pub async fn share_acknowledge(
             .state
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        st.step_session(&group, &member, r.share_session_epoch, &[], &[])
+        st.step_session(&group, &member, r.share_session_epoch, &[], &[], now_ms())
     };
     let step = match step {
         Ok(s) => s,
