@@ -517,6 +517,19 @@ impl ShareConsumer {
     /// Sends every pending acknowledgement (ShareAcknowledge to each leader) and waits for the
     /// answers: per partition, `None` when the acknowledgements were committed, else the error.
     pub async fn commit_sync(&mut self) -> Result<BTreeMap<TopicPartition, Option<ClientError>>> {
+        self.commit(true).await
+    }
+
+    /// Sends every pending acknowledgement (ShareAcknowledge to each leader) without waiting
+    /// for the answers; a refusal is logged (the records come back when their locks run out).
+    pub async fn commit_async(&mut self) -> Result<()> {
+        self.commit(false).await.map(|_| ())
+    }
+
+    async fn commit(
+        &mut self,
+        wait: bool,
+    ) -> Result<BTreeMap<TopicPartition, Option<ClientError>>> {
         let mut out = BTreeMap::new();
         if self.pending.is_empty() {
             return Ok(out);
@@ -584,6 +597,46 @@ impl ShareConsumer {
                 );
             for tp in &parts {
                 self.pending.remove(tp);
+            }
+            if !wait {
+                let queued = async {
+                    let conn = self.cluster.broker(leader).await?;
+                    let version = conn.version(ApiKey::ShareAcknowledge)?;
+                    conn.start(&req, version, Duration::ZERO).await
+                }
+                .await;
+                match queued {
+                    Ok(answer) => {
+                        if let Some(s) = self.sessions.get_mut(&leader) {
+                            s.epoch = if s.epoch == i32::MAX { 1 } else { s.epoch + 1 };
+                        }
+                        tokio::spawn(async move {
+                            match answer.await {
+                                Ok(r) => {
+                                    let refused = r.error_code != 0
+                                        || r.responses
+                                            .iter()
+                                            .flat_map(|t| &t.partitions)
+                                            .any(|p| p.error_code != 0);
+                                    if refused {
+                                        tracing::warn!(
+                                            leader,
+                                            "asynchronous acknowledgements refused"
+                                        );
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(leader, "asynchronous acknowledgements: {e}")
+                                }
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        self.sessions.remove(&leader);
+                        fail(&mut out, &e);
+                    }
+                }
+                continue;
             }
             let answer = async {
                 let conn = self.cluster.broker(leader).await?;

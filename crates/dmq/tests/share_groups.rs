@@ -125,9 +125,9 @@ async fn share_groups_dead_letter_rejected_records_and_back_off_releases() {
     assert_eq!(snapshot["deadLetteredTotal"], 3, "{state}");
 }
 
-/// dmq-client's `ShareConsumer` and the `dmq share` CLI: two members split one partition, a
-/// RELEASEd record comes back to a member with delivery count 2, every other record is accepted
-/// once; `dmq share describe` shows the members and the share-partition; `dmq share consume
+/// dmq-client's `ShareConsumer` and the `dmq share` CLI: two members split one partition (one
+/// commits synchronously, one asynchronously), a RELEASEd record comes back to a member with
+/// delivery count 2, every other record is accepted once; `dmq share describe` shows the members and the share-partition; `dmq share consume
 /// --max` prints records with their delivery counts. The group starts at the earliest offset by
 /// a group config set over HTTP (`PATCH /api/v1/metadata/group-configs/{group}`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,12 +225,33 @@ async fn the_rust_share_consumer_and_the_cli_share_a_partition() {
                 );
                 c.acknowledge(r, AckType::Accept);
             }
-            for (tp, err) in c.commit_sync().await.expect("commit") {
-                assert!(err.is_none(), "{tp:?}: {err:?}");
+            // Member 0 waits for its acknowledgements, member 1 does not.
+            if i == 0 {
+                for (tp, err) in c.commit_sync().await.expect("commit") {
+                    assert!(err.is_none(), "{tp:?}: {err:?}");
+                }
+            } else {
+                c.commit_async().await.expect("commit_async");
             }
         }
     }
     assert_eq!(released, vec![1, 2], "v5's deliveries");
+    // The asynchronous acknowledgements land too: the quorum's state passes every record.
+    dmq::procs::wait_until(
+        Duration::from_secs(20),
+        "every acknowledgement committed",
+        || async {
+            let (_, v) = cluster
+                .get(
+                    leader,
+                    "/api/v1/metadata/share-groups/share-rs-g?consistent=true",
+                )
+                .await?;
+            (v["partitions"][0]["snapshot"]["startOffset"] == 200).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         per_member.iter().all(|n| *n > 0),
         "a member got nothing: {per_member:?}"
