@@ -608,6 +608,8 @@ async fn describe_share_group(
             .map(|(id, m)| {
                 json!({
                     "memberId": id,
+                    "clientId": m.client_id,
+                    "clientHost": m.client_host,
                     "memberEpoch": m.epoch,
                     "subscribedTopics": m.subscribed,
                     "assignment": m.assignment,

@@ -41,6 +41,9 @@ pub struct Heartbeat {
     pub member_epoch: i32,
     /// The topics it subscribes to; `None` keeps the last ones.
     pub subscribed_topics: Option<Vec<String>>,
+    /// The client id and host the request came with (for ShareGroupDescribe).
+    pub client_id: String,
+    pub client_host: String,
 }
 
 /// The coordinator's answer.
@@ -114,6 +117,11 @@ pub struct Member {
     /// Whether its current assignment reached it (sent in a heartbeat answer).
     pub assignment_sent: bool,
     pub last_heartbeat_ms: i64,
+    /// From its last heartbeat.
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub client_host: String,
 }
 
 /// One share group on its coordinator.
@@ -191,6 +199,8 @@ impl ShareGroup {
                         assignment: Assignment::new(),
                         assignment_sent: false,
                         last_heartbeat_ms: now_ms,
+                        client_id: hb.client_id.clone(),
+                        client_host: hb.client_host.clone(),
                     },
                 );
                 self.changed(&partitions);
@@ -268,6 +278,8 @@ impl ShareGroup {
                 assignment: Assignment::new(),
                 assignment_sent: false,
                 last_heartbeat_ms: 0,
+                client_id: String::new(),
+                client_host: String::new(),
             };
         };
         if m.epoch != epoch {
@@ -364,6 +376,8 @@ mod tests {
             member_id: id.into(),
             member_epoch: epoch,
             subscribed_topics: topics.map(|t| t.iter().map(|s| s.to_string()).collect()),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
         }
     }
 

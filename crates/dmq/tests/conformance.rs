@@ -1490,6 +1490,10 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
             assert_eq!(m.member_id.as_str(), member, "{what}");
             assert_eq!(m.member_epoch, joined.member_epoch, "{what}");
             assert_eq!(m.rack_id, None, "{what}");
+            assert!(
+                m.client_host.as_str().starts_with("/127.0.0.1"),
+                "{what}: client host {m:?}"
+            );
             assert_eq!(
                 m.subscribed_topic_names
                     .iter()
@@ -1509,6 +1513,15 @@ async fn case(ctx: &Ctx<'_>, key: ApiKey, v: i16) {
                 assert_eq!(resp.groups[0].error_code, 16, "{what}: NOT_COORDINATOR");
             }
             ok(share_leave(&coord, &g, &member).await, &what);
+            // Its last member gone, the group stays, Empty (as in Kafka).
+            let resp = call(&coord, &req, v).await;
+            let d = &resp.groups[0];
+            ok(d.error_code, &what);
+            assert_eq!(
+                (d.group_state.as_str(), d.members.len()),
+                ("Empty", 0),
+                "{what}: {d:?}"
+            );
         }
         ApiKey::DescribeShareGroupOffsets => {
             use kafka_protocol::messages::describe_share_group_offsets_request as d;

@@ -266,6 +266,12 @@ async fn the_rust_share_consumer_and_the_cli_share_a_partition() {
     assert!(describe.status.success(), "{describe:?}");
     let d: serde_json::Value = serde_json::from_slice(&describe.stdout).expect("json");
     assert_eq!(d["members"].as_array().map(Vec::len), Some(2), "{d}");
+    assert!(
+        d["members"][0]["clientHost"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("/127.0.0.1")),
+        "{d}"
+    );
     assert_eq!(d["config"]["share.auto.offset.reset"], "earliest", "{d}");
     assert_eq!(d["partitions"][0]["counts"]["startOffset"], 200, "{d}");
     assert_eq!(

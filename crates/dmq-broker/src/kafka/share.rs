@@ -81,6 +81,14 @@ pub fn share_group_heartbeat(
         member_id: r.member_id.to_string(),
         member_epoch: r.member_epoch,
         subscribed_topics: topics,
+        client_id: ctx
+            .header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        // Kafka shows the host as "/address".
+        client_host: ctx.peer.map(|p| format!("/{}", p.ip())).unwrap_or_default(),
     };
     let now = now_ms();
     let mut st = ctx
@@ -93,10 +101,7 @@ pub fn share_group_heartbeat(
     let g = st.groups.entry(group.clone()).or_default();
     let expired = g.expire(&config, now, counts);
     let answer = g.heartbeat(&hb, counts, &config, now);
-    let empty = g.members.is_empty();
-    if empty {
-        st.groups.remove(&group);
-    }
+    // A group whose last member left stays (Empty, as in Kafka) until DeleteGroups removes it.
     let mut changed = Vec::new();
     let mut dead = Vec::new();
     for m in expired {

@@ -218,13 +218,12 @@ pub async fn share_group_describe(
                         })
                         .collect(),
                 );
-                // The coordinator does not keep client ids and hosts of share members.
                 Member::default()
                     .with_member_id(s(member_id.clone()))
                     .with_rack_id(None)
                     .with_member_epoch(m.epoch)
-                    .with_client_id(s(""))
-                    .with_client_host(s(""))
+                    .with_client_id(s(m.client_id.clone()))
+                    .with_client_host(s(m.client_host.clone()))
                     .with_subscribed_topic_names(
                         m.subscribed.iter().map(|t| topic_name(t)).collect(),
                     )
