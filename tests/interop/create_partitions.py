@@ -97,7 +97,11 @@ def main():
         kp.create_partitions({topic: KpNewPartitions(total_count=6)})
     finally:
         kp.close()
-    wait_count(admin, topic, 6, a.timeout)
+    # Every broker, not just the one answering the admin: a new producer's first metadata may
+    # come from any of them, and brokers learn of the new partitions a moment apart (as in Kafka).
+    for server in a.bootstrap.split(","):
+        one = AdminClient({"bootstrap.servers": server})
+        wait_count(one, topic, 6, a.timeout)
     log("grew to 6 with kafka-python")
 
     producer = Producer({"bootstrap.servers": a.bootstrap, "acks": "all",
@@ -111,6 +115,8 @@ def main():
         else:
             delivered[msg.partition()] = (msg.offset(), msg.value())
 
+    # The producer's own metadata must show the 6 partitions before it is told to use them.
+    wait_count(producer, topic, 6, a.timeout)
     for p in range(6):
         producer.produce(topic, value=("to-%d" % p).encode(), partition=p, on_delivery=report)
     left = producer.flush(a.timeout)
