@@ -509,7 +509,12 @@ async fn acked_writes_survive_leader_sigkills_over_sasl_ssl() {
         .await
         .unwrap_or_else(|e| panic!("a new metadata leader: {e}\n{}", process_logs(dir.path())));
     assert_ne!(new, old);
-    let ps = partitions(&cluster).await.expect("partitions");
+    // A consistent read right after the election may be refused (503) until the new leader
+    // has committed in its term: wait for one.
+    let ps = wait_partitions(&cluster, "the partitions from the new controller", |ps| {
+        !ps.is_empty() && leader_of(&ps[0]) >= 0
+    })
+    .await;
     let victim = leader_of(&ps[0]);
     let epoch = ps[0]["leaderEpoch"].as_i64().unwrap_or(0);
     cluster.kill_broker(victim);
