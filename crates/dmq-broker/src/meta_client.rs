@@ -800,29 +800,8 @@ impl MetaClient {
         group: &str,
         partitions: Option<Vec<(String, i32)>>,
     ) -> Result<bool> {
-        let g = encode_segment(group);
-        let reply = match partitions {
-            None => {
-                self.leader_call(
-                    Method::DELETE,
-                    &format!("/api/v1/metadata/groups/{g}"),
-                    None,
-                )
-                .await?
-            }
-            Some(parts) => {
-                let parts: Vec<Value> = parts
-                    .into_iter()
-                    .map(|(t, p)| json!({"topic": t, "partition": p}))
-                    .collect();
-                self.leader_call(
-                    Method::POST,
-                    &format!("/api/v1/metadata/groups/{g}/offsets/delete"),
-                    Some(json!({ "partitions": parts })),
-                )
-                .await?
-            }
-        };
+        let (method, path, body) = delete_call("groups", group, partitions);
+        let reply = self.leader_call(method, &path, body).await?;
         if reply.status.is_success() {
             Ok(true)
         } else if reply.status == StatusCode::NOT_FOUND {
@@ -862,30 +841,33 @@ impl MetaClient {
         group: &str,
         partitions: Option<Vec<(String, i32)>>,
     ) -> Result<u64> {
-        let g = encode_segment(group);
-        let body = match partitions {
-            None => {
-                self.leader_ok(
-                    Method::DELETE,
-                    &format!("/api/v1/metadata/share-groups/{g}"),
-                    None,
-                )
-                .await?
-            }
-            Some(parts) => {
-                let parts: Vec<Value> = parts
-                    .into_iter()
-                    .map(|(t, p)| json!({"topic": t, "partition": p}))
-                    .collect();
-                self.leader_ok(
-                    Method::POST,
-                    &format!("/api/v1/metadata/share-groups/{g}/offsets/delete"),
-                    Some(json!({ "partitions": parts })),
-                )
-                .await?
-            }
-        };
+        let (method, path, body) = delete_call("share-groups", group, partitions);
+        let body = self.leader_ok(method, &path, body).await?;
         Ok(body["deleted"].as_u64().unwrap_or(0))
+    }
+}
+
+/// The call deleting a group's offsets or share states under `/api/v1/metadata/{kind}/{g}`:
+/// all of them (DELETE), or the given `(topic, partition)`s (POST `…/offsets/delete`).
+fn delete_call(
+    kind: &str,
+    group: &str,
+    partitions: Option<Vec<(String, i32)>>,
+) -> (Method, String, Option<Value>) {
+    let g = encode_segment(group);
+    match partitions {
+        None => (Method::DELETE, format!("/api/v1/metadata/{kind}/{g}"), None),
+        Some(parts) => {
+            let parts: Vec<Value> = parts
+                .into_iter()
+                .map(|(t, p)| json!({"topic": t, "partition": p}))
+                .collect();
+            (
+                Method::POST,
+                format!("/api/v1/metadata/{kind}/{g}/offsets/delete"),
+                Some(json!({ "partitions": parts })),
+            )
+        }
     }
 }
 
