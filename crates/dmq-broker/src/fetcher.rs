@@ -201,9 +201,13 @@ async fn run_fetcher(
                     continue;
                 }
                 let records = p.records.unwrap_or_default();
-                if let Err(e) =
-                    part.append_replicated(&records, p.high_watermark, p.log_start_offset)
-                {
+                let (writer, batches) = (part.clone(), records.clone());
+                let (hw, log_start) = (p.high_watermark, p.log_start_offset);
+                let appended = crate::produce::off_runtime(move || {
+                    writer.append_replicated(&batches, hw, log_start)
+                })
+                .await;
+                if let Err(e) = appended {
                     backoff_needed = true;
                     tracing::warn!(partition = ?part, leader, "cannot append replicated batches: {e}");
                 } else if !records.is_empty() {

@@ -335,17 +335,10 @@ async fn produce_inner(
             .collect();
         builder.push(r.timestamp, r.key.as_deref(), r.value.as_deref(), &headers);
     }
-    let mut batch = builder.build();
-    let appended = produce::produce(
-        shared,
-        topic,
-        partition,
-        &mut batch,
-        acks,
-        HTTP_PRODUCE_TIMEOUT,
-    )
-    .await
-    .map_err(|e| from_broker_error(shared, e))?;
+    let batch = builder.build();
+    let appended = produce::produce(shared, topic, partition, batch, acks, HTTP_PRODUCE_TIMEOUT)
+        .await
+        .map_err(|e| from_broker_error(shared, e))?;
     let log_append_time = if appended.log_append_time_ms >= 0 {
         appended.log_append_time_ms
     } else {

@@ -61,6 +61,11 @@ impl LogView for LogRef<'_> {
     }
 }
 
+/// A poisoned lock only means a panic elsewhere; the data it guards stays usable.
+fn lock_unpoisoned<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct State {
     core: ReplicaState,
     producers: ProducerStates,
@@ -114,6 +119,10 @@ pub struct Partition {
     /// while a leader writes, so followers' fetches (which move the HW and answer acks=all)
     /// and consumers go on during a slow write.
     writer: Mutex<()>,
+    /// Held for a whole producer snapshot (capture, fsyncs, file) and by truncations, which
+    /// take it before `writer`: no truncation slips between a snapshot's capture and its file,
+    /// while appends go on during the snapshot's fsyncs.
+    snapshot_io: Mutex<()>,
     state: Mutex<State>,
     /// The core's high watermark, readable without the lock.
     hw: AtomicI64,
@@ -182,6 +191,7 @@ impl Partition {
             topic_id: topic.topic_id.clone(),
             log,
             writer: Mutex::new(()),
+            snapshot_io: Mutex::new(()),
             state: Mutex::new(State {
                 core,
                 producers,
@@ -202,7 +212,7 @@ impl Partition {
     }
 
     fn write_lock(&self) -> MutexGuard<'_, ()> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        lock_unpoisoned(&self.writer)
     }
 
     fn view(&self) -> LogRef<'_> {
@@ -572,6 +582,7 @@ impl Partition {
     /// Follower: truncate to where this log and the leader's agree (KIP-279). The leader
     /// answered `(epoch, end_offset)` for our latest epoch `asked`.
     pub fn truncate_to_leader(&self, asked: i32, epoch: i32, end_offset: i64) -> Result<i64> {
+        let _snapshot = lock_unpoisoned(&self.snapshot_io);
         let _writer = self.write_lock();
         let mut st = self.lock();
         let leo = self.log.log_end_offset();
@@ -608,6 +619,7 @@ impl Partition {
     /// Follower: the leader answered a fetch with OFFSET_OUT_OF_RANGE. Below the leader's log
     /// start, start over there; otherwise find the divergence again before fetching.
     pub fn fetch_out_of_range(&self, leader_log_start: i64) -> Result<()> {
+        let _snapshot = lock_unpoisoned(&self.snapshot_io);
         let _writer = self.write_lock();
         let mut st = self.lock();
         match st.core.fetch_out_of_range(leader_log_start, &self.view()) {
@@ -646,17 +658,25 @@ impl Partition {
     /// one (Kafka snapshots at every roll), or unconditionally with `force` (clean shutdown),
     /// so that the next open scans only the log after it. The `.txnindex` entries below it
     /// are fsynced first.
+    ///
+    /// The state is captured under the writer lock; the fsyncs (which can take a second under
+    /// write-back) run without it, so appends go on meanwhile: they only add above the
+    /// captured offset.
     pub fn snapshot_producers(&self, force: bool) -> Result<()> {
-        let _writer = self.write_lock();
-        let mut st = self.lock();
-        let leo = self.log.log_end_offset();
-        let rolled = self.log.active_base_offset() > st.snapshot_offset;
-        if leo == st.snapshot_offset || !(rolled || force) || st.txn_index_broken {
-            return Ok(());
-        }
+        let _snapshot = lock_unpoisoned(&self.snapshot_io);
+        let (leo, body) = {
+            let _writer = self.write_lock();
+            let st = self.lock();
+            let leo = self.log.log_end_offset();
+            let rolled = self.log.active_base_offset() > st.snapshot_offset;
+            if leo == st.snapshot_offset || !(rolled || force) || st.txn_index_broken {
+                return Ok(());
+            }
+            (leo, st.producers.snapshot_body())
+        };
         self.log.sync_txn_indexes()?;
-        producer_snapshot::write(self.log.dir(), leo, &st.producers.snapshot_body())?;
-        st.snapshot_offset = leo;
+        producer_snapshot::write(self.log.dir(), leo, &body)?;
+        self.lock().snapshot_offset = leo;
         Ok(())
     }
 

@@ -33,9 +33,39 @@ pub fn partition(shared: &BrokerShared, topic: &str, index: i32) -> Result<Arc<P
     }
 }
 
-/// Validates `acks`, appends as leader and counts what was produced; the first half of
-/// [`produce`], for callers that wait for several partitions together.
-pub fn append(
+/// Runs a log write on tokio's blocking pool and waits for it.
+///
+/// A `write(2)` into the page cache can wait in the kernel for a long time: under write-back
+/// the file system's journal or page reclaim held appends for 30 ms–1 s here. On an async
+/// worker (there are as many as cores) that wait would stall every connection, timer and
+/// Raft heartbeat scheduled on it, so no log write runs there.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    write: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(write)
+        .await
+        .unwrap_or_else(|e| {
+            Err(BrokerError::kafka(
+                ResponseError::UnknownServerError,
+                format!("the log write did not finish: {e}"),
+            ))
+        })
+}
+
+/// Validates `acks`, appends as leader (off the async runtime, see [`off_runtime`]) and
+/// counts what was produced; the first half of [`produce`], for callers that wait for
+/// several partitions together.
+pub async fn append(
+    shared: Arc<BrokerShared>,
+    topic: String,
+    index: i32,
+    mut records: Vec<u8>,
+    acks: i16,
+) -> Result<(Arc<Partition>, Appended)> {
+    off_runtime(move || append_blocking(&shared, &topic, index, &mut records, acks)).await
+}
+
+fn append_blocking(
     shared: &BrokerShared,
     topic: &str,
     index: i32,
@@ -64,15 +94,15 @@ pub fn append(
 /// Appends as leader and, for `acks=all` (-1), waits until the ISR has the batch or `timeout`.
 /// `acks=0` and `acks=1` return after the leader's append.
 pub async fn produce(
-    shared: &BrokerShared,
+    shared: &Arc<BrokerShared>,
     topic: &str,
     index: i32,
-    records: &mut [u8],
+    records: Vec<u8>,
     acks: i16,
     timeout: Duration,
 ) -> Result<Appended> {
     let deadline = Instant::now() + timeout;
-    let (part, appended) = append(shared, topic, index, records, acks)?;
+    let (part, appended) = append(shared.clone(), topic.to_string(), index, records, acks).await?;
     replicated(&part, appended, acks, deadline).await?;
     Ok(appended)
 }
@@ -106,7 +136,9 @@ pub async fn write_txn_marker(
 ) -> Result<Appended> {
     let deadline = Instant::now() + timeout;
     let part = partition(shared, topic, index)?;
-    let appended = part.append_txn_marker(marker, shared.lost_the_controller())?;
+    let cut_off = shared.lost_the_controller();
+    let writer = part.clone();
+    let appended = off_runtime(move || writer.append_txn_marker(marker, cut_off)).await?;
     replicated(&part, appended, -1, deadline).await?;
     Ok(appended)
 }

@@ -259,6 +259,9 @@ impl ReplicaManager {
             if let Err(e) = part.log.maybe_flush(now_ms) {
                 tracing::warn!(partition = ?part, "flush: {e}");
             }
+            if let Err(e) = part.log.sync_rolled() {
+                tracing::warn!(partition = ?part, "fsync of rolled segments: {e}");
+            }
             if due.retention {
                 match part.log.apply_retention(now_ms) {
                     Ok(_) => {}

@@ -73,7 +73,7 @@ pub use log::{
     now_ms, AppendInfo, CleanupPolicy, FlushPolicy, Log, LogConfig, ReadSlice, RetentionOutcome,
     SegmentInfo, DELETE_RETENTION_MS_DEFAULT, INDEX_INTERVAL_BYTES, LOG_START_OFFSET_FILE,
     MAX_BATCH_BYTES_DEFAULT, PREALLOCATE_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
-    SEGMENT_MS_DEFAULT,
+    SEGMENT_MS_DEFAULT, WRITEBACK_BYTES_DEFAULT,
 };
 pub use txn_index::TxnIndexEntry;
 

@@ -55,6 +55,8 @@ pub const MAX_BATCH_BYTES_DEFAULT: usize = (1 << 20) + 12;
 pub const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 60 * 60 * 1000;
 /// File holding the log start offset once DeleteRecords moved it inside a segment.
 pub const LOG_START_OFFSET_FILE: &str = "log-start-offset";
+/// Default `LogConfig::writeback_bytes`.
+pub const WRITEBACK_BYTES_DEFAULT: u64 = 1 << 20;
 /// Default preallocation step for the active segment (see `LogConfig::preallocate_bytes`).
 pub const PREALLOCATE_BYTES_DEFAULT: u64 = 64 << 20;
 /// Pending in-memory index entries that trigger a (non-fsync) index file write.
@@ -128,6 +130,10 @@ pub struct LogConfig {
     /// `segment_bytes`; 0 = off). Makes small appends cheaper on ext4; the zero tail is
     /// trimmed on roll/close and truncated by recovery after a crash.
     pub preallocate_bytes: u64,
+    /// Start write-back of the active segment's dirty pages each time this many bytes were
+    /// appended since the last start (0 = leave it to the kernel). Not an fsync: it keeps
+    /// dirty pages from piling up into the kernel's burst write-back, which stalls appends.
+    pub writeback_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -146,6 +152,7 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             preallocate_bytes: PREALLOCATE_BYTES_DEFAULT,
+            writeback_bytes: WRITEBACK_BYTES_DEFAULT,
         }
     }
 }
@@ -296,6 +303,8 @@ pub struct Log {
     log_start: AtomicI64,
     log_end: AtomicI64,
     durable: AtomicI64,
+    /// Segments rolled away from but not fsynced yet, oldest first (see [`Log::sync_rolled`]).
+    rolled_unsynced: Mutex<Vec<Arc<LogSegment>>>,
     epochs: RwLock<LeaderEpochFileCache>,
     closed: AtomicBool,
     /// The cleaner checkpoint: offsets below it were deduplicated by a compaction pass.
@@ -349,6 +358,7 @@ impl Log {
             log_start: AtomicI64::new(log_start.min(log_end)),
             log_end: AtomicI64::new(log_end),
             durable: AtomicI64::new(log_end),
+            rolled_unsynced: Mutex::new(Vec::new()),
             epochs: RwLock::new(epochs),
             closed: AtomicBool::new(false),
             first_dirty: AtomicI64::new(first_dirty),
@@ -664,7 +674,13 @@ impl Log {
         }
         let config = self.config();
         let prealloc = config.preallocate_bytes.min(config.segment_bytes);
-        active.append(bytes, metas, config.index_interval_bytes, prealloc)?;
+        active.append(
+            bytes,
+            metas,
+            config.index_interval_bytes,
+            prealloc,
+            config.writeback_bytes,
+        )?;
         if active.index.pending() >= INDEX_PENDING_FLUSH_ENTRIES {
             active.flush_indexes()?;
         }
@@ -717,14 +733,27 @@ impl Log {
     }
 
     /// Seal the active segment and start a new one at `base_offset`.
+    /// Rolls to a new active segment at `base_offset`. Under [`FlushPolicy::OnRoll`] the old
+    /// segment's fsync (up to `segment_bytes` of dirty pages: seconds under write-back) is
+    /// left to [`Log::sync_rolled`], off the append path, as Kafka schedules it on its flush
+    /// scheduler; recovery scans every segment after an unclean shutdown, so a segment whose
+    /// tail a crash tore is cut there whatever its place. The other policies fsync here.
     fn roll_locked(&self, base_offset: i64) -> Result<Arc<LogSegment>> {
         let segs = self.snapshot();
+        let deferred = self.config().flush == FlushPolicy::OnRoll;
         if let Some(old) = segs.last() {
-            old.seal()?;
-            self.durable.store(self.log_end_offset(), Ordering::Release);
+            if deferred {
+                old.seal_unsynced()?;
+                lock(&self.rolled_unsynced).push(old.clone());
+            } else {
+                old.seal()?;
+                self.durable.store(self.log_end_offset(), Ordering::Release);
+            }
         }
         let new = Arc::new(LogSegment::create(&self.dir, base_offset)?);
-        checkpoint::sync_dir(&self.dir)?;
+        if !deferred {
+            checkpoint::sync_dir(&self.dir)?;
+        }
         let mut list: Vec<_> = segs.iter().cloned().collect();
         list.push(new.clone());
         self.publish(list);
@@ -1076,8 +1105,40 @@ impl Log {
         Ok(self.durable_offset())
     }
 
+    /// fsyncs the segments rolled away from since the last call (oldest first) and the
+    /// directory, then moves the durable offset to the end of the last one still in the log.
+    /// Called by the broker's housekeeping on a blocking thread; the writer lock is held only
+    /// to move the durable offset, never across an fsync.
+    pub fn sync_rolled(&self) -> Result<()> {
+        let rolled = std::mem::take(&mut *lock(&self.rolled_unsynced));
+        let Some(last) = rolled.last().cloned() else {
+            return Ok(());
+        };
+        for (i, seg) in rolled.iter().enumerate() {
+            if let Err(e) = seg.sync_files() {
+                // Keep what is left for the next call, in order.
+                let mut pending = lock(&self.rolled_unsynced);
+                let later = std::mem::take(&mut *pending);
+                *pending = rolled[i..].iter().cloned().chain(later).collect();
+                return Err(e);
+            }
+        }
+        checkpoint::sync_dir(&self.dir)?;
+        let _w = lock(&self.writer);
+        // A truncation or retention may have removed it meanwhile: then the durable offset
+        // was already cut to the new end.
+        if self.snapshot().iter().any(|s| Arc::ptr_eq(s, &last)) {
+            let end = last.next_offset.load(Ordering::Acquire);
+            self.durable.fetch_max(end, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
     fn flush_locked(&self, w: &mut WriterState, now_ms: Option<i64>) -> Result<i64> {
         let end = self.log_end_offset();
+        for seg in std::mem::take(&mut *lock(&self.rolled_unsynced)) {
+            seg.sync_files()?;
+        }
         if let Some(active) = self.snapshot().last() {
             active.flush_indexes()?;
             active.sync_data()?;
@@ -1094,6 +1155,9 @@ impl Log {
         let _w = lock(&self.writer);
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
+        }
+        for seg in std::mem::take(&mut *lock(&self.rolled_unsynced)) {
+            seg.sync_files()?;
         }
         for seg in self.snapshot().iter() {
             seg.flush_indexes()?;
@@ -1168,11 +1232,22 @@ impl Log {
 
     /// fsyncs every index appended to since the last call: entries below a producer snapshot
     /// must be on disk before the snapshot is.
+    /// The fsyncs run without the writer lock (appends go on); a base whose fsync failed is
+    /// put back for the next call.
     pub fn sync_txn_indexes(&self) -> Result<()> {
-        let mut w = lock(&self.writer);
-        self.check_open()?;
-        for base in std::mem::take(&mut w.txn_unsynced) {
-            txn_index::sync(&txn_index::path(&self.dir, base))?;
+        let unsynced = {
+            let mut w = lock(&self.writer);
+            self.check_open()?;
+            std::mem::take(&mut w.txn_unsynced)
+        };
+        let mut pending = unsynced.iter();
+        while let Some(&base) = pending.next() {
+            if let Err(e) = txn_index::sync(&txn_index::path(&self.dir, base)) {
+                let mut w = lock(&self.writer);
+                w.txn_unsynced.insert(base);
+                w.txn_unsynced.extend(pending);
+                return Err(e);
+            }
         }
         Ok(())
     }

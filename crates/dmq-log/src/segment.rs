@@ -113,6 +113,9 @@ pub(crate) struct LogSegment {
     pub bytes_since_index: AtomicU64,
     /// File length on disk, ≥ `size` while space is preallocated (writer only).
     pub allocated: AtomicU64,
+    /// Bytes below this position were handed to write-back already (writer only); see
+    /// `LogConfig::writeback_bytes`.
+    pub written_back: AtomicU64,
     /// Wall-clock time this process created or opened the segment: the `segment_ms` clock
     /// when batches carry no timestamps.
     pub created_ms: AtomicI64,
@@ -150,6 +153,7 @@ impl LogSegment {
             first_batch_timestamp: AtomicI64::new(NO_TIMESTAMP),
             bytes_since_index: AtomicU64::new(0),
             allocated: AtomicU64::new(0),
+            written_back: AtomicU64::new(0),
             created_ms: AtomicI64::new(crate::log::now_ms()),
         })
     }
@@ -191,6 +195,7 @@ impl LogSegment {
                     first_batch_timestamp: AtomicI64::new(tail.first_batch_timestamp),
                     bytes_since_index: AtomicU64::new(tail.bytes_since_index),
                     allocated: AtomicU64::new(file_len),
+                    written_back: AtomicU64::new(file_len),
                     created_ms: AtomicI64::new(crate::log::now_ms()),
                 };
                 return Ok(Loaded {
@@ -325,6 +330,7 @@ impl LogSegment {
         metas: &[BatchMeta],
         index_interval_bytes: u64,
         preallocate_bytes: u64,
+        writeback_bytes: u64,
     ) -> Result<()> {
         let start = self.size.load(Ordering::Acquire);
         let end = start + bytes.len() as u64;
@@ -334,6 +340,13 @@ impl LogSegment {
         self.file
             .write_all_at(bytes, start)
             .map_err(LogError::io("write", &self.log_path))?;
+        if writeback_bytes > 0 {
+            let from = self.written_back.load(Ordering::Relaxed).min(start);
+            if end - from >= writeback_bytes {
+                self.start_writeback(from, end);
+                self.written_back.store(end, Ordering::Relaxed);
+            }
+        }
         for m in metas {
             let meta = BatchMeta {
                 position: start + m.position,
@@ -380,6 +393,34 @@ impl LogSegment {
                 .store(since + m.size, Ordering::Relaxed);
         }
         self.last_batch_base.store(m.base_offset, Ordering::Release);
+    }
+
+    /// Hands the dirty pages of `[from, to)` to the disk without waiting for them
+    /// (`sync_file_range(2)` with `SYNC_FILE_RANGE_WRITE`; no fsync, no durability promise).
+    /// Left alone, the kernel lets dirty pages pile up to `vm.dirty_background_ratio` (gigabytes
+    /// on a large machine) and then writes them in one burst, during which appends wait in the
+    /// file system for tens to hundreds of milliseconds; written back in steps as they come,
+    /// the same bytes reach the disk at an even pace. An error only means the kernel's
+    /// write-back takes over as before.
+    fn start_writeback(&self, from: u64, to: u64) {
+        #[cfg(target_os = "linux")]
+        {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+            // SAFETY: a plain syscall on a file descriptor we own; no memory is shared.
+            let rc = unsafe {
+                libc::sync_file_range(
+                    fd,
+                    from as libc::off64_t,
+                    (to - from) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            if rc != 0 {
+                tracing::debug!(path = %self.log_path.display(), "sync_file_range failed: {}", std::io::Error::last_os_error());
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (from, to);
     }
 
     /// Reserve disk blocks ahead of the writer with `fallocate(2)`. Writing into allocated
@@ -455,8 +496,20 @@ impl LogSegment {
 
     /// Seal (roll away from, or close): final time entry, indexes written, everything fsynced.
     pub(crate) fn seal(&self) -> Result<()> {
+        self.seal_unsynced()?;
+        self.sync_files()
+    }
+
+    /// The part of [`LogSegment::seal`] that needs no fsync: preallocated tail trimmed,
+    /// final time entry added, index entries written.
+    pub(crate) fn seal_unsynced(&self) -> Result<()> {
         self.trim()?;
         self.finalize_time_index();
+        self.flush_indexes()
+    }
+
+    /// fsync the indexes and the data file.
+    pub(crate) fn sync_files(&self) -> Result<()> {
         self.index.sync()?;
         self.time_index.sync()?;
         self.sync_data()
@@ -757,6 +810,7 @@ impl Rebuilder {
             first_batch_timestamp: AtomicI64::new(self.first_batch_timestamp),
             bytes_since_index: AtomicU64::new(self.bytes_since_index),
             allocated: AtomicU64::new(size),
+            written_back: AtomicU64::new(size),
             created_ms: AtomicI64::new(crate::log::now_ms()),
         };
         Ok(seg)
@@ -884,7 +938,7 @@ mod tests {
                 last_offset: h.last_offset(),
                 max_timestamp: h.max_timestamp(),
             };
-            seg.append(&b, &[meta], 256, 4096).expect("append");
+            seg.append(&b, &[meta], 256, 4096, 0).expect("append");
             next = h.last_offset() + 1;
             all.push(b);
         }

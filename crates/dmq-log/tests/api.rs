@@ -521,6 +521,46 @@ fn flush_policies_and_durable_offset() {
     }
 }
 
+/// Under the default policy a roll leaves the old segment's fsync to `sync_rolled` (off the
+/// append path): the durable offset moves only once that ran, and never past a truncation
+/// that happened meanwhile.
+#[test]
+fn a_rolled_segment_is_fsynced_later_by_sync_rolled() {
+    let dir = tempdir();
+    let log = Log::open(
+        dir.path(),
+        LogConfig {
+            flush: FlushPolicy::OnRoll,
+            ..small_config()
+        },
+    )
+    .expect("open");
+    log.append_as_leader(&mut batch(2, 10, 0), 0, 1000)
+        .expect("append");
+    log.roll().expect("roll");
+    log.append_as_leader(&mut batch(2, 10, 0), 0, 1000)
+        .expect("append");
+    assert_eq!(log.durable_offset(), 0, "the roll itself fsyncs nothing");
+    log.sync_rolled().expect("sync");
+    assert_eq!(log.durable_offset(), 2, "the rolled segment's end");
+    log.sync_rolled().expect("nothing left to sync");
+    assert_eq!(log.durable_offset(), 2);
+
+    log.roll().expect("roll");
+    log.append_as_leader(&mut batch(2, 10, 0), 0, 1000)
+        .expect("append");
+    assert_eq!(log.truncate_to(2).expect("truncate"), 2);
+    log.sync_rolled().expect("sync");
+    assert!(
+        log.durable_offset() <= 2,
+        "a segment truncated away cannot move the durable offset past the log end: {}",
+        log.durable_offset()
+    );
+    log.close().expect("close");
+    let log = Log::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!(log.log_end_offset(), 2);
+}
+
 #[test]
 fn close_then_reopen_is_clean_and_closed_log_refuses() {
     let dir = tempdir();

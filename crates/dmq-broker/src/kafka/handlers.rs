@@ -573,8 +573,10 @@ async fn produce_request(ctx: &mut Ctx<'_>, r: ProduceRequest) -> Option<Produce
         .as_ref()
         .map(|id| id.to_string())
         .filter(|id| !id.is_empty());
-    // Append everything first, then wait for replication of all partitions together.
-    let mut pending: Vec<(String, i32, AppendOutcome)> = Vec::new();
+    // Append everything first (each partition on the blocking pool, all at once), then wait
+    // for replication of all partitions together. The connection takes its next request only
+    // after this one is answered, so a partition's batches keep their order.
+    let mut pending: Vec<(String, i32, Result<Vec<u8>, BrokerError>)> = Vec::new();
     let txn_denied = transactional_id
         .as_ref()
         .is_some_and(|id| !ctx.allowed(Operation::Write, ResourceType::TransactionalId, id));
@@ -617,11 +619,23 @@ async fn produce_request(ctx: &mut Ctx<'_>, r: ProduceRequest) -> Option<Produce
                         "no records",
                     ));
                 };
-                produce::append(shared, &name, p.index, &mut records.to_vec(), acks)
+                Ok(records.to_vec())
             });
             pending.push((name.clone(), p.index, result));
         }
     }
+    let appends = pending
+        .into_iter()
+        .map(|(name, index, records)| async move {
+            let outcome: AppendOutcome = match records {
+                Ok(records) => {
+                    produce::append(shared.clone(), name.clone(), index, records, acks).await
+                }
+                Err(e) => Err(e),
+            };
+            (name, index, outcome)
+        });
+    let pending = join_all(appends).await;
     if acks == 0 {
         for (name, index, result) in &pending {
             if let Err(e) = result {
