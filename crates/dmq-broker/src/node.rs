@@ -10,7 +10,8 @@
 //!     ├─ group timers      session expiry and rebalance deadlines of coordinated groups
 //!     ├─ offset committer  batches OffsetCommits into the metadata quorum
 //!     ├─ ISR manager       proposes ISR shrinks/expands for partitions it leads (AlterPartition)
-//!     ├─ housekeeping      interval flushes, HW checkpoints and retention
+//!     ├─ housekeeping      interval flushes, fsyncs of rolled segments, HW checkpoints, retention
+//!     ├─ write-back        starts write-back of new appends every 25 ms (no fsync)
 //!     └─ log cleaner       compacts the compacted topics' logs, one at a time, I/O-throttled
 //!
 //!   BrokerNode::controlled_shutdown (SIGTERM): stop heartbeating → ask the controller to move
@@ -299,6 +300,7 @@ impl BrokerNode {
             tokio::spawn(crate::http::serve(shared.clone(), http, http_tls)),
             tokio::spawn(crate::membership::run(shared.clone())),
             tokio::spawn(housekeeping(shared.clone())),
+            tokio::spawn(writeback(shared.clone())),
             tokio::spawn(log_cleaner(shared.clone())),
             tokio::spawn(crate::share::writer(shared.clone())),
             tokio::spawn(isr_manager(shared.clone())),
@@ -543,6 +545,22 @@ async fn log_cleaner(shared: Arc<BrokerShared>) {
         if !cleaned {
             tokio::time::sleep(CLEANER_BACKOFF).await;
         }
+    }
+}
+
+/// How often the write-back timer looks for logs with a megabyte of new dirty pages.
+const WRITEBACK_EVERY: Duration = Duration::from_millis(25);
+
+/// Starts write-back of recent appends as they come (see
+/// [`dmq_log::Log::start_writeback`]), on a blocking thread of its own: a submission can wait
+/// behind a device flush, and no append or async worker should wait with it.
+async fn writeback(shared: Arc<BrokerShared>) {
+    let mut tick = tokio::time::interval(WRITEBACK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || s.replicas.start_writeback()).await;
     }
 }
 

@@ -130,11 +130,14 @@ pub struct Partition {
     hw_tx: watch::Sender<i64>,
     /// Bumped whenever the log end moves (wakes followers' long polls).
     leo_tx: watch::Sender<i64>,
-    /// The high watermark last written to [`HW_CHECKPOINT_FILE`].
+    /// The high watermark last written to the broker's checkpoint
+    /// (`ReplicaManager::checkpoint_hws`).
     checkpointed_hw: AtomicI64,
 }
 
-/// Per-partition file holding the last checkpointed high watermark (decimal text).
+/// Per-partition file that held the checkpointed high watermark (decimal text) before the
+/// broker-wide `replication-offset-checkpoint`; still read when that file has no entry for the
+/// partition (a data directory written by an earlier version).
 pub const HW_CHECKPOINT_FILE: &str = "high-watermark-checkpoint";
 
 /// The high watermark checkpointed in `dir`, if a readable one is there.
@@ -171,6 +174,18 @@ impl Partition {
         meta: &model::Partition,
         broker_id: BrokerId,
     ) -> Result<Partition> {
+        Self::open_with_hw(dir, topic, meta, broker_id, None)
+    }
+
+    /// [`Partition::open`] with the high watermark the broker's checkpoint holds for it
+    /// (`None`: the per-partition file of earlier versions, if any).
+    pub fn open_with_hw(
+        dir: &Path,
+        topic: &model::Topic,
+        meta: &model::Partition,
+        broker_id: BrokerId,
+        checkpointed_hw: Option<i64>,
+    ) -> Result<Partition> {
         let settings = TopicSettings::from_config(&topic.config);
         let log = Arc::new(Log::open(dir, settings.log_config())?);
         let (mut producers, snapshot_offset) = load_producers(&log)?;
@@ -178,7 +193,8 @@ impl Partition {
         // The checkpointed high watermark (Kafka's replication-offset-checkpoint), within what
         // the log holds after recovery: a restarted leader serves what was committed at once
         // instead of waiting for its followers' first fetch.
-        let hw = read_hw_checkpoint(dir).map_or(log.log_start_offset(), |h| {
+        let checkpointed = checkpointed_hw.or_else(|| read_hw_checkpoint(dir));
+        let hw = checkpointed.map_or(log.log_start_offset(), |h| {
             h.clamp(log.log_start_offset(), leo)
         });
         producers.on_high_watermark(hw);
@@ -680,25 +696,15 @@ impl Partition {
         Ok(())
     }
 
-    /// Writes the high watermark to its checkpoint file if it moved since the last write
-    /// (housekeeping every 500 ms, and at a clean shutdown): written to a temporary file,
-    /// fsynced and renamed over the old one, so a crash leaves one whole value.
-    pub fn checkpoint_hw(&self) -> Result<()> {
+    /// The high watermark, if it moved since it was last checkpointed.
+    pub fn hw_to_checkpoint(&self) -> Option<i64> {
         let hw = self.high_watermark();
-        if hw == self.checkpointed_hw.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let dir = self.log.dir();
-        let tmp = dir.join(format!("{HW_CHECKPOINT_FILE}.tmp"));
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            writeln!(f, "{hw}")?;
-            f.sync_data()?;
-        }
-        std::fs::rename(&tmp, dir.join(HW_CHECKPOINT_FILE))?;
+        (hw != self.checkpointed_hw.load(Ordering::Acquire)).then_some(hw)
+    }
+
+    /// The broker's checkpoint now holds `hw` for this partition.
+    pub fn hw_checkpointed(&self, hw: i64) {
         self.checkpointed_hw.store(hw, Ordering::Release);
-        Ok(())
     }
 
     /// Leader: the idempotent producers this partition knows (Kafka's DescribeProducers).
@@ -1115,6 +1121,16 @@ mod tests {
         assert_eq!(p.log.latest_epoch(), Some(0));
     }
 
+    /// What the per-partition checkpoint of earlier versions held (the broker-wide file is
+    /// written by `ReplicaManager::checkpoint_hws`, tested there).
+    fn write_legacy_hw_checkpoint(p: &Partition) {
+        std::fs::write(
+            p.log.dir().join(HW_CHECKPOINT_FILE),
+            format!("{}\n", p.high_watermark()),
+        )
+        .expect("write");
+    }
+
     /// Kafka's replication-offset-checkpoint: the high watermark survives a restart (within
     /// what the log still holds), so committed records are readable at once.
     #[test]
@@ -1125,7 +1141,7 @@ mod tests {
             p.apply_metadata(&topic(), &meta(1, &[1], 0, 0));
             produce(&p, 4);
             assert_eq!(p.high_watermark(), 4, "an ISR of one commits at once");
-            p.checkpoint_hw().expect("checkpoint");
+            write_legacy_hw_checkpoint(&p);
             p.log.close().expect("close");
         }
         let p = Partition::open(dir.path(), &topic(), &meta(1, &[1, 2, 3], 1, 1), 1).expect("open");
@@ -1243,7 +1259,7 @@ mod tests {
             assert_eq!(p.aborted_transactions(0, 8), aborted);
             assert_eq!(p.last_stable_offset(), 6);
             fenced(&p);
-            p.checkpoint_hw().expect("checkpoint");
+            write_legacy_hw_checkpoint(&p);
             p.log.close().expect("close");
         }
         let p = Partition::open(dir.path(), &topic(), &meta(1, &[1], 1, 1), 1).expect("reopen");

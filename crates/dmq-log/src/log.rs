@@ -130,9 +130,10 @@ pub struct LogConfig {
     /// `segment_bytes`; 0 = off). Makes small appends cheaper on ext4; the zero tail is
     /// trimmed on roll/close and truncated by recovery after a crash.
     pub preallocate_bytes: u64,
-    /// Start write-back of the active segment's dirty pages each time this many bytes were
-    /// appended since the last start (0 = leave it to the kernel). Not an fsync: it keeps
-    /// dirty pages from piling up into the kernel's burst write-back, which stalls appends.
+    /// [`Log::start_writeback`] starts write-back of the active segment's dirty pages once this
+    /// many bytes were appended since the last start (0 = leave it to the kernel). Not an
+    /// fsync: it keeps dirty pages from piling up into the kernel's burst write-back, which
+    /// stalls appends.
     pub writeback_bytes: u64,
 }
 
@@ -674,13 +675,7 @@ impl Log {
         }
         let config = self.config();
         let prealloc = config.preallocate_bytes.min(config.segment_bytes);
-        active.append(
-            bytes,
-            metas,
-            config.index_interval_bytes,
-            prealloc,
-            config.writeback_bytes,
-        )?;
+        active.append(bytes, metas, config.index_interval_bytes, prealloc)?;
         if active.index.pending() >= INDEX_PENDING_FLUSH_ENTRIES {
             active.flush_indexes()?;
         }
@@ -1103,6 +1098,21 @@ impl Log {
             }
         }
         Ok(self.durable_offset())
+    }
+
+    /// Starts write-back (no fsync) of the active segment's pages appended since the last
+    /// call once they are at least `writeback_bytes`; a no-op when that is 0. Meant for a
+    /// timer on a blocking thread (every few tens of milliseconds): dirty pages then reach
+    /// the disk at the pace they are written instead of in the kernel's bursts, which stall
+    /// appends, and the append path never waits for the submission.
+    pub fn start_writeback(&self) {
+        let min_bytes = self.config().writeback_bytes;
+        if min_bytes == 0 || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(active) = self.snapshot().last() {
+            active.write_back(min_bytes);
+        }
     }
 
     /// fsyncs the segments rolled away from since the last call (oldest first) and the

@@ -113,8 +113,8 @@ pub(crate) struct LogSegment {
     pub bytes_since_index: AtomicU64,
     /// File length on disk, ≥ `size` while space is preallocated (writer only).
     pub allocated: AtomicU64,
-    /// Bytes below this position were handed to write-back already (writer only); see
-    /// `LogConfig::writeback_bytes`.
+    /// Bytes below this position were handed to write-back already (the write-back driver
+    /// only; see `LogConfig::writeback_bytes`).
     pub written_back: AtomicU64,
     /// Wall-clock time this process created or opened the segment: the `segment_ms` clock
     /// when batches carry no timestamps.
@@ -330,7 +330,6 @@ impl LogSegment {
         metas: &[BatchMeta],
         index_interval_bytes: u64,
         preallocate_bytes: u64,
-        writeback_bytes: u64,
     ) -> Result<()> {
         let start = self.size.load(Ordering::Acquire);
         let end = start + bytes.len() as u64;
@@ -340,13 +339,7 @@ impl LogSegment {
         self.file
             .write_all_at(bytes, start)
             .map_err(LogError::io("write", &self.log_path))?;
-        if writeback_bytes > 0 {
-            let from = self.written_back.load(Ordering::Relaxed).min(start);
-            if end - from >= writeback_bytes {
-                self.start_writeback(from, end);
-                self.written_back.store(end, Ordering::Relaxed);
-            }
-        }
+
         for m in metas {
             let meta = BatchMeta {
                 position: start + m.position,
@@ -393,6 +386,19 @@ impl LogSegment {
                 .store(since + m.size, Ordering::Relaxed);
         }
         self.last_batch_base.store(m.base_offset, Ordering::Release);
+    }
+
+    /// Starts write-back of what was appended since the last call, once that is at least
+    /// `min_bytes` (see [`LogSegment::start_writeback`]). Called by the log's write-back
+    /// driver only, never on the append path: submitting pages can wait behind a device
+    /// flush.
+    pub(crate) fn write_back(&self, min_bytes: u64) {
+        let size = self.size();
+        let from = self.written_back.load(Ordering::Relaxed).min(size);
+        if size - from >= min_bytes {
+            self.start_writeback(from, size);
+            self.written_back.store(size, Ordering::Relaxed);
+        }
     }
 
     /// Hands the dirty pages of `[from, to)` to the disk without waiting for them
@@ -640,6 +646,7 @@ impl LogSegment {
             .set_len(cut)
             .map_err(LogError::io("truncate", &self.log_path))?;
         self.allocated.store(cut, Ordering::Relaxed);
+        self.written_back.fetch_min(cut, Ordering::Relaxed);
         self.index.truncate_while(|_| false)?;
         self.time_index.truncate_while(|_| false)?;
         for e in &r.offsets {
@@ -938,7 +945,7 @@ mod tests {
                 last_offset: h.last_offset(),
                 max_timestamp: h.max_timestamp(),
             };
-            seg.append(&b, &[meta], 256, 4096, 0).expect("append");
+            seg.append(&b, &[meta], 256, 4096).expect("append");
             next = h.last_offset() + 1;
             all.push(b);
         }
