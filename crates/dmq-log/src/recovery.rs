@@ -90,10 +90,12 @@ pub(crate) fn recover(dir: &Path, index_interval_bytes: u64) -> Result<Recovered
             LoadMode::Scan
         };
         let loaded = LogSegment::load(dir, base, next_base, mode, index_interval_bytes)?;
-        // Only the active segment (or one recovery just truncated) can hold data that never
-        // reached the disk: sealed segments were fsynced when they were rolled. Make it
-        // durable now, because the log reports everything it recovered as durable.
-        if is_last || loaded.truncated.is_some() {
+        // After a clean shutdown every sealed segment was fsynced. After a crash any segment
+        // may hold pages that never reached the disk: the active one, one recovery truncated,
+        // and a sealed one whose fsync (deferred after its roll, see `Log::sync_rolled`) had
+        // not run yet. Make them durable now, because the log reports everything it recovered
+        // as durable. (Segments with no dirty pages fsync at once.)
+        if !was_clean || is_last || loaded.truncated.is_some() {
             loaded.segment.sync_data()?;
         }
         let truncated = loaded.truncated;
