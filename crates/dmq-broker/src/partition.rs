@@ -224,7 +224,7 @@ impl Partition {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock_unpoisoned(&self.state)
     }
 
     fn write_lock(&self) -> MutexGuard<'_, ()> {

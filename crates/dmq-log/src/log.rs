@@ -1120,19 +1120,9 @@ impl Log {
     /// Called by the broker's housekeeping on a blocking thread; the writer lock is held only
     /// to move the durable offset, never across an fsync.
     pub fn sync_rolled(&self) -> Result<()> {
-        let rolled = std::mem::take(&mut *lock(&self.rolled_unsynced));
-        let Some(last) = rolled.last().cloned() else {
+        let Some(last) = self.sync_rolled_segments()? else {
             return Ok(());
         };
-        for (i, seg) in rolled.iter().enumerate() {
-            if let Err(e) = seg.sync_files() {
-                // Keep what is left for the next call, in order.
-                let mut pending = lock(&self.rolled_unsynced);
-                let later = std::mem::take(&mut *pending);
-                *pending = rolled[i..].iter().cloned().chain(later).collect();
-                return Err(e);
-            }
-        }
         checkpoint::sync_dir(&self.dir)?;
         let _w = lock(&self.writer);
         // A truncation or retention may have removed it meanwhile: then the durable offset
@@ -1144,11 +1134,24 @@ impl Log {
         Ok(())
     }
 
+    /// fsyncs the segments waiting since their roll, oldest first; returns the last one. On
+    /// an error the ones not synced stay waiting, in order.
+    fn sync_rolled_segments(&self) -> Result<Option<Arc<LogSegment>>> {
+        let rolled = std::mem::take(&mut *lock(&self.rolled_unsynced));
+        for (i, seg) in rolled.iter().enumerate() {
+            if let Err(e) = seg.sync_files() {
+                let mut pending = lock(&self.rolled_unsynced);
+                let later = std::mem::take(&mut *pending);
+                *pending = rolled[i..].iter().cloned().chain(later).collect();
+                return Err(e);
+            }
+        }
+        Ok(rolled.last().cloned())
+    }
+
     fn flush_locked(&self, w: &mut WriterState, now_ms: Option<i64>) -> Result<i64> {
         let end = self.log_end_offset();
-        for seg in std::mem::take(&mut *lock(&self.rolled_unsynced)) {
-            seg.sync_files()?;
-        }
+        self.sync_rolled_segments()?;
         if let Some(active) = self.snapshot().last() {
             active.flush_indexes()?;
             active.sync_data()?;
@@ -1166,9 +1169,7 @@ impl Log {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        for seg in std::mem::take(&mut *lock(&self.rolled_unsynced)) {
-            seg.sync_files()?;
-        }
+        self.sync_rolled_segments()?;
         for seg in self.snapshot().iter() {
             seg.flush_indexes()?;
             txn_index::sync(&txn_index::path(&self.dir, seg.base_offset))?;
